@@ -1,0 +1,59 @@
+"""Helpers shared by the measures: which tensors are "weights", seeded generators, losses.
+
+Conventions every measure follows (see the measures issue):
+
+- "Weights" are the ``weight`` tensors of ``nn.Conv2d`` and ``nn.Linear`` layers: no biases,
+  no BatchNorm parameters.
+- "Train loss" is the mean cross-entropy over the given examples, no augmentation, the model
+  in eval mode (BatchNorm uses the running statistics it was trained with).
+- Inputs ``x`` are float tensors already normalized the way the model was trained, ``y`` are
+  int64 labels, both on the model's device.
+- Every random draw comes from a ``torch.Generator`` seeded from the trial id and the
+  measure's name, so a measure is reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EVAL_BATCH_SIZE = 1024
+
+
+def weight_parameters(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
+    """The (name, parameter) pairs of the weight tensors of every conv and linear layer."""
+    return [
+        (f"{module_name}.weight" if module_name else "weight", module.weight)
+        for module_name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]
+
+
+def seed_for(trial_id: str, purpose: str) -> int:
+    """A 63-bit seed derived from the trial id and what the randomness is for."""
+    digest = hashlib.sha256(f"{trial_id}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def generator_for(trial_id: str, purpose: str, device: torch.device | str = "cpu") -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed_for(trial_id, purpose))
+    return generator
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> Tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (put in eval mode) on ``(x, y)``."""
+    model.eval()
+    total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start:start + batch_size]).float()
+        target = y[start:start + batch_size]
+        total_loss += F.cross_entropy(logits, target, reduction="sum").double()
+        correct += (logits.argmax(dim=1) == target).sum()
+    return float(total_loss) / len(x), float(correct) / len(x)

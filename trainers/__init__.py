@@ -1,0 +1,1 @@
+"""Pure-PyTorch datasets, models and the training loop. Never imports Ray."""

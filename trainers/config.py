@@ -1,0 +1,170 @@
+"""One trial's hyperparameters as a frozen dataclass, and the trial id derived from them.
+
+The trial id is a hash of every field, so two configs that train the same model get the
+same id and a re-run of a sweep finds the trials it already finished. A test pins the hash of
+one config: changing a field's name, type or default changes every id in every store, so such
+a change must be deliberate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Optional, Tuple
+
+OPTIMIZERS = ("sgd", "adam")
+_FLOAT_FIELDS = ("label_noise", "dropout", "lr", "momentum", "weight_decay", "lr_decay_factor", "lr_final")
+LR_SCHEDULES = ("constant", "step", "piecewise")
+
+
+class ConfigError(ValueError):
+    """A bad hyperparameter: the message is one line naming the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines one trained model.
+
+    Model hyperparameters (``width``, ``depth``, ``dropout``) are passed to
+    ``trainers.models.build``; ``None`` means the model's own default. ``checkpoint_epochs``
+    are the early epochs whose weights are kept besides the initial and the final ones (EL2N
+    needs an early checkpoint).
+
+    Learning-rate schedules, with ``lr`` the base rate and epochs counted from 0:
+
+    - ``constant``: ``lr`` throughout.
+    - ``step``: ``lr * lr_decay_factor ** (number of milestones <= epoch)`` with
+      ``lr_milestones`` the epochs at which the rate is multiplied by ``lr_decay_factor``.
+    - ``piecewise``: ``lr`` until ``lr_decay_start``, then a geometric decay, constant within
+      each epoch, that reaches ``lr_final`` in the last epoch (the "piecewise-constant decay"
+      of the double-descent presets).
+    """
+
+    dataset: str = "digits"
+    train_size: Optional[int] = None
+    label_noise: float = 0.0
+    augment: bool = True
+
+    model: str = "nin"
+    width: Optional[int] = None
+    depth: Optional[int] = None
+    dropout: float = 0.0
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 10
+    lr_schedule: str = "constant"
+    lr_decay_factor: float = 0.1
+    lr_milestones: Tuple[int, ...] = ()
+    lr_decay_start: int = 0
+    lr_final: float = 1e-4
+
+    seed: int = 0
+    checkpoint_epochs: Tuple[int, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # Lists from YAML become tuples so that the dataclass stays hashable and its hash
+        # does not depend on the container type.
+        for name in ("lr_milestones", "checkpoint_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        # YAML reads "lr: 1" as an int; the id must not depend on how a number was spelled.
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if _is_int(value):
+                object.__setattr__(self, name, float(value))
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name: str, allowed: str) -> ConfigError:
+            return ConfigError(f"{name}: got {getattr(self, name)!r}, allowed: {allowed}")
+
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise bad("dataset", "a dataset name")
+        if self.train_size is not None and (not _is_int(self.train_size) or self.train_size < 1):
+            raise bad("train_size", "a positive integer or null")
+        if not _is_number(self.label_noise) or not 0.0 <= self.label_noise < 1.0:
+            raise bad("label_noise", "a fraction in [0, 1)")
+        if not isinstance(self.augment, bool):
+            raise bad("augment", "true or false")
+        if not isinstance(self.model, str) or not self.model:
+            raise bad("model", "a model name")
+        for name in ("width", "depth"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise bad(name, "a positive integer or null")
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout", "a rate in [0, 1)")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", " or ".join(OPTIMIZERS))
+        if not _is_number(self.lr) or self.lr <= 0:
+            raise bad("lr", "a positive number")
+        if not _is_number(self.momentum) or not 0.0 <= self.momentum < 1.0:
+            raise bad("momentum", "a number in [0, 1)")
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise bad("weight_decay", "a number >= 0")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise bad("batch_size", "a positive integer")
+        if not _is_int(self.epochs) or self.epochs < 1:
+            raise bad("epochs", "a positive integer")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", ", ".join(LR_SCHEDULES))
+        if not _is_number(self.lr_decay_factor) or self.lr_decay_factor <= 0:
+            raise bad("lr_decay_factor", "a positive number")
+        if not all(_is_int(m) and m >= 0 for m in self.lr_milestones):
+            raise bad("lr_milestones", "a list of epochs >= 0")
+        if not _is_int(self.lr_decay_start) or not 0 <= self.lr_decay_start < self.epochs:
+            raise bad("lr_decay_start", f"an epoch in [0, {self.epochs})")
+        if not _is_number(self.lr_final) or self.lr_final <= 0:
+            raise bad("lr_final", "a positive number")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise bad("seed", "an integer >= 0")
+        if not all(_is_int(e) and 1 <= e <= self.epochs for e in self.checkpoint_epochs):
+            raise bad("checkpoint_epochs", f"a list of epochs in [1, {self.epochs}]")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, where: str = "") -> "TrainConfig":
+        """Build from a mapping (a YAML document), rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                prefix = f"{where}." if where else ""
+                raise ConfigError(
+                    f"{prefix}{key}: unknown hyperparameter, allowed: {', '.join(sorted(known))}"
+                )
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate used throughout epoch ``epoch`` (0-based); see the class docstring."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        if self.lr_schedule == "step":
+            return self.lr * self.lr_decay_factor ** sum(1 for m in self.lr_milestones if m <= epoch)
+        if epoch < self.lr_decay_start:
+            return self.lr
+        decay_epochs = self.epochs - self.lr_decay_start
+        progress = (epoch - self.lr_decay_start + 1) / decay_epochs
+        return self.lr * (self.lr_final / self.lr) ** progress
+
+    @property
+    def trial_id(self) -> str:
+        """``<model>-<16 hex digits>``: sha256 of the canonical JSON of every field."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return f"{self.model}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
