@@ -1,0 +1,82 @@
+"""What a measure family receives for one trained model, and what it returns.
+
+A *family* is a function ``fn(ctx: TrialContext, **settings) -> MeasureOutput`` that computes
+one or more related measures (``prunability`` also yields ``pruned_parameter_count`` and
+``sum_two_norms_pruned``). The job builds the context from the results store; tests build it
+directly from tensors. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TrialContext:
+    """One trained model and its data, everything on ``device``.
+
+    ``train_x``/``test_x`` are float images normalized as in training; ``train_y`` are the
+    (possibly noisy) training labels the model was trained on; ``noisy`` marks the corrupted
+    ones. ``epochs`` are the per-epoch records of the training run (dicts with ``epoch``,
+    ``minibatch_loss``, ``train_loss``, ...). ``init_state`` and ``early_state`` are state
+    dicts of the initial weights and of the earliest saved early epoch (``None`` if none was
+    saved). ``build_model()`` returns a fresh, untrained model of the same architecture on
+    ``device``, for measures that need a second copy.
+    """
+
+    trial_id: str
+    model: nn.Module
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    build_model: Callable[[], nn.Module]
+    init_state: Optional[Mapping[str, torch.Tensor]] = None
+    early_state: Optional[Mapping[str, torch.Tensor]] = None
+    early_epoch: Optional[int] = None
+    noisy: Optional[torch.Tensor] = None
+    epochs: List[Dict[str, Any]] = field(default_factory=list)
+    hparams: Dict[str, Any] = field(default_factory=dict)
+    device: torch.device = torch.device("cpu")
+
+    def model_with(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        """A fresh copy of the architecture loaded with ``state``, in eval mode."""
+        model = self.build_model()
+        model.load_state_dict(state)
+        return model.eval()
+
+
+@dataclass
+class MeasureOutput:
+    """Scalar measures by name, plus optional long tables (column name -> list of values).
+
+    ``tables`` holds per-example or per-fraction results, e.g. ``{"el2n": {"index": [...],
+    "score": [...], "noisy": [...]}}``; the job adds ``trial_id`` and writes each table to
+    ``<experiment>/<table name>/<trial_id>.parquet``. ``info`` holds per-measure details
+    worth keeping (number of loss evaluations, the σ found, ...); they are stored with the
+    row as JSON.
+    """
+
+    values: Dict[str, float]
+    tables: Dict[str, Dict[str, list]] = field(default_factory=dict)
+    info: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A registered measure family.
+
+    ``measures`` names the scalar measures the family yields (a trailing ``/*`` stands for a
+    group of features such as ``margin/*``); ``defaults`` are its settings, every one of which
+    can be overridden per run and is stored with each result row.
+    """
+
+    name: str
+    fn: Callable[..., MeasureOutput]
+    measures: tuple
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    needs: tuple = ()  # what the context must hold besides the final model: "init", "early", "epochs"

@@ -1,0 +1,216 @@
+"""Norm- and size-based complexity measures (Jiang et al. 2020, "Fantastic generalization
+measures and where to find them", Appendix C).
+
+"Weights" are ``measures.common.weight_parameters``: the weight tensors of every conv and
+linear layer (no biases, no BatchNorm); ``W_i`` is the i-th of them and ``d`` their number
+(the paper's "number of layers"). Every norm is computed in float64 on the weights' device.
+
+Measures of the ``norms`` family:
+
+- ``parameter_count`` (Appendix C, "params"): ω, the number of parameters of the model. Jiang et al.
+  count every parameter of the network, so the default is all parameters (weights, biases,
+  BatchNorm scales and shifts); ``parameter_count_of="weights"`` counts only the weight
+  tensors (the convention of the Dziugaite et al. 2020 robust-measures code).
+- ``sum_of_fro`` (Appendix C, "sum-of-fro"; the prunability paper's baseline):
+  d·(Π_i ||W_i||_F²)^(1/d), computed as d·exp(mean_i log ||W_i||_F²) so the product cannot
+  overflow.
+- ``sum_two_norms`` (the prunability paper, A.2; Jiang's "param-norm"): Σ_i ||W_i||_F².
+- ``log_prod_of_spec`` (Appendix C, "log-prod-of-spec"): log Π_i ||W_i||_2² = Σ_i 2·log σ_max(W_i),
+  squared spectral norms as in Jiang et al. A conv kernel of shape (out, in, kh, kw) is
+  reshaped to the (out, in·kh·kw) matrix that multiplies each im2col patch (as the
+  robust-measures code does); this is not the operator norm of the convolution itself.
+- ``distance_from_init`` (Appendix C, "frob-distance"): Σ_i ||W_i − W_i⁰||_F², W⁰ the initial
+  weights (``ctx.init_state``).
+- ``path_norm`` (Appendix C, "path-norm"): Σ_i f_{w²}(1)[i], the outputs of the network whose
+  parameters are all squared, fed one all-ones input, summed. See ``path_norm`` for how
+  BatchNorm enters.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from measures.common import weight_parameters
+from measures.context import Family, MeasureOutput, TrialContext
+
+PARAMETER_COUNT_OF = ("all", "weights")
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# Normalizations whose eval-mode output is not a fixed per-channel affine map of the input,
+# so "square every parameter" does not define a path norm for them.
+_UNSUPPORTED_NORMS = (nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+
+
+class NormsError(ValueError):
+    """A model or setting the norm measures cannot handle."""
+
+
+def _weights(model: nn.Module) -> List[torch.Tensor]:
+    weights = [w.detach() for _, w in weight_parameters(model)]
+    if not weights:
+        raise NormsError("model: has no conv or linear weight tensors; norm measures need at least one")
+    return weights
+
+
+def parameter_count(model: nn.Module, of: str = "all") -> int:
+    """ω, the number of parameters (Jiang et al. 2020, Appendix C): every parameter of ``model`` for
+    ``of="all"`` (default), or only the conv/linear weight tensors for ``of="weights"``."""
+    if of == "all":
+        return sum(p.numel() for p in model.parameters())
+    if of == "weights":
+        return sum(w.numel() for _, w in weight_parameters(model))
+    raise NormsError(f"parameter_count_of: got {of!r}, allowed: {', '.join(PARAMETER_COUNT_OF)}")
+
+
+def squared_frobenius_norms(weights: Sequence[torch.Tensor]) -> List[float]:
+    """||W_i||_F² of every tensor, in float64."""
+    return [float(w.detach().double().pow(2).sum()) for w in weights]
+
+
+def sum_of_fro(weights: Sequence[torch.Tensor]) -> float:
+    """d·(Π_i ||W_i||_F²)^(1/d) (Jiang et al. 2020, Appendix C), d = len(weights), computed in
+    log space. A zero tensor makes it 0."""
+    squares = squared_frobenius_norms(weights)
+    if not squares:
+        raise NormsError("weights: empty; sum_of_fro needs at least one weight tensor")
+    if min(squares) == 0.0:
+        return 0.0
+    d = len(squares)
+    return d * math.exp(sum(math.log(s) for s in squares) / d)
+
+
+def sum_two_norms(weights: Sequence[torch.Tensor]) -> float:
+    """Σ_i ||W_i||_F² (prunability paper, A.2; Jiang et al. 2020's param-norm)."""
+    return math.fsum(squared_frobenius_norms(weights))
+
+
+def as_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """A weight as a matrix: (out, in) stays, a conv kernel (out, in, *kernel) becomes
+    (out, in·prod(kernel)), the matrix applied to each im2col patch."""
+    return weight.detach().reshape(weight.shape[0], -1)
+
+
+def spectral_norm(weight: torch.Tensor) -> float:
+    """σ_max of ``as_matrix(weight)`` (largest singular value), in float64."""
+    return float(torch.linalg.matrix_norm(as_matrix(weight).double(), ord=2))
+
+
+def log_prod_of_spec(weights: Sequence[torch.Tensor]) -> float:
+    """log Π_i ||W_i||_2² = Σ_i 2·log σ_max(W_i) (Jiang et al. 2020, Appendix C), kernels reshaped by
+    ``as_matrix``. −inf if some tensor is zero."""
+    norms = [spectral_norm(w) for w in weights]
+    if min(norms) == 0.0:
+        return -math.inf
+    return math.fsum(2.0 * math.log(s) for s in norms)
+
+
+def distance_from_init(model: nn.Module, init_state: Mapping[str, torch.Tensor]) -> float:
+    """Σ_i ||W_i − W_i⁰||_F² over the weight tensors (Jiang et al. 2020, Appendix C, frob-distance),
+    W⁰ read from ``init_state`` under the same state-dict names."""
+    total = []
+    for name, weight in weight_parameters(model):
+        if name not in init_state:
+            raise NormsError(f"init_state: has no tensor {name!r}; it must be a state dict of the same architecture")
+        initial = init_state[name]
+        if tuple(initial.shape) != tuple(weight.shape):
+            raise NormsError(f"init_state: {name!r} has shape {tuple(initial.shape)}, the model's is {tuple(weight.shape)}")
+        difference = weight.detach().double() - initial.detach().to(device=weight.device, dtype=torch.float64)
+        total.append(float(difference.pow(2).sum()))
+    return math.fsum(total)
+
+
+class _ChannelAffine(nn.Module):
+    """x ↦ scale·x + shift per channel (dim 1): an eval-mode BatchNorm as an explicit layer."""
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(scale)
+        self.shift = nn.Parameter(shift)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.scale.view(shape) + self.shift.view(shape)
+
+
+def batchnorm_as_affine(bn: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(s, c) with eval-mode ``bn(x) = s·x + c`` per channel: s = γ/sqrt(running_var + eps),
+    c = β − running_mean·s (γ = 1, β = 0 without affine parameters)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise NormsError("model: a BatchNorm without running statistics has no fixed eval-mode map; path_norm needs track_running_stats=True")
+    inv_std = (bn.running_var.double() + bn.eps).rsqrt()
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(inv_std)
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(inv_std)
+    scale = gamma * inv_std
+    return scale, beta - bn.running_mean.double() * scale
+
+
+def _replace_batchnorms(model: nn.Module) -> None:
+    for name, module in list(model.named_modules()):
+        if isinstance(module, _UNSUPPORTED_NORMS):
+            raise NormsError(f"model: {name} is a {type(module).__name__}; path_norm supports only BatchNorm")
+        if isinstance(module, _BATCHNORMS):
+            parent_name, _, child_name = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child_name, _ChannelAffine(*batchnorm_as_affine(module)))
+
+
+@torch.no_grad()
+def path_norm(model: nn.Module, input_shape: Sequence[int]) -> float:
+    """Σ_i f_{w²}(1)[i] (Jiang et al. 2020, Appendix C, path-norm): square every parameter, feed one
+    all-ones input of shape ``input_shape`` (without the batch dimension), sum the outputs.
+
+    Works on a float64 copy in eval mode (dropout off). BatchNorm: in eval mode a BatchNorm
+    is the per-channel affine map x ↦ s·x + c (``batchnorm_as_affine``); it is written as that
+    explicit layer and its two parameters are squared like any other, giving s²·x + c². For
+    a convolution without bias followed by BatchNorm this equals folding the BatchNorm into
+    the convolution first (the reparametrization of the robust-measures code); with a conv
+    bias b the folded network would square s·b + c where this squares s·b and c separately.
+    Unlike folding, it needs no guess of which convolution feeds which BatchNorm and handles
+    pre-activation blocks. Squaring γ and β while keeping the running statistics would not
+    give a sum over paths (the mean subtraction can be negative), so that is not done.
+    ReLU, pooling and residual sums are applied as they are, as the definition says; with
+    non-negative weights and inputs every ReLU passes its input.
+    """
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in input_shape):
+        raise NormsError(f"input_shape: got {tuple(input_shape)}, allowed: positive ints (one example, no batch dimension)")
+    squared = copy.deepcopy(model).double().eval()
+    _replace_batchnorms(squared)
+    device = next(iter(squared.parameters())).device
+    for parameter in squared.parameters():
+        parameter.pow_(2)
+    outputs = squared(torch.ones((1, *input_shape), dtype=torch.float64, device=device))
+    return float(outputs.sum())
+
+
+def norms(ctx: TrialContext, *, parameter_count_of: str = "all") -> MeasureOutput:
+    """The norm family: ``parameter_count``, ``sum_of_fro``, ``sum_two_norms``,
+    ``log_prod_of_spec``, ``distance_from_init``, ``path_norm`` of ``ctx.model`` (definitions
+    in the module docstring; ``distance_from_init`` needs ``ctx.init_state``)."""
+    if ctx.init_state is None:
+        raise NormsError("init_state: is None; distance_from_init needs the initial weights (checkpoint 'init')")
+    weights = _weights(ctx.model)
+    values = {
+        "parameter_count": float(parameter_count(ctx.model, parameter_count_of)),
+        "sum_of_fro": sum_of_fro(weights),
+        "sum_two_norms": sum_two_norms(weights),
+        "log_prod_of_spec": log_prod_of_spec(weights),
+        "distance_from_init": distance_from_init(ctx.model, ctx.init_state),
+        "path_norm": path_norm(ctx.model, tuple(ctx.train_x.shape[1:])),
+    }
+    info: Dict[str, Any] = {"num_weight_tensors": len(weights)}
+    return MeasureOutput(values=values, info=info)
+
+
+FAMILIES = {
+    "norms": Family(
+        name="norms",
+        fn=norms,
+        measures=("parameter_count", "sum_of_fro", "sum_two_norms", "log_prod_of_spec", "distance_from_init", "path_norm"),
+        defaults={"parameter_count_of": "all"},
+        needs=("init",),
+    ),
+}
