@@ -1,0 +1,57 @@
+"""Checkpoint files: tensors and plain containers only, written atomically, read with
+``weights_only=True``.
+
+A run directory holds ``init.pt`` (weights before the first step), ``epoch_<k>.pt`` for the
+requested early epochs, ``final.pt`` (weights after the last epoch) and ``state.pt`` (everything
+needed to resume: model, optimizer, masks, RNG states, epoch, the records so far).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+INIT = "init.pt"
+FINAL = "final.pt"
+STATE = "state.pt"
+
+
+def early_name(epoch: int) -> str:
+    return f"epoch_{epoch}.pt"
+
+
+def save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """Load a checkpoint written by :func:`save`; a missing or corrupt file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
+
+
+def cpu_state_dict(state: Mapping[str, torch.Tensor]) -> dict:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read; the message names the file."""

@@ -1,0 +1,292 @@
+"""The training loop: one :class:`~trainers.config.TrainConfig` in, one trained model out.
+
+Pure PyTorch (no Ray). The dataset lives on the training device as uint8 and is augmented
+there per batch (:class:`trainers.data.DeviceLoader`); the step loop never synchronizes with
+the host (no ``.item()``): the epoch's losses are summed on the device and read once.
+
+Reproducibility: the initial weights come from ``torch.manual_seed(config.seed)``; each epoch's
+data order and augmentation are a function of ``(seed, epoch)``; dropout draws from the global
+torch RNG, whose state is saved with every resumable checkpoint. The learning rate is a pure
+function of the epoch (``TrainConfig.lr_at``). Stopping after any epoch and resuming from
+``state.pt`` therefore gives bit-for-bit the same weights on CPU as never stopping.
+
+Extension points for pruning during training and iterative magnitude pruning: ``masks``
+(parameter name -> bool tensor, applied after every optimizer step and saved with the state)
+and ``hooks`` (objects with ``on_step_end(state)`` and/or ``on_epoch_end(state, record)``;
+they may replace ``state.masks``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainers import checkpoint, data, models
+from trainers.config import TrainConfig
+
+COMPLETED = "completed"
+DIVERGED = "diverged"
+
+
+
+@dataclass
+class TrainState:
+    """What hooks see: the live model and optimizer, the epoch being trained (0-based) and the
+    number of optimizer steps taken so far."""
+
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    epoch: int = 0
+    step: int = 0
+    masks: Dict[str, torch.Tensor] = field(default_factory=dict)
+    records: List[Dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    trial_id: str
+    status: str
+    records: List[Dict[str, Any]]
+    model: nn.Module
+    run_dir: Optional[Path] = None
+
+    @property
+    def final(self) -> Dict[str, Any]:
+        return self.records[-1] if self.records else {}
+
+
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    return models.build(
+        config.model, num_classes, width=config.width, depth=config.depth, dropout=config.dropout
+    )
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train(
+    config: TrainConfig,
+    *,
+    run_dir: Optional[str | Path] = None,
+    device: Optional[str | torch.device] = None,
+    dataset: Optional[data.Dataset] = None,
+    data_root: Optional[str | Path] = None,
+    hooks: Sequence[Any] = (),
+    masks: Optional[Dict[str, torch.Tensor]] = None,
+    resume: bool = True,
+    on_epoch: Optional[Callable[[Dict[str, Any], TrainState], None]] = None,
+    log: Optional[Callable[[str], None]] = None,
+    channels_last: Optional[bool] = None,
+    bf16: Optional[bool] = None,
+) -> TrainResult:
+    """Train ``config`` and return its per-epoch records and the trained model.
+
+    With ``run_dir``, checkpoints are written there (see :mod:`trainers.checkpoint`) and, when
+    ``resume`` is true and ``state.pt`` exists, training continues from it. ``on_epoch(record,
+    state)`` is called after each epoch's checkpoint is on disk (the sweep reports to Ray Tune
+    from there); an exception it raises stops training with everything up to that epoch saved.
+    ``channels_last`` and ``bf16`` autocast default to on for CUDA and off elsewhere.
+
+    A non-finite minibatch loss ends training with status ``diverged``; the epoch in which it
+    happened is recorded and returned, nothing is raised.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    on_cuda = device.type == "cuda"
+    channels_last = on_cuda if channels_last is None else channels_last
+    bf16 = on_cuda if bf16 is None else bf16
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if dataset is None:
+        dataset = data.load(
+            config.dataset, data_root, train_size=config.train_size,
+            label_noise=config.label_noise, seed=config.seed,
+        )
+
+    torch.manual_seed(config.seed)
+    model = build_model(config, dataset.num_classes).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(config, model)
+    state = TrainState(config=config, model=model, optimizer=optimizer, device=device,
+                       masks=dict(masks or {}))
+    records = state.records
+
+    state_path = run_dir / checkpoint.STATE if run_dir is not None else None
+    if resume and state_path is not None and state_path.exists():
+        saved = checkpoint.load(state_path, map_location=device)
+        _restore(saved, state, config)
+        records.extend(saved["records"])
+        if log:
+            log(f"{config.trial_id}: resuming after epoch {state.epoch}")
+    elif run_dir is not None:
+        _apply_masks(model, state.masks)
+        checkpoint.save(checkpoint.cpu_state_dict(model.state_dict()), run_dir / checkpoint.INIT)
+
+    if records and records[-1].get("status") == DIVERGED:
+        return TrainResult(config.trial_id, DIVERGED, records, model, run_dir)
+
+    loader = data.DeviceLoader(
+        dataset.train_images, dataset.train_labels, batch_size=config.batch_size,
+        mean=dataset.mean, std=dataset.std, augment=config.augment, shuffle=True,
+        seed=config.seed, device=device,
+    )
+    test_images = dataset.test_images.to(device)
+    test_labels = dataset.test_labels.to(device)
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+
+    status = COMPLETED
+    while state.epoch < config.epochs:
+        epoch = state.epoch
+        lr = config.lr_at(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        started = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        seen = 0
+        for x, y in loader.batches(epoch):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            _apply_masks(model, state.masks)
+            loss_sum += loss.detach().float() * len(y)
+            seen += len(y)
+            state.step += 1
+            for hook in hooks:
+                if hasattr(hook, "on_step_end"):
+                    hook.on_step_end(state)
+        if on_cuda:
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - started
+        minibatch_loss = float(loss_sum) / max(seen, 1)
+        diverged = not math.isfinite(minibatch_loss)
+
+        train_loss, train_acc = data.evaluate(
+            model, loader.images, loader.labels, mean=dataset.mean, std=dataset.std, device=device,
+        )
+        test_loss, test_acc = data.evaluate(
+            model, test_images, test_labels, mean=dataset.mean, std=dataset.std, device=device,
+        )
+        record = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "minibatch_loss": minibatch_loss,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "seconds": time.perf_counter() - started,
+            "images_per_second": seen / train_seconds if train_seconds > 0 else float("nan"),
+            "status": DIVERGED if diverged else COMPLETED,
+        }
+        records.append(record)
+        state.epoch = epoch + 1
+        for hook in hooks:
+            if hasattr(hook, "on_epoch_end"):
+                hook.on_epoch_end(state, record)
+        if run_dir is not None:
+            weights = checkpoint.cpu_state_dict(model.state_dict())
+            if state.epoch in config.checkpoint_epochs:
+                checkpoint.save(weights, run_dir / checkpoint.early_name(state.epoch))
+            if state.epoch == config.epochs and not diverged:
+                checkpoint.save(weights, run_dir / checkpoint.FINAL)
+            checkpoint.save(_snapshot(state, records, weights), state_path)
+        if log:
+            log(format_record(record))
+        if on_epoch is not None:
+            on_epoch(record, state)
+        if diverged:
+            status = DIVERGED
+            break
+    return TrainResult(config.trial_id, status, records, model, run_dir)
+
+
+def _apply_masks(model: nn.Module, masks: Dict[str, torch.Tensor]) -> None:
+    if not masks:
+        return
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask.to(params[name].device))
+
+
+def _rng_states(device: torch.device) -> Dict[str, Any]:
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _snapshot(state: TrainState, records: List[Dict[str, Any]], weights: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+    return {
+        "trial_id": state.config.trial_id,
+        "epoch": state.epoch,
+        "step": state.step,
+        "model": weights,
+        "optimizer": state.optimizer.state_dict(),
+        "masks": {name: mask.detach().cpu() for name, mask in state.masks.items()},
+        "rng": _rng_states(state.device),
+        "records": [dict(r) for r in records],
+    }
+
+
+def _restore(saved: Dict[str, Any], state: TrainState, config: TrainConfig) -> None:
+    if saved.get("trial_id") != config.trial_id:
+        raise checkpoint.CheckpointError(
+            f"state.pt: belongs to trial {saved.get('trial_id')!r}, not {config.trial_id!r}"
+        )
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.masks = {name: mask.to(state.device) for name, mask in saved["masks"].items()}
+    state.epoch = int(saved["epoch"])
+    state.step = int(saved["step"])
+    torch.set_rng_state(saved["rng"]["cpu"])
+    if "cuda" in saved["rng"] and state.device.type == "cuda":
+        torch.cuda.set_rng_state(saved["rng"]["cuda"], state.device)
+
+
+def format_record(record: Dict[str, Any]) -> str:
+    return (
+        f"epoch {record['epoch']:>3}  lr {record['lr']:.2e}  loss {record['minibatch_loss']:.4f}  "
+        f"train {record['train_loss']:.4f}/{record['train_acc']:.3f}  "
+        f"test {record['test_loss']:.4f}/{record['test_acc']:.3f}  "
+        f"{record['seconds']:.1f}s  {record['images_per_second']:.0f} img/s"
+    )
+
+
+def format_table(records: Sequence[Dict[str, Any]]) -> str:
+    """The per-epoch records as a fixed-width table for the terminal."""
+    header = f"{'epoch':>5} {'lr':>9} {'mb_loss':>8} {'train_loss':>10} {'train_acc':>9} " \
+             f"{'test_loss':>9} {'test_acc':>8} {'seconds':>7} {'img/s':>8}"
+    lines = [header, "-" * len(header)]
+    for r in records:
+        lines.append(
+            f"{r['epoch']:>5} {r['lr']:>9.2e} {r['minibatch_loss']:>8.4f} {r['train_loss']:>10.4f} "
+            f"{r['train_acc']:>9.4f} {r['test_loss']:>9.4f} {r['test_acc']:>8.4f} "
+            f"{r['seconds']:>7.2f} {r['images_per_second']:>8.0f}"
+        )
+    return "\n".join(lines)
