@@ -1,0 +1,390 @@
+"""Flatness measures: Hessian spectrum and trace, effective dimensionality, gradient covariance,
+a TIC proxy and the perturbation distance along Hessian eigenvectors.
+
+Sources: *The generalization-stability tradeoff in neural network pruning* (Bartoldson et al.
+2020), Section 2 "Computing flatness" and Appendix E; Maddox, Benton & Wilson 2020 for the
+effective dimensionality, normalized by the parameter count as in *Robustness to pruning
+predicts generalization* (Section 5.4.2).
+
+Every quantity is computed on one fixed subset of the training set (default 5,000 examples,
+drawn without replacement with the generator ``generator_for(trial_id, "flatness")``), with
+the labels the model was trained on, the model in eval mode (BatchNorm running statistics;
+see ``measures.hessian``), over the parameters chosen by ``params`` (default all, as
+PyHessian). The second paper used 512 *test* examples instead; ``split="test"`` and
+``subset=512`` reproduce that. The family leaves ``ctx.model`` in eval mode and never changes
+its parameters; it offers no BatchNorm recalibration (the running statistics are used as
+trained).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from measures.common import generator_for
+from measures.context import Family, MeasureOutput, TrialContext
+from measures.hessian import (
+    HVP_MODES,
+    PARAMS_CHOICES,
+    HessianError,
+    Matvec,
+    ParamsChoice,
+    hutchinson_trace,
+    hvp_operator,
+    lanczos_top_eigenvalues,
+    mean_loss_function,
+    parameter_space,
+    power_iteration_top_eigenvalues,
+)
+
+METHODS = ("lanczos", "power")
+EPS_SEARCHES = ("bisect", "scan")
+TIC_TRACES = ("hutchinson", "top_k")
+SPLITS = ("train", "test")
+
+
+class FlatnessError(ValueError):
+    """A bad flatness setting; the message is one line naming the setting."""
+
+
+def subset_indices(count: int, subset: Optional[int], generator: torch.Generator) -> torch.Tensor:
+    """Sorted indices of ``subset`` examples out of ``count``, drawn without replacement
+    (one ``randperm`` of ``count``); all of them when ``subset`` is None or ≥ ``count``."""
+    if subset is not None and (not isinstance(subset, int) or subset < 1):
+        raise FlatnessError(f"subset: must be a positive integer or None, got {subset!r}")
+    if subset is None or subset >= count:
+        return torch.arange(count)
+    return torch.randperm(count, generator=generator, device=generator.device)[:subset].cpu().sort().values
+
+
+def effective_dimensionality(eigenvalues: torch.Tensor, num_parameters: int, *, z: float = 1.0) -> float:
+    """``N_eff(H, z) / k = Σ_i λ_i / (λ_i + z) / k`` (Maddox et al. 2020, definition of N_eff; normalized by
+    the number of parameters ``k``, the Hessian's dimension, as in the first paper, Sec. 5.4.2).
+
+    The sum runs over the given (top) eigenvalues; ``z = 1`` by default (Maddox et al.).
+    Negative eigenvalues, which the definition (for a positive semi-definite Hessian) does not
+    cover, are clamped to 0 and so contribute nothing.
+    """
+    if not z > 0:
+        raise FlatnessError(f"z: must be positive, got {z!r}")
+    if not isinstance(num_parameters, int) or num_parameters < 1:
+        raise FlatnessError(f"num_parameters: must be a positive integer, got {num_parameters!r}")
+    lam = eigenvalues.double().clamp(min=0.0)
+    return float((lam / (lam + z)).sum()) / num_parameters
+
+
+def gradient_covariance_trace(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    params: ParamsChoice = "all",
+) -> float:
+    """Trace of the uncentered gradient covariance ``C = (1/n) Σ_i g_i g_iᵀ``, i.e. the mean
+    over examples of ``||g_i||²``, ``g_i`` the gradient of example i's cross-entropy with
+    respect to the selected parameters (second paper, Appendix E.1, after Thomas et al. 2019).
+
+    Per-example gradients come from ``torch.func.vmap(grad)`` over chunks of ``batch_size``
+    examples (memory: ``batch_size ×`` the number of parameters); model in eval mode, so each
+    example's gradient does not depend on the others.
+    """
+    if len(x) == 0 or len(x) != len(y):
+        raise FlatnessError(f"x, y: need the same, nonzero number of examples, got {len(x)} and {len(y)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise FlatnessError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    model.eval()
+    space = parameter_space(model, params)
+
+    def example_loss(p: Dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(model, {**space.fixed, **p}, (xi[None],))
+        return F.cross_entropy(logits, yi[None])
+
+    per_example_grad = vmap(grad(example_loss), in_dims=(None, 0, 0))
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for start in range(0, len(x), batch_size):
+        grads = per_example_grad(dict(space.base), x[start:start + batch_size], y[start:start + batch_size])
+        total += sum(g.double().pow(2).flatten(1).sum(1) for g in grads.values()).sum()
+    return float(total) / len(x)
+
+
+def _check_eps_settings(step: float, loss_increase: float, eps_max: float, search: str) -> None:
+    if search not in EPS_SEARCHES:
+        raise FlatnessError(f"eps_search: got {search!r}, allowed: {', '.join(EPS_SEARCHES)}")
+    if not step > 0:
+        raise FlatnessError(f"eps_step: must be positive, got {step!r}")
+    if not eps_max >= step:
+        raise FlatnessError(f"eps_max: must be >= eps_step={step}, got {eps_max!r}")
+    if not loss_increase > 0:
+        raise FlatnessError(f"eps_loss_increase: must be positive, got {loss_increase!r}")
+
+
+def eps_flatness(
+    loss_at: Callable[[torch.Tensor], float],
+    directions: torch.Tensor,
+    *,
+    step: float = 0.01,
+    loss_increase: float = 0.1,
+    eps_max: float = 10.0,
+    search: str = "bisect",
+) -> Tuple[float, int, bool]:
+    """The perturbation distance ε along Hessian eigenvectors (second paper, Appendix E.3):
+    the largest ε on the grid ``step, 2·step, …`` (default 0.01, at most ``eps_max``, default
+    10) such that moving the parameters by ``±ε·v_i`` (``v_i`` the unit columns of
+    ``directions``, both signs) raises the loss by at most ``loss_increase`` (default 0.1,
+    an absolute increase over ``loss_at(0)``), for every ``v_i`` and every grid ε' ≤ ε.
+
+    ``search="scan"`` is the paper's procedure: increase ε by ``step`` until some direction
+    exceeds the threshold; the answer is the last ε before that (0 if the first step fails).
+    ``search="bisect"`` (default) gives the same answer when the loss increase along each
+    direction is monotone in ε, with far fewer loss evaluations: per direction, one check at
+    the current answer, and a bisection over grid points below it only if that fails.
+    Directions are visited in the given order (sharpest first is fastest).
+
+    Returns ``(eps, loss evaluations, capped)``, ``capped`` true when no direction reached the
+    threshold up to ``eps_max``.
+    """
+    _check_eps_settings(step, loss_increase, eps_max, search)
+    base = loss_at(torch.zeros(directions.shape[0], dtype=directions.dtype, device=directions.device))
+    evaluations = 1
+    # The grid is integer multiples of ``step``; a small slack keeps e.g. 10 / 0.01 at 1000.
+    best = int(math.floor(eps_max / step + 1e-9))
+    capped_at = best
+
+    def within(direction: torch.Tensor, n: int) -> bool:
+        nonlocal evaluations
+        evaluations += 1
+        return loss_at(n * step * direction) - base <= loss_increase
+
+    for column in range(directions.shape[1]):
+        for sign in (1.0, -1.0):
+            direction = sign * directions[:, column]
+            if best == 0:
+                break
+            if search == "scan":
+                for n in range(1, best + 1):
+                    if not within(direction, n):
+                        best = n - 1
+                        break
+            elif not within(direction, best):
+                low, high = 0, best  # within at ``low`` (0 is the base point), not at ``high``
+                while high - low > 1:
+                    middle = (low + high) // 2
+                    if within(direction, middle):
+                        low = middle
+                    else:
+                        high = middle
+                best = low
+    return best * step, evaluations, best == capped_at
+
+
+def _counting(matvec: Matvec) -> Tuple[Matvec, Callable[[], int]]:
+    calls = [0]
+
+    def counted(v: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return matvec(v)
+
+    return counted, lambda: calls[0]
+
+
+def _check_settings(
+    method: str, top_k: int, hutchinson_samples: int, batch_size: int, per_example_batch_size: int,
+    z: float, params: str, mode: str, tic_trace: str, split: str,
+) -> None:
+    choices = {"method": (method, METHODS), "params": (params, PARAMS_CHOICES), "hvp_mode": (mode, HVP_MODES),
+               "tic_trace": (tic_trace, TIC_TRACES), "split": (split, SPLITS)}
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise FlatnessError(f"{name}: got {value!r}, allowed: {', '.join(allowed)}")
+    positive = {"top_k": top_k, "batch_size": batch_size, "per_example_batch_size": per_example_batch_size}
+    for name, value in positive.items():
+        if not isinstance(value, int) or value < 1:
+            raise FlatnessError(f"{name}: must be a positive integer, got {value!r}")
+    if not isinstance(hutchinson_samples, int) or hutchinson_samples < 2:
+        raise FlatnessError(f"hutchinson_samples: must be an integer >= 2, got {hutchinson_samples!r}")
+    if not z > 0:
+        raise FlatnessError(f"z: must be positive, got {z!r}")
+
+
+def _check_eigen_settings(top_k: int, lanczos_steps: Optional[int], power_max_iter: int, power_tol: float) -> None:
+    if lanczos_steps is not None and (not isinstance(lanczos_steps, int) or lanczos_steps < top_k):
+        raise FlatnessError(f"lanczos_steps: must be None or an integer >= top_k={top_k}, got {lanczos_steps!r}")
+    if not isinstance(power_max_iter, int) or power_max_iter < 1:
+        raise FlatnessError(f"power_max_iter: must be a positive integer, got {power_max_iter!r}")
+    if not power_tol > 0:
+        raise FlatnessError(f"power_tol: must be positive, got {power_tol!r}")
+
+
+def flatness(
+    ctx: TrialContext,
+    *,
+    subset: Optional[int] = 5000,
+    split: str = "train",
+    top_k: int = 100,
+    method: str = "lanczos",
+    lanczos_steps: Optional[int] = None,
+    power_max_iter: int = 100,
+    power_tol: float = 1e-3,
+    hutchinson_samples: int = 100,
+    eps_step: float = 0.01,
+    eps_loss_increase: float = 0.1,
+    eps_max: float = 10.0,
+    eps_search: str = "bisect",
+    batch_size: int = 1000,
+    per_example_batch_size: int = 256,
+    z: float = 1.0,
+    params: str = "all",
+    hvp_mode: str = "forward_over_reverse",
+    tic_trace: str = "hutchinson",
+) -> MeasureOutput:
+    """The flatness family (second paper, Section 2 and Appendix E; Maddox et al. 2020).
+
+    On a fixed seeded subset of ``subset`` training examples (module docstring), with the
+    Hessian H of the mean cross-entropy there:
+
+    - ``hessian_top_eigenvalue``: λ₁, the largest of the top ``top_k`` (default 100)
+      eigenvalues, by ``method="lanczos"`` (full reorthogonalization, ``lanczos_steps``
+      defaulting to ``max(2k, k+20)``) or ``"power"`` (power iteration with deflation,
+      ``power_max_iter`` 100, ``power_tol`` 1e-3, as PyHessian). ``top_k`` is capped at the
+      number of parameters. The spectrum is the table ``hessian_eigenvalues``.
+    - ``hessian_top_k_sum``: the sum of those eigenvalues, the paper's approximation of Tr(H)
+      (Appendix E.1).
+    - ``hessian_trace``: Tr(H) by Hutchinson with ``hutchinson_samples`` (100) Rademacher
+      vectors; its standard error is in ``info``.
+    - ``effective_dimensionality``: Σ λᵢ/(λᵢ + z) over the top-k eigenvalues, z = 1, divided
+      by the number of parameters of the Hessian (see :func:`effective_dimensionality`).
+    - ``gradient_covariance_trace``: mean over examples of the squared per-example gradient
+      norm (uncentered covariance).
+    - ``tic_proxy``: Tr(C)/Tr(H) (Appendix E.3), with Tr(H) from Hutchinson
+      (``tic_trace="hutchinson"``) or the top-k sum as in the paper (``"top_k"``); NaN if
+      that trace is 0.
+    - ``eps_flatness``: :func:`eps_flatness` along the top-k eigenvectors with ``eps_step``
+      0.01, ``eps_loss_increase`` 0.1, ``eps_max`` 10, ``eps_search`` "bisect".
+
+    Random draws: the subset from ``generator_for(trial_id, "flatness")``, the Lanczos/power
+    start vectors from ``"flatness/eigen"`` and the Rademacher vectors from
+    ``"flatness/hutchinson"`` (separate streams, so changing ``top_k`` leaves the trace
+    estimate unchanged). Hessian-vector products run over batches of ``batch_size`` examples,
+    per-example gradients over ``per_example_batch_size``.
+    """
+    _check_settings(method, top_k, hutchinson_samples, batch_size, per_example_batch_size,
+                    z, params, hvp_mode, tic_trace, split)
+    _check_eigen_settings(top_k, lanczos_steps, power_max_iter, power_tol)
+    _check_eps_settings(eps_step, eps_loss_increase, eps_max, eps_search)
+    model = ctx.model.eval()
+    x_all, y_all = (ctx.train_x, ctx.train_y) if split == "train" else (ctx.test_x, ctx.test_y)
+    indices = subset_indices(len(x_all), subset, generator_for(ctx.trial_id, "flatness"))
+    indices = indices.to(x_all.device)
+    x, y = x_all[indices], y_all[indices]
+
+    try:
+        matvec, dim = hvp_operator(model, x, y, batch_size=batch_size, params=params, mode=hvp_mode)
+    except HessianError as error:
+        raise FlatnessError(str(error)) from None
+    matvec, hvp_count = _counting(matvec)
+    k = min(top_k, dim)
+    eigen_generator = generator_for(ctx.trial_id, "flatness/eigen")
+    if method == "lanczos":
+        eigenvalues, eigenvectors = lanczos_top_eigenvalues(
+            matvec, dim, k, steps=lanczos_steps, generator=eigen_generator, device=ctx.device)
+    else:
+        eigenvalues, eigenvectors = power_iteration_top_eigenvalues(
+            matvec, dim, k, max_iter=power_max_iter, tol=power_tol, generator=eigen_generator, device=ctx.device)
+    eigen_hvps = hvp_count()
+    trace = hutchinson_trace(matvec, dim, samples=hutchinson_samples,
+                             generator=generator_for(ctx.trial_id, "flatness/hutchinson"), device=ctx.device)
+
+    covariance_trace = gradient_covariance_trace(model, x, y, batch_size=per_example_batch_size, params=params)
+    top_k_sum = float(eigenvalues.sum())
+    tic_denominator = trace.mean if tic_trace == "hutchinson" else top_k_sum
+    tic = covariance_trace / tic_denominator if tic_denominator != 0 else float("nan")
+
+    loss_at, space = mean_loss_function(model, x, y, batch_size=batch_size, params=params)
+    directions = eigenvectors.to(dtype=space.dtype)
+    eps, loss_evaluations, eps_capped = eps_flatness(
+        loss_at, directions, step=eps_step, loss_increase=eps_loss_increase, eps_max=eps_max, search=eps_search)
+
+    eigenvalue_list = [float(value) for value in eigenvalues]
+    return MeasureOutput(
+        values={
+            "hessian_top_eigenvalue": eigenvalue_list[0],
+            "hessian_top_k_sum": top_k_sum,
+            "hessian_trace": trace.mean,
+            "effective_dimensionality": effective_dimensionality(eigenvalues, dim, z=z),
+            "gradient_covariance_trace": covariance_trace,
+            "tic_proxy": tic,
+            "eps_flatness": eps,
+        },
+        tables={"hessian_eigenvalues": {"rank": list(range(1, k + 1)), "eigenvalue": eigenvalue_list}},
+        info={
+            "examples": len(indices),
+            "split": split,
+            "params": params,
+            "num_parameters": dim,
+            "top_k": k,
+            "method": method,
+            "lanczos_steps": (min(max(2 * k, k + 20) if lanczos_steps is None else lanczos_steps, dim)
+                              if method == "lanczos" else None),
+            "power_max_iter": power_max_iter if method == "power" else None,
+            "power_tol": power_tol if method == "power" else None,
+            "hvp_mode": hvp_mode,
+            "eigen_hvps": eigen_hvps,
+            "hutchinson_samples": hutchinson_samples,
+            "hutchinson_stderr": trace.stderr,
+            "hvps": hvp_count(),
+            "z": z,
+            "tic_trace": tic_trace,
+            "eps_step": eps_step,
+            "eps_loss_increase": eps_loss_increase,
+            "eps_max": eps_max,
+            "eps_search": eps_search,
+            "eps_capped": eps_capped,
+            "eps_loss_evaluations": loss_evaluations,
+            "batch_size": batch_size,
+            "per_example_batch_size": per_example_batch_size,
+            "model_mode": "eval",
+        },
+    )
+
+
+FAMILIES = {
+    "flatness": Family(
+        name="flatness",
+        fn=flatness,
+        measures=(
+            "hessian_top_eigenvalue",
+            "hessian_top_k_sum",
+            "hessian_trace",
+            "effective_dimensionality",
+            "gradient_covariance_trace",
+            "tic_proxy",
+            "eps_flatness",
+        ),
+        defaults={
+            "subset": 5000,
+            "split": "train",
+            "top_k": 100,
+            "method": "lanczos",
+            "lanczos_steps": None,
+            "power_max_iter": 100,
+            "power_tol": 1e-3,
+            "hutchinson_samples": 100,
+            "eps_step": 0.01,
+            "eps_loss_increase": 0.1,
+            "eps_max": 10.0,
+            "eps_search": "bisect",
+            "batch_size": 1000,
+            "per_example_batch_size": 256,
+            "z": 1.0,
+            "params": "all",
+            "hvp_mode": "forward_over_reverse",
+            "tic_trace": "hutchinson",
+        },
+    )
+}
