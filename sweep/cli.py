@@ -1,0 +1,213 @@
+"""The ``genzoo`` command line.
+
+    genzoo data download cifar10|cifar100 [--root DIR]
+    genzoo train [FIELD=VALUE ...]              one model, per-epoch table (no Ray)
+    genzoo sweep plan PRESET|FILE
+    genzoo sweep run PRESET|FILE [--storage S] [--address A] [--gpus-per-trial F]
+    genzoo sweep resume EXPERIMENT [--storage S] [--address A]
+    genzoo sweep status EXPERIMENT [--storage S]
+    genzoo measure EXPERIMENT [--measures a,b] [--gpus-per-task F] [--force] [--storage S]
+    genzoo analyze EXPERIMENT [--target gap|test_loss|test_error] [--storage S]
+    genzoo demo [--storage S]                   sweep run + measure + analyze of the demo preset
+
+Bad input (a config field, a missing dataset, an unwritable store) is one line on stderr and
+exit code 2; a sweep with failed trials exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+import yaml
+
+EXIT_BAD_INPUT = 2
+
+
+def _user_errors() -> tuple:
+    from sweep.config import SweepConfigError
+    from sweep.store import StoreError
+    from trainers.checkpoint import CheckpointError
+    from trainers.config import ConfigError
+    from trainers.data import DatasetError
+    from trainers.models import ModelError
+
+    errors = [SweepConfigError, StoreError, CheckpointError, ConfigError, DatasetError, ModelError]
+    try:
+        from measures.job import MeasureJobError
+        errors.append(MeasureJobError)
+    except ImportError:
+        pass
+    try:
+        from analysis.errors import AnalysisError
+        errors.append(AnalysisError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _add_storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", help="results store: a path or URI (default: $GENZOO_STORAGE, else ./results)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genzoo", description="Train model zoos, measure them, correlate.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data_cmd = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    download = data_cmd.add_parser("download", help="download a dataset with torchvision's checksummed downloader")
+    download.add_argument("name", choices=["cifar10", "cifar100"])
+    download.add_argument("--root", help="data root (default: $GENZOO_DATA, else ~/.cache/genzoo)")
+
+    train = commands.add_parser("train", help="train one model without Ray and print its per-epoch table")
+    train.add_argument("overrides", nargs="*", metavar="FIELD=VALUE", help="TrainConfig fields, e.g. width=32 epochs=5")
+    train.add_argument("--data-root")
+    train.add_argument("--run-dir", help="write checkpoints here (and resume from them)")
+
+    sweep = commands.add_parser("sweep", help="plan, run, resume or inspect a sweep").add_subparsers(
+        dest="sweep_command", required=True)
+    plan = sweep.add_parser("plan", help="print the trials and resources of a sweep without starting it")
+    plan.add_argument("sweep", metavar="PRESET|FILE")
+    run = sweep.add_parser("run", help="train every trial of a sweep on Ray Tune")
+    run.add_argument("sweep", metavar="PRESET|FILE")
+    resume = sweep.add_parser("resume", help="continue an interrupted sweep")
+    resume.add_argument("experiment")
+    for sub in (run, resume):
+        _add_storage(sub)
+        sub.add_argument("--address", help="Ray cluster address (auto, ray://host:port); default: embedded local Ray")
+        sub.add_argument("--data-root")
+    run.add_argument("--gpus-per-trial", type=float, help="override resources.gpus (a fraction of one GPU)")
+    status = sweep.add_parser("status", help="trial counts, epochs done, failed trials")
+    status.add_argument("experiment")
+    _add_storage(status)
+
+    measure = commands.add_parser("measure", help="compute the generalization measures of an experiment")
+    measure.add_argument("experiment")
+    measure.add_argument("--measures", help="comma-separated measure families (default: all that apply)")
+    measure.add_argument("--gpus-per-task", type=float, default=None)
+    measure.add_argument("--force", action="store_true", help="recompute (trial, measure) pairs already stored")
+    measure.add_argument("--address")
+    measure.add_argument("--data-root")
+    _add_storage(measure)
+
+    analyze = commands.add_parser("analyze", help="correlation tables, figures and report of an experiment")
+    analyze.add_argument("experiment")
+    analyze.add_argument("--target", default=None, choices=["gap", "test_loss", "test_error"])
+    _add_storage(analyze)
+
+    demo = commands.add_parser("demo", help="sweep run + measure + analyze of the demo preset on local Ray")
+    _add_storage(demo)
+    demo.add_argument("--data-root")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except _user_errors() as exc:
+        print(f"genzoo: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("genzoo: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "data":
+        from trainers.data import download
+
+        path = download(args.name, args.root)
+        print(f"{args.name} is ready in {path}")
+        return 0
+    if args.command == "train":
+        return _train(args)
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "measure":
+        return _measure(args.experiment, storage=args.storage, measures=args.measures,
+                        gpus_per_task=args.gpus_per_task, force=args.force, address=args.address,
+                        data_root=args.data_root)
+    if args.command == "analyze":
+        return _analyze(args.experiment, storage=args.storage, target=args.target)
+    if args.command == "demo":
+        return _demo(args)
+    raise AssertionError(args.command)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainers.config import ConfigError, TrainConfig
+    from trainers.train import format_table, train
+
+    values = {}
+    for item in args.overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{item}: expected FIELD=VALUE")
+        values[key] = yaml.safe_load(raw)
+    config = TrainConfig.from_dict(values)
+    print(f"training {config.trial_id} on {config.dataset}", flush=True)
+    result = train(config, run_dir=args.run_dir, data_root=args.data_root,
+                   log=lambda line: print(line, flush=True))
+    print(format_table(result.records))
+    print(f"status: {result.status}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from sweep import config as sweep_config
+    from sweep import driver
+    from sweep.store import Store
+
+    if args.sweep_command == "plan":
+        print(driver.plan_text(sweep_config.load(args.sweep)))
+        return 0
+    if args.sweep_command == "status":
+        print(driver.status_text(Store(args.storage, args.experiment)))
+        return 0
+    if args.sweep_command == "run":
+        config = sweep_config.load(args.sweep)
+        if args.gpus_per_trial is not None:
+            config = sweep_config.with_gpus(config, args.gpus_per_trial)
+        counts = driver.run(config, storage=args.storage, address=args.address, data_root=args.data_root)
+    else:
+        counts = driver.resume(args.experiment, storage=args.storage, address=args.address,
+                               data_root=args.data_root)
+    return driver.main_exit_code(counts)
+
+
+def _measure(experiment: str, **kwargs) -> int:
+    from measures import job
+
+    summary = job.run(experiment, **kwargs)
+    return 0 if summary.get("error", 0) == 0 else 1
+
+
+def _analyze(experiment: str, *, storage: Optional[str], target: Optional[str]) -> int:
+    from sweep import analyze
+
+    result = analyze.run(experiment, storage=storage, target=target)
+    print(result.table1_text)
+    print(f"report: {result.report_path}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sweep import config as sweep_config
+    from sweep import driver
+
+    config = sweep_config.load("demo")
+    counts = driver.run(config, storage=args.storage, data_root=args.data_root)
+    if driver.main_exit_code(counts) != 0:
+        print("genzoo demo: some trials failed; see `genzoo sweep status demo`", file=sys.stderr)
+        return 1
+    code = _measure("demo", storage=args.storage, measures=None, gpus_per_task=None, force=False,
+                    address=None, data_root=args.data_root)
+    if code != 0:
+        print("genzoo demo: some measures failed; their rows say why (status == 'error')", file=sys.stderr)
+    return _analyze("demo", storage=args.storage, target=None) or code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

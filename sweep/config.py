@@ -1,0 +1,258 @@
+"""Sweep files: YAML read with ``yaml.safe_load``, validated into frozen dataclasses, expanded
+into one :class:`~trainers.config.TrainConfig` per grid point.
+
+A sweep file::
+
+    experiment: demo            # folder name in the store
+    dataset: digits             # shorthand for train.dataset
+    model: nin                  # shorthand for train.model
+    train: {epochs: 8, lr: 0.05}        # fixed TrainConfig fields
+    grid: {width: [16, 32], depth: [2, 3]}  # axes: TrainConfig field -> list of values
+    seeds: [0, 1]               # an extra axis over train.seed
+    checkpoint_epochs: [2]      # early checkpoints (EL2N)
+    resources: {cpus: 1, gpus: 0.25}    # per trial; gpus is a fraction of one GPU
+    max_failures: 2             # retries of a trial that raised
+    storage: s3://bucket/zoo    # optional; --storage and GENZOO_STORAGE override it
+    measures: {flatness: {subset: 500}} # optional settings for `genzoo measure`
+
+Any bad field is a :class:`SweepConfigError` whose one-line message names the field and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import yaml
+
+from trainers import data, models
+from trainers.config import ConfigError, TrainConfig
+
+PRESET_DIR = Path(__file__).parent / "presets"
+TOP_LEVEL = (
+    "experiment", "dataset", "model", "train", "grid", "seeds", "checkpoint_epochs",
+    "resources", "max_failures", "storage", "measures", "fault_injection",
+)
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
+
+
+class SweepConfigError(ValueError):
+    """A bad sweep file: one line naming the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resources. ``gpus`` is a fraction of one GPU (0 = CPU only); Ray does not
+    enforce GPU memory, so several trials on one GPU must fit together."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """Test-only: make every trial raise once when it reaches ``epoch`` (not part of trial ids)."""
+
+    epoch: int
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    experiment: str
+    base: TrainConfig
+    axes: Tuple[Tuple[str, Tuple[Any, ...]], ...]
+    resources: Resources = Resources()
+    max_failures: int = 2
+    storage: Optional[str] = None
+    measures: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    fault_injection: Optional[FaultInjection] = None
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def axis_names(self) -> List[str]:
+        return [name for name, _ in self.axes]
+
+    def trials(self) -> List[TrainConfig]:
+        """Every grid point, in the order of the axes (the last axis varies fastest)."""
+        names = self.axis_names
+        configs = []
+        for values in itertools.product(*(vals for _, vals in self.axes)):
+            configs.append(_train_config({**self.base.to_dict(), **dict(zip(names, values))}, names))
+        return configs
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The resolved config: what ``sweep.yaml`` in the store records."""
+        fixed = {k: v for k, v in self.base.to_dict().items() if k not in self.axis_names}
+        out: Dict[str, Any] = {
+            "experiment": self.experiment,
+            "train": fixed,
+            "grid": {name: list(values) for name, values in self.axes if name != "seed"},
+            "seeds": list(dict(self.axes)["seed"]),
+            "resources": {"cpus": self.resources.cpus, "gpus": self.resources.gpus},
+            "max_failures": self.max_failures,
+        }
+        if self.storage:
+            out["storage"] = self.storage
+        if self.measures:
+            out["measures"] = {k: dict(v) for k, v in self.measures.items()}
+        if self.fault_injection:
+            out["fault_injection"] = {"epoch": self.fault_injection.epoch}
+        return out
+
+
+def presets() -> List[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load(name_or_path: str) -> SweepConfig:
+    """A preset name (see :func:`presets`) or the path of a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise SweepConfigError(
+                f"sweep: {name_or_path!r} is neither a file nor a preset (presets: {', '.join(presets())})"
+            )
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SweepConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise SweepConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    return parse(document, default_experiment=path.stem)
+
+
+def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise SweepConfigError("sweep: the file must hold a mapping of fields")
+    for key in document:
+        if key not in TOP_LEVEL:
+            raise SweepConfigError(f"{key}: unknown field, allowed: {', '.join(TOP_LEVEL)}")
+
+    experiment = document.get("experiment", default_experiment)
+    if not isinstance(experiment, str) or not experiment or "/" in experiment or experiment.startswith((".", "_")):
+        raise SweepConfigError(f"experiment: got {experiment!r}, allowed: a folder name without /")
+
+    fixed = _mapping(document, "train")
+    for key in fixed:
+        if key not in TRAIN_FIELDS:
+            raise SweepConfigError(f"train.{key}: unknown hyperparameter, allowed: {', '.join(TRAIN_FIELDS)}")
+    for key in ("dataset", "model", "checkpoint_epochs"):
+        if key in document:
+            if key in fixed:
+                raise SweepConfigError(f"{key}: given both at the top level and in train")
+            fixed[key] = document[key]
+
+    grid = _mapping(document, "grid")
+    axes: List[Tuple[str, Tuple[Any, ...]]] = []
+    for name, values in grid.items():
+        if name not in TRAIN_FIELDS or name == "seed":
+            allowed = ", ".join(f for f in TRAIN_FIELDS if f != "seed")
+            hint = " (use seeds: for the seed axis)" if name == "seed" else ""
+            raise SweepConfigError(f"grid.{name}: unknown axis{hint}, allowed: {allowed}")
+        if name in fixed:
+            raise SweepConfigError(f"grid.{name}: also fixed in train; give it in one place")
+        if not isinstance(values, list) or not values:
+            raise SweepConfigError(f"grid.{name}: got {values!r}, allowed: a non-empty list of values")
+        if len(set(map(repr, values))) != len(values):
+            raise SweepConfigError(f"grid.{name}: repeated values in {values!r}")
+        axes.append((name, tuple(values)))
+
+    seeds = document.get("seeds", [fixed.pop("seed", 0)])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise SweepConfigError(f"seeds: got {seeds!r}, allowed: a non-empty list of integers >= 0")
+    if "seed" in fixed:
+        raise SweepConfigError("train.seed: give seeds as the top-level list seeds:")
+    axes.append(("seed", tuple(seeds)))
+
+    base_values = {**fixed, **{name: values[0] for name, values in axes}}
+    base = _train_config(base_values, [name for name, _ in axes])
+    if base.model not in models.names():
+        raise SweepConfigError(f"model: unknown model {base.model!r}, allowed: {', '.join(models.names())}")
+    if base.dataset not in data.names():
+        raise SweepConfigError(f"dataset: unknown dataset {base.dataset!r}, allowed: {', '.join(data.names())}")
+    for name, values in axes:
+        for value in values:
+            _train_config({**base_values, name: value}, [name])
+            if name == "model" and value not in models.names():
+                raise SweepConfigError(f"grid.model: unknown model {value!r}, allowed: {', '.join(models.names())}")
+            if name == "dataset" and value not in data.names():
+                raise SweepConfigError(f"grid.dataset: unknown dataset {value!r}, allowed: {', '.join(data.names())}")
+
+    res = _mapping(document, "resources")
+    for key in res:
+        if key not in ("cpus", "gpus"):
+            raise SweepConfigError(f"resources.{key}: unknown field, allowed: cpus, gpus")
+    cpus = res.get("cpus", 1.0)
+    gpus = res.get("gpus", 0.0)
+    if not _number(cpus) or cpus <= 0:
+        raise SweepConfigError(f"resources.cpus: got {cpus!r}, allowed: a number > 0")
+    if not _number(gpus) or not 0 <= gpus <= 1:
+        raise SweepConfigError(f"resources.gpus: got {gpus!r}, allowed: a fraction of one GPU in [0, 1]")
+
+    max_failures = document.get("max_failures", 2)
+    if not isinstance(max_failures, int) or isinstance(max_failures, bool) or max_failures < 0:
+        raise SweepConfigError(f"max_failures: got {max_failures!r}, allowed: an integer >= 0")
+
+    storage = document.get("storage")
+    if storage is not None and (not isinstance(storage, str) or not storage):
+        raise SweepConfigError(f"storage: got {storage!r}, allowed: a path or a URI")
+
+    measures = _mapping(document, "measures")
+    for family, settings in measures.items():
+        if not isinstance(settings, dict):
+            raise SweepConfigError(f"measures.{family}: got {settings!r}, allowed: a mapping of settings")
+
+    fault = None
+    if "fault_injection" in document:
+        spec = _mapping(document, "fault_injection")
+        epoch = spec.get("epoch")
+        if set(spec) != {"epoch"} or not isinstance(epoch, int) or not 1 <= epoch <= base.epochs:
+            raise SweepConfigError(f"fault_injection.epoch: got {epoch!r}, allowed: an epoch in [1, {base.epochs}]")
+        fault = FaultInjection(epoch=epoch)
+
+    config = SweepConfig(
+        experiment=experiment, base=base, axes=tuple(axes),
+        resources=Resources(cpus=float(cpus), gpus=float(gpus)), max_failures=max_failures,
+        storage=storage, measures=measures, fault_injection=fault, source=document,
+    )
+    ids = [t.trial_id for t in config.trials()]
+    if len(set(ids)) != len(ids):
+        raise SweepConfigError("grid: two grid points give the same trial (repeated values after defaults)")
+    return config
+
+
+def with_gpus(config: SweepConfig, gpus: float) -> SweepConfig:
+    if not _number(gpus) or not 0 <= gpus <= 1:
+        raise SweepConfigError(f"--gpus-per-trial: got {gpus!r}, allowed: a fraction of one GPU in [0, 1]")
+    return SweepConfig(**{**config.__dict__, "resources": Resources(config.resources.cpus, float(gpus))})
+
+
+def _train_config(values: Dict[str, Any], axis_names: List[str]) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(values)
+    except ConfigError as exc:
+        name = str(exc).split(":", 1)[0]
+        section = "grid" if name in axis_names and name != "seed" else ("seeds" if name == "seed" else "train")
+        prefix = f"{section}." if section != "seeds" else ""
+        raise SweepConfigError(f"{prefix}{exc}" if section != "seeds" else f"seeds{str(exc)[len(name):]}") from None
+    except TypeError as exc:
+        raise SweepConfigError(f"train: {exc}") from None
+
+
+def _mapping(document: Mapping[str, Any], key: str) -> Dict[str, Any]:
+    value = document.get(key, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SweepConfigError(f"{key}: got {value!r}, allowed: a mapping")
+    return dict(value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,490 @@
+"""The Ray Tune driver: run, resume and report on a sweep.
+
+One Tune trial per grid point (an explicit ``tune.grid_search`` over the resolved trial
+configs), each reserving ``resources.cpus`` CPUs and ``resources.gpus`` of a GPU. A trial trains
+with :func:`trainers.train.train` in a local scratch folder, writes its per-epoch records and its
+checkpoints to the results store after every epoch, and reports the resumable state to Tune as
+a checkpoint, so a retried or resumed trial continues from its last epoch on any node.
+
+Trials already complete in the store are never handed to Tune; ``trials.parquet`` is derived
+from the store (the source of truth) plus Tune's error reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pandas as pd
+import yaml
+
+from sweep.config import SweepConfig, SweepConfigError, parse
+from sweep.store import Store
+from trainers import checkpoint
+from trainers.config import TrainConfig
+from trainers.train import COMPLETED, DIVERGED
+
+# Forced experiment snapshots after each reported checkpoint are what make SIGKILL-and-resume
+# exact; Tune warns about them when epochs are short. The warning is noise here.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+TUNE_DIR = "_tune"
+FAULTS_DIR = "_faults"
+PENDING = "pending"
+INCOMPLETE = "incomplete"
+ERROR = "error"
+FINAL_METRICS = ("epoch", "minibatch_loss", "train_loss", "train_acc", "test_loss", "test_acc")
+
+
+class InjectedFault(RuntimeError):
+    """Raised once per trial by the test-only ``fault_injection`` setting."""
+
+
+# ---------------------------------------------------------------------------------------------
+# plan
+
+
+def plan_text(config: SweepConfig) -> str:
+    trials = config.trials()
+    lines = [f"experiment {config.experiment}: {len(trials)} trials"]
+    for name, values in config.axes:
+        lines.append(f"  axis {name} ({len(values)}): {', '.join(map(str, values))}")
+    fixed = {k: v for k, v in config.base.to_dict().items() if k not in config.axis_names}
+    lines.append("  fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+    res = config.resources
+    lines.append(
+        f"  resources per trial: {res.cpus:g} CPU, {res.gpus:g} GPU; "
+        f"{res.gpus * len(trials):g} GPU-trial units in total" + _concurrency(res)
+    )
+    lines.append(f"  epochs: {config.base.epochs} per trial, {config.base.epochs * len(trials)} in total")
+    return "\n".join(lines)
+
+
+def _concurrency(res) -> str:
+    if res.gpus > 0:
+        return f"; {int(1 // res.gpus)} trials share each GPU"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# the trial, run inside a Ray worker
+
+
+def trial_is_complete(store: Store, config: TrainConfig) -> bool:
+    """Diverged, or every epoch recorded and the final weights saved."""
+    epochs = store.epochs(config.trial_id)
+    if len(epochs) and epochs["status"].iloc[-1] == DIVERGED:
+        return True
+    return len(epochs) == config.epochs and store.exists(*store.checkpoint_parts(config.trial_id, checkpoint.FINAL))
+
+
+def run_trial(params: Dict[str, Any]) -> None:
+    """The Tune function trainable. ``params``: the trial's config dict, the store location,
+    the resources (to size torch's thread pool and GPU memory share), the fault setting."""
+    import torch
+    from ray import tune
+
+    from trainers.train import train
+
+    config = TrainConfig.from_dict(params["trial"]["config"])
+    trial_id = config.trial_id
+    store = Store(params["storage"], params["experiment"])
+    torch.set_num_threads(max(1, int(params["cpus"])))
+    device = torch.device("cpu")
+    if params["gpus"] > 0 and torch.cuda.is_available():
+        device = torch.device("cuda", 0)
+        if params["gpus"] < 1:
+            # Ray only promises the fraction; this makes a trial that outgrows it fail loudly.
+            torch.cuda.set_per_process_memory_fraction(params["gpus"], device)
+
+    if trial_is_complete(store, config):
+        records = store.epochs(trial_id).to_dict("records")
+        tune.report(_metrics(trial_id, config, records[-1]))
+        return
+
+    run_dir = Path(tempfile.mkdtemp(prefix=f"genzoo-{trial_id}-"))
+    try:
+        restored = tune.get_checkpoint()
+        if restored is not None:
+            with restored.as_directory() as folder:
+                shutil.copy(Path(folder) / checkpoint.STATE, run_dir / checkpoint.STATE)
+        uploaded = set(store.list("checkpoints", trial_id))
+
+        def on_epoch(record: Dict[str, Any], state) -> None:
+            store.write_epochs(trial_id, state.records)
+            for path in sorted(run_dir.glob("*.pt")):
+                if path.name != checkpoint.STATE and path.name not in uploaded:
+                    store.upload(path, *store.checkpoint_parts(trial_id, path.name))
+                    uploaded.add(path.name)
+            fault = params.get("fault_epoch")
+            if fault == record["epoch"] and not store.exists(FAULTS_DIR, trial_id):
+                store.write_text(f"raised at epoch {fault}\n", FAULTS_DIR, trial_id)
+                raise InjectedFault(f"fault injected at epoch {fault} (test-only setting)")
+            with tempfile.TemporaryDirectory(prefix="genzoo-ckpt-") as folder:
+                shutil.copy(run_dir / checkpoint.STATE, Path(folder) / checkpoint.STATE)
+                tune.report(_metrics(trial_id, config, record),
+                            checkpoint=tune.Checkpoint.from_directory(folder))
+
+        train(config, run_dir=run_dir, device=device, data_root=params.get("data_root"),
+              on_epoch=on_epoch)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _metrics(trial_id: str, config: TrainConfig, record: Dict[str, Any]) -> Dict[str, Any]:
+    return {
+        "trial_id": trial_id,
+        "epochs_total": config.epochs,
+        **{k: record[k] for k in FINAL_METRICS},
+        "status": record["status"] if record["status"] == DIVERGED or record["epoch"] == config.epochs else "running",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# trials.parquet and status
+
+
+@dataclass
+class TrialRow:
+    config: TrainConfig
+    status: str = PENDING
+    epochs_done: int = 0
+    final: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+
+
+class TrialsTable:
+    """The driver's view of every trial, rebuilt from the store and kept in ``trials.parquet``."""
+
+    def __init__(self, store: Store, configs: List[TrainConfig]):
+        self.store = store
+        self.rows: Dict[str, TrialRow] = {c.trial_id: TrialRow(c) for c in configs}
+        previous = store.trials()
+        self.errors = {}
+        if "error" in previous.columns:
+            self.errors = {
+                r.trial_id: r.error for r in previous.itertuples() if isinstance(r.error, str) and r.status == ERROR
+            }
+        for trial_id in self.rows:
+            self.refresh(trial_id)
+
+    def refresh(self, trial_id: str, *, error: Optional[str] = None) -> TrialRow:
+        row = self.rows[trial_id]
+        records = self.store.epochs(trial_id)
+        row.epochs_done = len(records)
+        row.final = records.iloc[-1].to_dict() if len(records) else None
+        if error is not None:
+            self.errors[trial_id] = error
+        if trial_is_complete(self.store, row.config):
+            row.status = DIVERGED if row.final and row.final["status"] == DIVERGED else COMPLETED
+            row.error = None
+            self.errors.pop(trial_id, None)
+        elif trial_id in self.errors:
+            row.status, row.error = ERROR, self.errors[trial_id]
+        else:
+            row.status = INCOMPLETE if row.epochs_done else PENDING
+        return row
+
+    def mark_running(self, trial_id: str) -> None:
+        if trial_id in self.rows and self.rows[trial_id].status in (PENDING, INCOMPLETE, ERROR):
+            self.rows[trial_id].status = "running"
+            self.rows[trial_id].error = None
+            self.errors.pop(trial_id, None)
+
+    def frame(self) -> pd.DataFrame:
+        out = []
+        for trial_id, row in self.rows.items():
+            hparams = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.config.to_dict().items()}
+            final = row.final or {}
+            out.append({
+                "trial_id": trial_id, **hparams, "status": row.status,
+                "epochs_done": row.epochs_done, "epochs_total": row.config.epochs,
+                **{m: final.get(m) for m in FINAL_METRICS if m != "epoch"},
+                "error": row.error,
+            })
+        return pd.DataFrame(out)
+
+    def write(self) -> None:
+        self.store.write_table(self.frame(), "trials.parquet")
+
+    def counts(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for row in self.rows.values():
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+
+def status_text(store: Store) -> str:
+    config = read_resolved_config(store)
+    table = TrialsTable(store, config.trials())
+    frame = table.frame()
+    done = int(frame["epochs_done"].sum())
+    total = int(frame["epochs_total"].sum())
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(table.counts().items()))
+    lines = [f"experiment {store.experiment} ({store.uri}): {len(frame)} trials: {counts}",
+             f"epochs: {done}/{total} done"]
+    failed = frame[frame["status"] == ERROR]
+    for r in failed.itertuples():
+        lines.append(f"  failed {r.trial_id}: {r.error}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# progress, from Tune's callbacks in the driver
+
+
+def _tune_callback_class():
+    from ray import tune
+
+    class StoreProgress(tune.Callback):
+        """Keeps ``trials.parquet`` current and prints one progress line at a time instead of
+        Tune's tables. Its state is rebuilt from the store in ``setup``, so it survives the
+        pickling that ``Tuner.restore`` does."""
+
+        def __init__(self, storage: str, experiment: str, config_dicts: List[Dict[str, Any]], every: float = 10.0):
+            self.storage, self.experiment, self.config_dicts, self.every = storage, experiment, config_dicts, every
+
+        def setup(self, **info):
+            self.store = Store(self.storage, self.experiment)
+            self.table = TrialsTable(self.store, [TrainConfig.from_dict(c) for c in self.config_dicts])
+            self.started = time.monotonic()
+            self.epochs_at_start = sum(r.epochs_done for r in self.table.rows.values())
+            self.live_epochs: Dict[str, int] = {}
+            self.last_print = 0.0
+            self.table.write()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            trial_id = result.get("trial_id")
+            if trial_id in self.table.rows:
+                self.table.mark_running(trial_id)
+                self.live_epochs[trial_id] = int(result.get("epoch", 0))
+            self._maybe_print()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._finish(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._finish(trial, error=_last_error_line(trial))
+
+        def on_step_end(self, iteration, trials, **info):
+            self._maybe_print()
+
+        def on_experiment_end(self, trials, **info):
+            self.table.write()
+            self._print()
+
+        def _finish(self, trial, error: Optional[str] = None):
+            trial_id = trial.config["trial"]["trial_id"]
+            self.live_epochs.pop(trial_id, None)
+            self.table.refresh(trial_id, error=error)
+            self.table.write()
+            self._print()
+
+        def _maybe_print(self):
+            if time.monotonic() - self.last_print >= self.every:
+                self._print()
+
+        def _print(self):
+            self.last_print = time.monotonic()
+            rows = self.table.rows.values()
+            done = sum(r.status in (COMPLETED, DIVERGED) for r in rows)
+            failed = sum(r.status == ERROR for r in rows)
+            running = sum(r.status == "running" for r in rows)
+            epochs_total = sum(r.config.epochs for r in rows)
+            epochs_done = sum(
+                r.config.epochs if r.status in (COMPLETED, DIVERGED)
+                else max(self.live_epochs.get(r.config.trial_id, 0), r.epochs_done)
+                for r in rows
+            )
+            elapsed = time.monotonic() - self.started
+            trained = epochs_done - self.epochs_at_start
+            remaining = epochs_total - epochs_done
+            eta = _duration(elapsed / trained * remaining) if trained > 0 else "?"
+            print(
+                f"[{self.experiment}] trials {done}/{len(self.table.rows)} done, {running} running, "
+                f"{failed} failed | epochs {epochs_done}/{epochs_total} | "
+                f"elapsed {_duration(elapsed)}, ETA {eta}",
+                flush=True,
+            )
+
+    return StoreProgress
+
+
+def _last_error_line(trial) -> str:
+    path = trial.error_file
+    if path and os.path.exists(path):
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+        if lines:
+            return lines[-1][:500]
+    return "trial failed (no error file)"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# run and resume
+
+
+def read_resolved_config(store: Store) -> SweepConfig:
+    if not store.exists("sweep.yaml"):
+        raise SweepConfigError(f"experiment: no sweep.yaml in {store.uri} (was it started with `genzoo sweep run`?)")
+    document = yaml.safe_load(store.read_text("sweep.yaml"))
+    document.pop("versions", None)
+    return parse(document)
+
+
+def _provenance(config: SweepConfig) -> str:
+    import platform
+
+    import numpy
+    import pyarrow
+    import ray
+    import torch
+
+    document = config.to_dict()
+    document["versions"] = {
+        "python": platform.python_version(), "torch": str(torch.__version__), "ray": ray.__version__,
+        "numpy": numpy.__version__, "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def connect_ray(address: Optional[str] = None):
+    """Use the Ray already initialized in this process, else connect to ``address``, else
+    start an embedded local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    return ray
+
+
+def run(
+    config: SweepConfig,
+    *,
+    storage: Optional[str] = None,
+    address: Optional[str] = None,
+    resume: bool = False,
+    data_root: Optional[str] = None,
+    out=print,
+) -> Dict[str, int]:
+    """Train every trial of ``config`` not yet complete in the store; returns status counts.
+
+    With an existing Tune experiment for this sweep (an interrupted run), Tune's restore
+    continues it with errored trials resumed from their last checkpoints.
+    """
+    store = Store(storage or config.storage, config.experiment)
+    store.check_writable()
+    configs = config.trials()
+    if store.exists("sweep.yaml"):
+        previous = read_resolved_config(store)
+        if [t.trial_id for t in previous.trials()] != [t.trial_id for t in configs]:
+            raise SweepConfigError(
+                f"experiment: {store.uri} holds a different sweep; choose another experiment name or storage"
+            )
+    store.write_text(_provenance(config), "sweep.yaml")
+    table = TrialsTable(store, configs)
+    pending = [c for c in configs if table.rows[c.trial_id].status not in (COMPLETED, DIVERGED)]
+    table.write()
+    if not pending:
+        out(f"[{config.experiment}] all {len(configs)} trials are complete in {store.uri}; nothing to train")
+        return table.counts()
+
+    ray = connect_ray(address)
+    from ray import tune
+
+    if config.resources.gpus > 0 and ray.cluster_resources().get("GPU", 0) <= 0:
+        raise SweepConfigError(
+            f"resources.gpus: {config.resources.gpus:g} GPU per trial requested but the Ray cluster has no GPU "
+            "(use --gpus-per-trial 0)"
+        )
+    if ray.cluster_resources().get("CPU", 0) < config.resources.cpus:
+        raise SweepConfigError(
+            f"resources.cpus: {config.resources.cpus:g} per trial but the Ray cluster has "
+            f"{ray.cluster_resources().get('CPU', 0):g} CPUs"
+        )
+
+    trainable = tune.with_resources(run_trial, {"cpu": config.resources.cpus, "gpu": config.resources.gpus})
+    tune_path = f"{store.uri}/{TUNE_DIR}"
+    out(f"[{config.experiment}] {len(pending)} of {len(configs)} trials to train -> {store.uri}")
+    if tune.Tuner.can_restore(tune_path):
+        out(f"[{config.experiment}] resuming the interrupted Ray Tune run in {tune_path}")
+        tuner = tune.Tuner.restore(tune_path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        callback = _tune_callback_class()(store.storage, config.experiment, [c.to_dict() for c in configs])
+        param_space = {
+            "trial": tune.grid_search([{"trial_id": c.trial_id, "config": c.to_dict()} for c in pending]),
+            "storage": store.storage,
+            "experiment": config.experiment,
+            "cpus": config.resources.cpus,
+            "gpus": config.resources.gpus,
+            "fault_epoch": config.fault_injection.epoch if config.fault_injection else None,
+            "data_root": data_root,
+        }
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+                # Worker processes pay torch's import once, not once per trial.
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR,
+                storage_path=store.uri,
+                failure_config=tune.FailureConfig(max_failures=config.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[callback],
+                verbose=0,
+            ),
+        )
+    results = tuner.fit()
+    errors = {
+        r.config["trial"]["trial_id"]: (str(r.error).strip().splitlines() or ["error"])[-1][:500]
+        for r in results if r.error is not None
+    }
+    table = TrialsTable(store, configs)
+    for trial_id, message in errors.items():
+        table.refresh(trial_id, error=message)
+    table.write()
+    counts = table.counts()
+    out(f"[{config.experiment}] " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return counts
+
+
+def _trial_name(trial) -> str:
+    return trial.config["trial"]["trial_id"]
+
+
+def resume(experiment: str, *, storage: Optional[str] = None, address: Optional[str] = None,
+           data_root: Optional[str] = None, out=print) -> Dict[str, int]:
+    store = Store(storage, experiment)
+    config = read_resolved_config(store)
+    return run(config, storage=store.storage, address=address, data_root=data_root, out=out)
+
+
+def main_exit_code(counts: Dict[str, int]) -> int:
+    """0 when every trial finished (completed or diverged), 1 when some failed or are missing."""
+    unfinished = sum(v for k, v in counts.items() if k not in (COMPLETED, DIVERGED))
+    return 0 if unfinished == 0 else 1
+
+
+def eprint(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,218 @@
+"""The results store: one folder (local path or URI such as ``s3://bucket/prefix``) per
+experiment, read and written through ``pyarrow.fs`` so that every stage works the same on a
+laptop and on a cluster with object storage.
+
+Layout (``<storage>/<experiment>/``)::
+
+    sweep.yaml                    resolved sweep config + package versions (provenance)
+    trials.parquet                one row per trial: trial_id, every hparam, status, final metrics
+    epochs/<trial_id>.parquet     one row per epoch (see EPOCH_SCHEMA)
+    checkpoints/<trial_id>/       init.pt, epoch_<k>.pt, final.pt (state_dicts only)
+    measures/<trial_id>.parquet   long format (see MEASURE_SCHEMA)
+    <table>/<trial_id>.parquet    per-trial long tables of a measure (el2n, pruning_curves, ...)
+    analysis/                     tables, figures, report.md
+    _tune/                        Ray Tune's own experiment state (resume)
+
+Per-example and per-fraction tables live in their own top-level folders rather than inside
+``measures/`` so that ``pd.read_parquet("<exp>/measures")`` reads one homogeneous table.
+
+Every write goes to a temporary name starting with ``.`` (which Parquet dataset readers skip)
+and is then moved over the final name, so a crash never leaves half a file, and rewriting a
+trial's file replaces its rows rather than appending to them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+DEFAULT_STORAGE = "./results"
+
+EPOCH_SCHEMA = pa.schema([
+    ("trial_id", pa.string()),
+    ("epoch", pa.int64()),
+    ("lr", pa.float64()),
+    ("minibatch_loss", pa.float64()),
+    ("train_loss", pa.float64()),
+    ("train_acc", pa.float64()),
+    ("test_loss", pa.float64()),
+    ("test_acc", pa.float64()),
+    ("seconds", pa.float64()),
+    ("images_per_second", pa.float64()),
+    ("status", pa.string()),
+])
+
+MEASURE_SCHEMA = pa.schema([
+    ("trial_id", pa.string()),
+    ("family", pa.string()),
+    ("measure", pa.string()),
+    ("value", pa.float64()),
+    ("seconds", pa.float64()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("settings", pa.string()),
+])
+
+
+class StoreError(ValueError):
+    """A store that cannot be opened, read or written; the message names the path."""
+
+
+def resolve_storage(storage: Optional[str]) -> str:
+    """The storage location: the argument, else ``GENZOO_STORAGE``, else ``./results``.
+
+    Local paths are made absolute (Ray Tune fails later on relative ones); URIs are kept.
+    """
+    storage = storage or os.environ.get("GENZOO_STORAGE") or DEFAULT_STORAGE
+    if "://" in storage:
+        return storage.rstrip("/")
+    return str(Path(storage).expanduser().resolve())
+
+
+class Store:
+    """One experiment's folder in the results store."""
+
+    def __init__(self, storage: Optional[str], experiment: str):
+        if not experiment or "/" in experiment or experiment.startswith((".", "_")):
+            raise StoreError(f"experiment: {experiment!r} is not a valid name (letters, digits, -, _; no /)")
+        self.storage = resolve_storage(storage)
+        self.experiment = experiment
+        self.uri = f"{self.storage}/{experiment}"
+        try:
+            self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
+        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+            raise StoreError(f"storage: cannot open {self.uri} ({exc})") from exc
+
+    # paths -----------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def local_path(self, *parts: str) -> Optional[Path]:
+        """The path on this machine's disk, or None for remote storage."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            return Path(self.path(*parts))
+        return None
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def list(self, *parts: str, suffix: str = "") -> list:
+        """Names of the files directly in a folder (hidden temporaries excluded), sorted."""
+        info = self.fs.get_file_info(pafs.FileSelector(self.path(*parts), allow_not_found=True))
+        return sorted(
+            i.base_name for i in info
+            if i.type == pafs.FileType.File and not i.base_name.startswith(".") and i.base_name.endswith(suffix)
+        )
+
+    # writing ---------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Create the experiment folder and write and remove a probe file."""
+        probe = f".write-probe-{uuid.uuid4().hex}"
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+            with self.fs.open_output_stream(self.path(probe)) as handle:
+                handle.write(b"ok")
+            self.fs.delete_file(self.path(probe))
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"storage: {self.uri} is not writable ({str(exc).splitlines()[0]})") from exc
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        final = self.path(*parts)
+        parent, _, name = final.rpartition("/")
+        tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
+        self.fs.create_dir(parent, recursive=True)
+        try:
+            with self.fs.open_output_stream(tmp) as handle:
+                handle.write(data)
+            self.fs.move(tmp, final)
+        except BaseException:
+            try:
+                self.fs.delete_file(tmp)
+            except OSError:
+                pass
+            raise
+
+    def write_text(self, text: str, *parts: str) -> None:
+        self.write_bytes(text.encode(), *parts)
+
+    def write_table(self, frame: pd.DataFrame, *parts: str, schema: Optional[pa.Schema] = None) -> None:
+        table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        self.write_bytes(sink.getvalue(), *parts)
+
+    def upload(self, local: str | os.PathLike, *parts: str) -> None:
+        self.write_bytes(Path(local).read_bytes(), *parts)
+
+    def download(self, local: str | os.PathLike, *parts: str) -> Path:
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(self.read_bytes(*parts))
+        return local
+
+    def delete(self, *parts: str) -> None:
+        if self.exists(*parts):
+            self.fs.delete_file(self.path(*parts))
+
+    # reading ---------------------------------------------------------------------------
+    def read_bytes(self, *parts: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path(*parts)) as handle:
+                return handle.read()
+        except FileNotFoundError as exc:
+            raise StoreError(f"{self.uri}/{'/'.join(parts)}: not found") from exc
+
+    def read_text(self, *parts: str) -> str:
+        return self.read_bytes(*parts).decode()
+
+    def read_table(self, *parts: str) -> pd.DataFrame:
+        try:
+            return pq.read_table(io.BytesIO(self.read_bytes(*parts))).to_pandas()
+        except pa.ArrowInvalid as exc:
+            raise StoreError(f"{self.uri}/{'/'.join(parts)}: not a Parquet file ({exc})") from exc
+
+    def read_folder(self, folder: str, schema: Optional[pa.Schema] = None) -> pd.DataFrame:
+        """Every ``<folder>/*.parquet`` of the experiment as one DataFrame (empty if none)."""
+        names = self.list(folder, suffix=".parquet")
+        frames = [self.read_table(folder, name) for name in names]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            if schema is not None:
+                return schema.empty_table().to_pandas()
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+    # the experiment's tables -------------------------------------------------------------
+    def trials(self) -> pd.DataFrame:
+        if not self.exists("trials.parquet"):
+            return pd.DataFrame(columns=["trial_id", "status"])
+        return self.read_table("trials.parquet")
+
+    def epochs(self, trial_id: Optional[str] = None) -> pd.DataFrame:
+        if trial_id is None:
+            return self.read_folder("epochs", EPOCH_SCHEMA)
+        if not self.exists("epochs", f"{trial_id}.parquet"):
+            return EPOCH_SCHEMA.empty_table().to_pandas()
+        return self.read_table("epochs", f"{trial_id}.parquet")
+
+    def measures(self) -> pd.DataFrame:
+        return self.read_folder("measures", MEASURE_SCHEMA)
+
+    def write_epochs(self, trial_id: str, records: Iterable[dict]) -> None:
+        frame = pd.DataFrame([{**r, "trial_id": trial_id} for r in records], columns=EPOCH_SCHEMA.names)
+        self.write_table(frame, "epochs", f"{trial_id}.parquet", schema=EPOCH_SCHEMA)
+
+    def write_measures(self, trial_id: str, rows: Iterable[dict]) -> None:
+        frame = pd.DataFrame([{**r, "trial_id": trial_id} for r in rows], columns=MEASURE_SCHEMA.names)
+        self.write_table(frame, "measures", f"{trial_id}.parquet", schema=MEASURE_SCHEMA)
+
+    def checkpoint_parts(self, trial_id: str, name: str) -> tuple:
+        return ("checkpoints", trial_id, name)

@@ -1,0 +1,92 @@
+import pytest
+import yaml
+
+from sweep import config as sweep_config
+from sweep.cli import main
+from sweep.config import SweepConfigError
+
+TINY = {
+    "experiment": "tiny", "dataset": "digits", "model": "nin",
+    "train": {"epochs": 2, "lr": 0.05, "train_size": 100, "depth": 2},
+    "grid": {"width": [8, 16]}, "seeds": [0, 1], "resources": {"cpus": 1},
+}
+
+
+def test_presets_expand_to_the_papers_zoo_sizes():
+    assert len(sweep_config.load("demogen").trials()) == 324
+    assert len(sweep_config.load("double_descent_cnn").trials()) == 160
+    assert len(sweep_config.load("double_descent_resnet18").trials()) == 160
+    assert len(sweep_config.load("demo").trials()) == 32
+    assert len(sweep_config.load("label_noise").trials()) == 36
+
+
+def test_demogen_preset_has_the_papers_hyperparameters():
+    config = sweep_config.load("demogen")
+    assert dict(config.axes) == {
+        "width": (192, 288, 384), "depth": (2, 3, 4), "dropout": (0.0, 0.2, 0.5),
+        "weight_decay": (0.0, 0.001, 0.005), "augment": (True, False), "seed": (0, 1),
+    }
+    base = config.base
+    assert (base.dataset, base.model, base.lr, base.momentum, base.batch_size, base.epochs) == (
+        "cifar10", "nin", 0.01, 0.9, 128, 380)
+    assert [base.lr_at(e) for e in (99, 100, 200, 379)] == pytest.approx([0.01, 1e-3, 1e-4, 1e-5])
+
+
+def test_plan_prints_trial_count_without_starting_anything(capsys):
+    assert main(["sweep", "plan", "demogen"]) == 0
+    out = capsys.readouterr().out
+    assert "324 trials" in out and "axis width (3)" in out
+    assert main(["sweep", "plan", "double_descent_cnn"]) == 0
+    assert "160 trials" in capsys.readouterr().out
+
+
+def test_resolved_config_round_trips_through_yaml():
+    config = sweep_config.parse(TINY)
+    again = sweep_config.parse(yaml.safe_load(yaml.safe_dump(config.to_dict())))
+    assert [t.trial_id for t in again.trials()] == [t.trial_id for t in config.trials()]
+
+
+def test_grid_expands_in_axis_order_with_distinct_ids():
+    trials = sweep_config.parse(TINY).trials()
+    assert [(t.width, t.seed) for t in trials] == [(8, 0), (8, 1), (16, 0), (16, 1)]
+    assert len({t.trial_id for t in trials}) == 4
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"grid": {"colour": [1, 2]}}, "grid.colour"),
+        ({"train": {"epochs": 2, "lr": -0.1}}, "train.lr"),
+        ({"grid": {"lr": [0.1, -1.0]}}, "grid.lr"),
+        ({"model": "transformer"}, "model"),
+        ({"resources": {"cpus": 1, "gpus": 1.5}}, "resources.gpus"),
+        ({"seeds": [-1]}, "seeds"),
+        ({"dataset": "imagenet"}, "dataset"),
+        ({"grid": {"width": []}}, "grid.width"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_configs_are_one_line_errors_with_exit_code_2(tmp_path, capsys, change, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **change}))
+    with pytest.raises(SweepConfigError, match=f"^{field}"):
+        sweep_config.load(str(path))
+    assert main(["sweep", "run", str(path), "--storage", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"genzoo: error: {field}") and "\n" not in err
+    assert not (tmp_path / "store").exists()
+
+
+def test_unwritable_storage_is_exit_2_before_anything_starts(tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("storage cannot be created below a file")
+    assert main(["sweep", "run", str(path), "--storage", str(blocker)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genzoo: error: storage:") and "not writable" in err and "\n" not in err
+
+
+def test_unknown_preset_lists_the_presets(capsys):
+    assert main(["sweep", "plan", "nosuchpreset"]) == 2
+    assert "presets: demo, demogen" in capsys.readouterr().err
