@@ -1,0 +1,251 @@
+"""Figures as PNG bytes, drawn with matplotlib's object API on the Agg canvas (no pyplot, so
+no global backend state and no display needed).
+
+- each measure against the target (one scatter per measure);
+- the double-descent plot for width sweeps: test loss and every measure against width
+  (first paper, Figure 1a / Figure 3a);
+- pruning versus random perturbation: train and test loss against the fraction of weights
+  kept (first paper, Figure 2 / Figure 5);
+- EL2N: mean train loss by EL2N-percentile group (20 groups) and noisy versus clean examples
+  (third paper, Figures 2 and 5, per label-noise level).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.errors import AnalysisError
+
+DPI = 100
+EL2N_GROUPS = 20
+# More line groups than this in the double-descent plot and the curves are pooled instead.
+MAX_LINES = 8
+PRUNING_COLUMNS = ("trial_id", "kept_fraction", "intervention", "split", "loss")
+EL2N_COLUMNS = ("trial_id", "index", "score", "noisy")
+EL2N_LOSS_COLUMNS = ("loss", "train_loss")
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as PNG; the "Software" metadata is left out so the bytes do not depend on
+    the matplotlib version."""
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of a measure name (``margin/b1/q1`` -> ``margin_b1_q1``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "measure"
+
+
+def scatter_figure(measure: pd.Series, target: pd.Series, name: str, target_label: str, tau: float) -> Figure:
+    """One measure (x) against the target (y), one point per model."""
+    common = measure.dropna().index.intersection(target.dropna().index)
+    figure = Figure(figsize=(4.5, 3.6))
+    axis = figure.add_subplot()
+    axis.scatter(measure.loc[common], target.loc[common], s=14, alpha=0.75, color="tab:blue", edgecolors="none")
+    axis.set_xlabel(name)
+    axis.set_ylabel(target_label)
+    title = f"{name}  (n = {len(common)}"
+    title += f", τ = {tau:.3f})" if math.isfinite(tau) else ")"
+    axis.set_title(title, fontsize=9)
+    axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def _line_keys(completed: pd.DataFrame, axes: Sequence[str], x: str) -> List[str]:
+    keys = [a for a in axes if a != x]
+    if not keys:
+        return []
+    if completed[keys].drop_duplicates().shape[0] > MAX_LINES:
+        return []
+    return keys
+
+
+def _mean_se(frame: pd.DataFrame, by: List[str], value: str) -> pd.DataFrame:
+    grouped = frame.groupby(by, dropna=False, sort=True)[value]
+    summary = grouped.agg(["mean", "std", "count"]).reset_index()
+    summary["se"] = (summary["std"] / np.sqrt(summary["count"])).fillna(0.0)
+    return summary
+
+
+def _label(keys: List[str], values: Tuple) -> str:
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, values)) if keys else "all models"
+
+
+def double_descent_figure(
+    completed: pd.DataFrame, curves: Dict[str, pd.Series], axes: Sequence[str], x: str = "width"
+) -> Figure:
+    """Each entry of ``curves`` (test loss first, then the measures) against ``x``: mean ± one
+    standard error over the models (seeds) at each width, one line per combination of the
+    other axes when there are at most MAX_LINES of them, else pooled."""
+    keys = _line_keys(completed, axes, x)
+    n_panels = len(curves)
+    n_cols = min(4, n_panels)
+    n_rows = math.ceil(n_panels / n_cols)
+    figure = Figure(figsize=(3.6 * n_cols, 2.8 * n_rows))
+    for position, (name, values) in enumerate(curves.items(), start=1):
+        axis = figure.add_subplot(n_rows, n_cols, position)
+        frame = completed[[x, *keys]].copy()
+        frame["value"] = values.reindex(frame.index).astype(float)
+        frame = frame[np.isfinite(frame["value"].to_numpy())]
+        if frame.empty:
+            axis.set_title(f"{name} (no values)", fontsize=9)
+            continue
+        summary = _mean_se(frame, [*keys, x], "value")
+        groups = summary.groupby(keys, dropna=False, sort=True) if keys else [((), summary)]
+        for group_values, group in groups:
+            group_values = group_values if isinstance(group_values, tuple) else (group_values,)
+            group = group.sort_values(x)
+            axis.plot(group[x], group["mean"], marker="o", markersize=3, label=_label(keys, group_values))
+            axis.fill_between(group[x], group["mean"] - group["se"], group["mean"] + group["se"], alpha=0.2)
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel(x)
+        axis.grid(True, alpha=0.3)
+        if position == 1 and keys:
+            axis.legend(fontsize=6)
+    figure.tight_layout()
+    return figure
+
+
+def check_columns(table: pd.DataFrame, needed: Sequence[str], name: str) -> None:
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise AnalysisError(f"tables[{name!r}]: missing column(s) {', '.join(missing)}")
+
+
+def pruning_curves_figure(curves: pd.DataFrame) -> Figure:
+    """Loss after magnitude pruning and after a random perturbation of the same weights by a
+    vector of the same norm, against the fraction of weights kept: mean ± one standard error
+    over the trials, train and test split side by side (first paper, Figure 2)."""
+    check_columns(curves, PRUNING_COLUMNS, "pruning_curves")
+    # Train before test, as in the paper's figure; any other split after them.
+    splits = sorted(curves["split"].astype(str).unique(), key=lambda s: ({"train": 0, "test": 1}.get(s, 2), s))
+    figure = Figure(figsize=(4.2 * max(len(splits), 1), 3.4))
+    for position, split in enumerate(splits, start=1):
+        axis = figure.add_subplot(1, len(splits), position)
+        part = curves[curves["split"].astype(str) == split]
+        summary = _mean_se(part, ["intervention", "kept_fraction"], "loss")
+        for intervention, group in summary.groupby("intervention", sort=True):
+            group = group.sort_values("kept_fraction")
+            axis.plot(group["kept_fraction"], group["mean"], marker="o", markersize=3, label=str(intervention))
+            axis.fill_between(group["kept_fraction"], group["mean"] - group["se"], group["mean"] + group["se"], alpha=0.2)
+        axis.set_xlabel("fraction of weights kept (unchanged)")
+        axis.set_ylabel(f"{split} loss")
+        axis.set_title(f"{split} ({part['trial_id'].nunique()} models)", fontsize=9)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def el2n_loss_column(el2n: pd.DataFrame) -> Optional[str]:
+    for column in EL2N_LOSS_COLUMNS:
+        if column in el2n.columns:
+            return column
+    return None
+
+
+def el2n_summaries(
+    el2n: pd.DataFrame, noise: Optional[pd.Series], groups: int = EL2N_GROUPS
+) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-group table, noisy-vs-clean table) of the EL2N scores (third paper, §3 "Method":
+    M = 20 subgroups by EL2N percentile).
+
+    Per trial, the examples are sorted by score (ties by ``index``) and cut into ``groups``
+    equal-count groups: group k holds the examples of rank r (0-based, of m) with
+    floor(r · groups / m) = k, i.e. the percentiles [100k/groups, 100(k+1)/groups). Per group:
+    the mean per-example train loss of the final model (``loss`` or ``train_loss`` column;
+    NaN when absent), the fraction of noisy (relabelled) examples and the mean score. Per
+    noise level (``noise``: label_noise per trial_id; one level "all" when None) these are
+    averaged over trials, each trial weighing the same. The second table has the mean loss
+    and score of noisy and of clean examples and their share, per noise level.
+    """
+    check_columns(el2n, EL2N_COLUMNS, "el2n")
+    loss_column = el2n_loss_column(el2n)
+    frame = el2n.sort_values(["trial_id", "score", "index"], kind="stable").copy()
+    frame["loss_value"] = frame[loss_column].astype(float) if loss_column else np.nan
+    frame["noisy"] = frame["noisy"].astype(bool)
+    rank = frame.groupby("trial_id", sort=False).cumcount().to_numpy()
+    size = frame.groupby("trial_id", sort=False)["score"].transform("size").to_numpy()
+    frame["group"] = (rank * groups) // size
+    levels = noise.reindex(frame["trial_id"]).to_numpy() if noise is not None else np.full(len(frame), "all", dtype=object)
+    frame["label_noise"] = levels
+    per_trial = frame.groupby(["label_noise", "trial_id", "group"], sort=True, dropna=False).agg(
+        mean_loss=("loss_value", "mean"), noisy_fraction=("noisy", "mean"), mean_score=("score", "mean")
+    ).reset_index()
+    by_group = per_trial.groupby(["label_noise", "group"], sort=True, dropna=False).agg(
+        mean_loss=("mean_loss", "mean"), noisy_fraction=("noisy_fraction", "mean"),
+        mean_score=("mean_score", "mean"), trials=("trial_id", "nunique"),
+    ).reset_index()
+    by_group["percentile_low"] = 100.0 * by_group["group"] / groups
+    by_group["percentile_high"] = 100.0 * (by_group["group"] + 1) / groups
+    per_trial_noisy = frame.groupby(["label_noise", "trial_id", "noisy"], sort=True, dropna=False).agg(
+        mean_loss=("loss_value", "mean"), mean_score=("score", "mean"), examples=("score", "size")
+    ).reset_index()
+    per_trial_noisy["share"] = per_trial_noisy["examples"] / per_trial_noisy.groupby(
+        ["label_noise", "trial_id"], dropna=False
+    )["examples"].transform("sum")
+    by_noisy = per_trial_noisy.groupby(["label_noise", "noisy"], sort=True, dropna=False).agg(
+        mean_loss=("mean_loss", "mean"), mean_score=("mean_score", "mean"),
+        share=("share", "mean"), trials=("trial_id", "nunique"),
+    ).reset_index()
+    group_columns = ["label_noise", "group", "percentile_low", "percentile_high", "mean_loss",
+                     "noisy_fraction", "mean_score", "trials"]
+    return by_group[group_columns], by_noisy[["label_noise", "noisy", "share", "mean_loss", "mean_score", "trials"]]
+
+
+def _noise_label(level: object) -> str:
+    if isinstance(level, (float, np.floating)):
+        return f"label noise {float(level):g}"
+    return f"label noise {level}"
+
+
+def el2n_figure(by_group: pd.DataFrame, by_noisy: pd.DataFrame, has_loss: bool) -> Figure:
+    """Three panels: (a) mean train loss (or mean EL2N score when no per-example loss was
+    stored) by EL2N-percentile group, (b) fraction of noisy examples by group, (c) mean train
+    loss (or score) of noisy versus clean examples, one line / bar pair per noise level."""
+    value = "mean_loss" if has_loss else "mean_score"
+    value_label = "mean train loss" if has_loss else "mean EL2N score"
+    figure = Figure(figsize=(13.0, 3.6))
+    by_level = list(by_group.groupby("label_noise", sort=True, dropna=False))
+    axis = figure.add_subplot(1, 3, 1)
+    for level, part in by_level:
+        axis.plot(part["percentile_high"], part[value], marker="o", markersize=3, label=_noise_label(level))
+    axis.set_xlabel("EL2N percentile group (upper edge, %)")
+    axis.set_ylabel(value_label)
+    axis.set_title(f"(a) {value_label} by EL2N group", fontsize=9)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7)
+    axis = figure.add_subplot(1, 3, 2)
+    for level, part in by_level:
+        axis.plot(part["percentile_high"], part["noisy_fraction"], marker="o", markersize=3, label=_noise_label(level))
+    axis.set_xlabel("EL2N percentile group (upper edge, %)")
+    axis.set_ylabel("fraction of noisy examples")
+    axis.set_title("(b) noisy examples by EL2N group", fontsize=9)
+    axis.grid(True, alpha=0.3)
+    axis = figure.add_subplot(1, 3, 3)
+    levels = sorted(by_noisy["label_noise"].unique(), key=str)
+    positions = np.arange(len(levels))
+    for offset, noisy in ((-0.2, False), (0.2, True)):
+        heights = [
+            float(by_noisy[(by_noisy["label_noise"] == level) & (by_noisy["noisy"] == noisy)][value].mean())
+            for level in levels
+        ]
+        axis.bar(positions + offset, np.nan_to_num(heights), width=0.4, label="noisy" if noisy else "clean")
+    axis.set_xticks(positions, [_noise_label(level) for level in levels], fontsize=7)
+    axis.set_ylabel(value_label)
+    axis.set_title(f"(c) {value_label}: noisy vs clean", fontsize=9)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure

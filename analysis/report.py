@@ -1,0 +1,462 @@
+"""``analyze``: the whole analysis of one experiment, from the store's DataFrames to the
+tables, figures and ``report.md`` in one folder. The ``genzoo analyze`` command reads the
+store and calls :func:`analyze`; everything here is pure pandas/numpy/scipy/matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from analysis.data import (
+    MIN_MODELS,
+    SEED_COLUMN,
+    TARGETS,
+    check_target,
+    completed_trials,
+    grid_axes,
+    measure_coverage,
+    measure_settings,
+    measures_wide,
+    target_values,
+)
+from analysis.errors import AnalysisError
+from analysis.figures import (
+    double_descent_figure,
+    el2n_figure,
+    el2n_loss_column,
+    el2n_summaries,
+    png_bytes,
+    pruning_curves_figure,
+    scatter_figure,
+    slug,
+)
+from analysis.kendall import granulated_kendall, kendall_tau_se
+from analysis.regression import CV_FOLDS, CV_SEED, fit_feature_group
+from analysis.tables import ANCHOR_MEASURE, table1, table2, table3, to_csv_text, to_markdown, to_text
+
+__all__ = ["AnalysisError", "AnalysisResult", "analyze", "FEATURE_GROUPS", "DOUBLE_DESCENT_MODELS"]
+
+# (feature prefix, derived measure, derived best-single-variable measure or None):
+# the per-layer margin signature of Jiang et al. 2019 gives the first paper's "Normalized
+# Margins" and "Best Margin Variable"; the logit-margin statistics give the double-descent
+# "Margins" baseline (first paper, Appendix A.4).
+FEATURE_GROUPS: Tuple[Tuple[str, str, Optional[str]], ...] = (
+    ("margin/", "normalized_margins", "best_margin_variable"),
+    ("output_margin/", "output_margins", None),
+)
+DOUBLE_DESCENT_MODELS = frozenset({"mcnn", "resnet18k"})
+WIDTH = "width"
+# A width axis with at least this many values is a width sweep (gets the double-descent plot).
+MIN_SWEEP_WIDTHS = 3
+# Axis values listed in the summary paragraph; more are shown as a range.
+MAX_LISTED_VALUES = 8
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What :func:`analyze` computed and wrote.
+
+    ``paths``: every file written, in order; ``table1_text``: Table 1 for the terminal;
+    ``notes``: what was left out or could not be computed, one line each (also in the report).
+    """
+
+    table1: pd.DataFrame
+    table2: pd.DataFrame
+    table3: pd.DataFrame
+    paths: List[Path]
+    table1_text: str
+    report_path: Path
+    target: str
+    axes: Tuple[str, ...]
+    n_models: int
+    notes: Tuple[str, ...] = field(default=())
+
+
+def _write(path: Path, data: bytes, written: List[Path]) -> None:
+    """Write atomically (temporary name, then rename), as every file of the store."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    written.append(path)
+
+
+def is_double_descent(models: pd.DataFrame, axes: Sequence[str], target: str) -> bool:
+    """A double-descent zoo: the target is the test loss, or ``width`` is a grid axis and every
+    model is one of :data:`DOUBLE_DESCENT_MODELS` (Nakkiran et al.'s mCNN and ResNet18k)."""
+    if target == "test_loss":
+        return True
+    if WIDTH not in axes or "model" not in models.columns:
+        return False
+    return bool(models["model"].astype(str).str.lower().isin(DOUBLE_DESCENT_MODELS).all())
+
+
+def is_width_sweep(models: pd.DataFrame, axes: Sequence[str]) -> bool:
+    """``width`` is a numeric grid axis with at least :data:`MIN_SWEEP_WIDTHS` values."""
+    return (
+        WIDTH in axes
+        and pd.api.types.is_numeric_dtype(models[WIDTH])
+        and models[WIDTH].nunique() >= MIN_SWEEP_WIDTHS
+    )
+
+
+def analyze(
+    trials: pd.DataFrame,
+    measures: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    target: str = "gap",
+    tables: Optional[Mapping[str, pd.DataFrame]] = None,
+    experiment: str = "",
+    settings: Optional[Mapping[str, object]] = None,
+    hparams: Optional[Sequence[str]] = None,
+) -> AnalysisResult:
+    """Compute and write the analysis of one experiment into ``out_dir``.
+
+    Inputs are the store's ``trials`` and ``measures`` DataFrames (schemas in
+    :mod:`analysis.data`), optional per-example/per-fraction ``tables`` (``"pruning_curves"``,
+    ``"el2n"``), the experiment's name, the ``settings`` the run used (stated in the report,
+    nested dicts flattened to dotted keys) and the grid axes ``hparams`` (default: the
+    varying non-bookkeeping columns of ``trials``; ``seed`` is never an axis, see
+    :func:`analysis.data.grid_axes`).
+
+    Only completed trials with a finite target and measure rows with status "ok" and a finite
+    value enter the statistics. Writes ``table1|2|3.md/.csv``, ``figures/*.png``, the EL2N
+    summaries when given, and ``report.md``. Same inputs give byte-identical files: rows are
+    sorted by trial_id, measures by name, and every random choice (CV folds) has a fixed seed.
+
+    Raises :class:`AnalysisError` (one line) for an unknown target, fewer than
+    ``MIN_MODELS`` = 3 completed trials, a constant target, or no measure values.
+    """
+    check_target(target)
+    out = Path(out_dir)
+    notes: List[str] = []
+    completed = completed_trials(trials)
+    target_all = target_values(completed, target)
+    finite_target = np.isfinite(target_all.to_numpy())
+    if not finite_target.all():
+        notes.append(f"{int((~finite_target).sum())} completed trial(s) have no finite {target} and are left out")
+    models = completed[finite_target]
+    if len(models) < MIN_MODELS:
+        raise AnalysisError(
+            f"trials: too small a zoo: {len(models)} completed trial(s) with a finite {target} "
+            f"out of {len(trials)}, need at least {MIN_MODELS}"
+        )
+    target_series = target_all[finite_target]
+    if np.all(target_series.to_numpy() == target_series.iloc[0]):
+        raise AnalysisError(f"target: {target} is the same for all {len(models)} completed trials; nothing to rank")
+    ids = list(models.index)
+
+    if len(measures) == 0:
+        raise AnalysisError("measures: no rows; run the measure stage first")
+    wide = measures_wide(measures, ids)
+    wide = wide.loc[:, wide.notna().any(axis=0)]
+    if wide.shape[1] == 0:
+        raise AnalysisError(
+            f"measures: no measure has an 'ok' finite value for the {len(ids)} completed trials "
+            f"(run the measure stage first)"
+        )
+    axes, hold_fixed, axis_notes = grid_axes(models, hparams)
+    notes.extend(axis_notes)
+
+    table_measures, joint_fits, fit_notes = _measures_for_tables(wide, target_series)
+    notes.extend(fit_notes)
+    extra_targets: Dict[str, pd.Series] = {}
+    double_descent = is_double_descent(models, axes, target)
+    if double_descent:
+        for name in ("test_loss", "test_error"):
+            if all(c in models.columns for c in TARGETS[name][1]):
+                extra_targets[name] = target_values(models, name)
+
+    t1 = table1(table_measures, target_series, models, axes, extra_targets=extra_targets, joint_fits=joint_fits)
+    t2 = table2(table_measures, target_series, models, axes, hold_fixed)
+    t3 = table3(table_measures, models, axes)
+    if ANCHOR_MEASURE not in table_measures.columns:
+        notes.append(f"{ANCHOR_MEASURE} was not measured: Table 3 is empty")
+
+    written: List[Path] = []
+    titles = {
+        "table1": f"Table 1: Kendall's τ, adjusted R², cross-validated R² and conditional mutual information with the {target}",
+        "table2": f"Table 2: Kendall's τ along each hyperparameter axis (ψ_i), overall τ and granulated ψ, target {target}",
+        "table3": f"Table 3: conditional mutual information between {ANCHOR_MEASURE} and each other measure",
+    }
+    for name, table in (("table1", t1), ("table2", t2), ("table3", t3)):
+        _write(out / f"{name}.csv", to_csv_text(table).encode(), written)
+        _write(out / f"{name}.md", f"# {titles[name]}\n\n{to_markdown(table)}".encode(), written)
+
+    figures = _write_figures(out, models, table_measures, target_series, target, axes, t1, tables, written, notes)
+    report_path = out / "report.md"
+    report = _report_text(
+        experiment=experiment, trials=trials, models=models, target=target, target_series=target_series,
+        axes=axes, hold_fixed=hold_fixed, t1=t1, t2=t2, t3=t3, figures=figures, settings=settings or {},
+        measures=measures, notes=notes, double_descent=double_descent,
+    )
+    _write(report_path, report.encode(), written)
+
+    header = f"Table 1 — {experiment or 'experiment'}: target {target}, {len(models)} models\n"
+    return AnalysisResult(
+        table1=t1, table2=t2, table3=t3, paths=written, table1_text=header + to_text(t1),
+        report_path=report_path, target=target, axes=tuple(axes), n_models=len(models), notes=tuple(notes),
+    )
+
+
+def _measures_for_tables(wide: pd.DataFrame, target: pd.Series) -> Tuple[pd.DataFrame, Dict[str, Tuple[float, float]], List[str]]:
+    """The measure columns of the tables: every stored measure except the regression features,
+    plus the measures derived from each feature group (see :data:`FEATURE_GROUPS`)."""
+    notes: List[str] = []
+    joint_fits: Dict[str, Tuple[float, float]] = {}
+    prefixes = tuple(prefix for prefix, _, _ in FEATURE_GROUPS)
+    plain = wide[[c for c in wide.columns if not c.startswith(prefixes)]].copy()
+    for prefix, derived, best_name in FEATURE_GROUPS:
+        features = [c for c in wide.columns if c.startswith(prefix)]
+        if not features:
+            continue
+        try:
+            fit = fit_feature_group(wide[features], target)
+        except AnalysisError as error:
+            notes.append(f"{derived} not computed: {error}")
+            continue
+        if derived in plain.columns:
+            notes.append(f"{derived}: the stored measure of that name is replaced by the analysis' regression")
+        plain[derived] = fit.prediction.reindex(plain.index)
+        joint_fits[derived] = (fit.adjusted_r2, fit.cv_r2)
+        n, p = len(fit.prediction), len(fit.features)
+        note = f"{derived}: joint least-squares fit of the target on {p} feature(s) {prefix}* over {n} models"
+        if fit.dropped:
+            note += f"; left out (not finite for every model, or constant): {', '.join(fit.dropped)}"
+        if n <= p + 1:
+            note += "; more features than models allow, so the fit is the minimum-norm solution and adjusted R² is undefined"
+        notes.append(note)
+        if best_name is not None:
+            if best_name in plain.columns:
+                notes.append(f"{best_name}: the stored measure of that name is replaced by the analysis' choice")
+            plain[best_name] = fit.best_values.reindex(plain.index)
+            notes.append(
+                f"{best_name} = {fit.best_feature} (largest |standardized coefficient| "
+                f"{abs(float(fit.standardized_coef[fit.best_feature])):.4f} in the joint fit), oriented by its sign"
+            )
+    return plain[sorted(plain.columns)], joint_fits, notes
+
+
+def _write_figures(
+    out: Path,
+    models: pd.DataFrame,
+    table_measures: pd.DataFrame,
+    target_series: pd.Series,
+    target: str,
+    axes: Sequence[str],
+    t1: pd.DataFrame,
+    tables: Optional[Mapping[str, pd.DataFrame]],
+    written: List[Path],
+    notes: List[str],
+) -> List[Tuple[str, str]]:
+    """Draw and write every figure; returns (title, path relative to ``out``)."""
+    figures: List[Tuple[str, str]] = []
+    taus = dict(zip(t1["measure"], t1["kendall_tau"]))
+    used_names: Dict[str, int] = {}
+    for name in t1["measure"]:
+        base = f"scatter_{slug(name)}"
+        used_names[base] = used_names.get(base, 0) + 1
+        file_name = base if used_names[base] == 1 else f"{base}_{used_names[base]}"
+        relative = f"figures/{file_name}.png"
+        figure = scatter_figure(table_measures[name], target_series, name, target, float(taus[name]))
+        _write(out / relative, png_bytes(figure), written)
+        figures.append((f"{name} against {target}", relative))
+
+    if is_width_sweep(models, axes):
+        curves: Dict[str, pd.Series] = {}
+        if "test_loss" in models.columns:
+            curves["test loss"] = models["test_loss"].astype(float)
+        for name in t1["measure"]:
+            curves[name] = table_measures[name]
+        relative = "figures/double_descent.png"
+        _write(out / relative, png_bytes(double_descent_figure(models, curves, axes, WIDTH)), written)
+        figures.append(("test loss and every measure against width (double descent)", relative))
+
+    tables = dict(tables or {})
+    for unknown in sorted(set(tables) - {"pruning_curves", "el2n"}):
+        notes.append(f"tables[{unknown!r}] is not used by the analysis")
+    curves_table = tables.get("pruning_curves")
+    if curves_table is not None:
+        part = curves_table[curves_table["trial_id"].isin(models.index)] if "trial_id" in curves_table.columns else curves_table
+        if len(part):
+            relative = "figures/pruning_vs_perturbation.png"
+            _write(out / relative, png_bytes(pruning_curves_figure(part)), written)
+            figures.append(("loss after pruning versus a random perturbation of the same weights", relative))
+        else:
+            notes.append("tables['pruning_curves'] has no rows for the completed trials: no pruning figure")
+    el2n = tables.get("el2n")
+    if el2n is not None:
+        part = el2n[el2n["trial_id"].isin(models.index)] if "trial_id" in el2n.columns else el2n
+        if len(part):
+            noise = models["label_noise"] if "label_noise" in models.columns else None
+            by_group, by_noisy = el2n_summaries(part, noise)
+            has_loss = el2n_loss_column(part) is not None
+            if not has_loss:
+                notes.append("tables['el2n'] has no per-example loss column (loss or train_loss): the EL2N figure shows scores")
+            _write(out / "el2n_groups.csv", to_csv_text(by_group).encode(), written)
+            _write(out / "el2n_noisy.csv", to_csv_text(by_noisy).encode(), written)
+            relative = "figures/el2n.png"
+            _write(out / relative, png_bytes(el2n_figure(by_group, by_noisy, has_loss)), written)
+            figures.append(("train loss by EL2N percentile group (20 groups), noisy versus clean", relative))
+        else:
+            notes.append("tables['el2n'] has no rows for the completed trials: no EL2N figure")
+    return figures
+
+
+def flatten_settings(settings: Mapping[str, object], prefix: str = "") -> List[Tuple[str, str]]:
+    """Nested settings as sorted (dotted key, JSON value) pairs."""
+    items: List[Tuple[str, str]] = []
+    for key in sorted(settings, key=str):
+        value = settings[key]
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            items.extend(flatten_settings(value, prefix=f"{name}."))
+        else:
+            items.append((name, value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)))
+    return items
+
+
+def _describe_values(column: pd.Series) -> str:
+    values = list(pd.unique(column))
+    try:
+        values = sorted(values)
+    except TypeError:
+        values = sorted(values, key=str)
+    if len(values) <= MAX_LISTED_VALUES:
+        return ", ".join(str(v) for v in values)
+    return f"{len(values)} values, {values[0]} … {values[-1]}"
+
+
+def _best_row(table: pd.DataFrame, column: str) -> Optional[pd.Series]:
+    if table.empty or column not in table.columns:
+        return None
+    magnitude = table[column].astype(float).abs()
+    if not magnitude.notna().any():
+        return None
+    return table.loc[magnitude.idxmax()]
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "–" if math.isnan(value) else f"{float(value):.4f}"
+    return str(value)
+
+
+def _report_text(
+    *,
+    experiment: str,
+    trials: pd.DataFrame,
+    models: pd.DataFrame,
+    target: str,
+    target_series: pd.Series,
+    axes: Sequence[str],
+    hold_fixed: Sequence[str],
+    t1: pd.DataFrame,
+    t2: pd.DataFrame,
+    t3: pd.DataFrame,
+    figures: List[Tuple[str, str]],
+    settings: Mapping[str, object],
+    measures: pd.DataFrame,
+    notes: List[str],
+    double_descent: bool,
+) -> str:
+    ids = list(models.index)
+    status_counts = trials["status"].astype(str).value_counts().sort_index()
+    statuses = ", ".join(f"{count} {status}" for status, count in status_counts.items())
+    axis_text = "; ".join(f"{a} ({_describe_values(models[a])})" for a in axes) or "none (no hyperparameter varies)"
+    seed_text = ""
+    if SEED_COLUMN in hold_fixed:
+        seed_text = f" Seeds ({_describe_values(models[SEED_COLUMN])}) are replicates, not an axis."
+    values = target_series.to_numpy()
+    paragraph = (
+        f"Experiment `{experiment or 'unnamed'}`: {len(trials)} trials ({statuses}); the {len(models)} completed "
+        f"trials with a finite target enter the analysis. Grid axes: {axis_text}.{seed_text} "
+        f"Target: {TARGETS[target][0]} (mean {values.mean():.4f}, range {values.min():.4f} to {values.max():.4f}). "
+        f"{len(t1)} measures were analyzed."
+    )
+    best = _best_row(t1, "kendall_tau")
+    if best is not None:
+        paragraph += (
+            f" The measure with the largest |Kendall τ| is **{best['measure']}** (τ = {_fmt(best['kendall_tau'])}, "
+            f"s_τ = {_fmt(best['kendall_tau_se'])}, adjusted R² = {_fmt(best['adjusted_r2'])}, "
+            f"CMI = {_fmt(best['cmi'])})."
+        )
+    best_psi = _best_row(t2, "psi")
+    if best_psi is not None and axes:
+        paragraph += f" The largest |ψ| is that of {best_psi['measure']} (ψ = {_fmt(best_psi['psi'])})."
+    if double_descent:
+        paragraph += " This is a double-descent zoo: Table 1 also gives τ against test loss and test error."
+
+    lines = [f"# Analysis of `{experiment or 'unnamed'}`", "", paragraph, "", "## Tables", ""]
+    lines += [
+        "- [Table 1](table1.md) ([csv](table1.csv)): per measure, Kendall's τ with the target and its standard "
+        "error, adjusted R², 10-fold cross-validated R², conditional mutual information (Jiang and PGDL variants)"
+        + ("; τ against test loss and test error" if double_descent else "") + ".",
+        "- [Table 2](table2.md) ([csv](table2.csv)): τ when only one hyperparameter varies (ψ_i), overall τ, ψ.",
+        f"- [Table 3](table3.md) ([csv](table3.csv)): conditional mutual information between {ANCHOR_MEASURE} "
+        "and each other measure.",
+    ]
+    if any(p.endswith("el2n.png") for _, p in figures):
+        lines.append("- [EL2N groups](el2n_groups.csv) and [EL2N noisy vs clean](el2n_noisy.csv): the numbers of the EL2N figure.")
+    lines += ["", "### Table 1", "", to_markdown(t1), "## Figures", ""]
+    for title, path in figures:
+        lines.append(f"- [{title}]({path})")
+    for title, path in figures:
+        if not Path(path).name.startswith("scatter_"):
+            lines += ["", f"![{title}]({path})"]
+
+    lines += ["", "## Settings", "", "### Analysis", ""]
+    lines += [
+        f"- target: `{target}` ({TARGETS[target][0]})",
+        f"- grid axes: {', '.join(axes) if axes else 'none'}",
+        f"- held fixed within granulated-Kendall groups: {', '.join(hold_fixed) if hold_fixed else 'nothing'}",
+        "- Kendall's τ: τ-a over all pairs, ties count 0; s_τ = sqrt(2(2n+5)/(9n(n−1))) (null hypothesis)",
+        "- ψ: groups with fewer than 2 models or a constant target skipped (counts below)",
+        "- CMI (Jiang): ordered pairs of distinct models, target ties dropped, measure ties a third outcome, "
+        "conditioning sets of size 0, 1, 2 weighted by pair counts, sets with H(V_g|U_S) = 0 skipped, minimum over sets",
+        "- CMI (PGDL): all ordered pairs including self, ties as '−', sets of exactly two hyperparameters, "
+        "unweighted means over cells, log2(p + 1e-12) in the entropy, minimum over sets",
+        f"- R²: least squares with intercept; cross-validated R² pooled over out-of-fold predictions of "
+        f"{CV_FOLDS}-fold KFold (shuffle, seed {CV_SEED}); the same folds give the regression-derived measures",
+    ]
+    flat = flatten_settings(settings)
+    lines += ["", "### Run settings", ""]
+    lines += [f"- `{key}`: `{value}`" for key, value in flat] or ["- none were passed"]
+    recorded = measure_settings(measures, ids)
+    lines += ["", "### Measure settings recorded in the store", ""]
+    if recorded.empty:
+        lines.append("- none recorded")
+    else:
+        lines.append(to_markdown(recorded))
+
+    lines += ["", "## Granulated Kendall groups", ""]
+    if axes:
+        frame = models[[*axes, *hold_fixed]].copy()
+        frame["_target"] = target_series
+        frame["_measure"] = target_series
+        groups = granulated_kendall(frame, "_measure", "_target", axes, hold_fixed=hold_fixed)
+        counts = pd.DataFrame({
+            "axis": list(axes),
+            "groups_used": [groups.groups_used[a] for a in axes],
+            "groups_skipped": [groups.groups_skipped[a] for a in axes],
+        })
+        lines.append(to_markdown(counts))
+    else:
+        lines.append("- no axis varies, so ψ is undefined")
+
+    coverage = measure_coverage(measures, ids) if "measure" in measures.columns else pd.DataFrame()
+    lines += ["", "## Measure coverage (completed trials)", ""]
+    lines.append(to_markdown(coverage) if not coverage.empty else "- no measure rows")
+    lines += ["", "## Notes", ""]
+    lines += [f"- {note}" for note in notes] or ["- none"]
+    lines += ["", f"Standard error of τ for n = {len(models)}: s_τ = {kendall_tau_se(len(models)):.4f}.", ""]
+    return "\n".join(lines)
