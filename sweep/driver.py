@@ -35,6 +35,9 @@ from trainers.train import COMPLETED, DIVERGED
 # Forced experiment snapshots after each reported checkpoint are what make SIGKILL-and-resume
 # exact; Tune warns about them when epochs are short. The warning is noise here.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Tune's newer console output ignores verbose=0 and prints its configuration table; the
+# driver prints its own progress line instead.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 TUNE_DIR = "_tune"
 FAULTS_DIR = "_faults"

@@ -1,0 +1,125 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from sweep import config as sweep_config
+from sweep import driver
+from sweep.cli import main
+from sweep.store import Store
+from trainers.config import TrainConfig
+from trainers.train import train
+
+TINY = {
+    "dataset": "digits", "model": "nin",
+    "train": {"epochs": 3, "lr": 0.05, "train_size": 128, "batch_size": 32, "depth": 2, "dropout": 0.2},
+    "grid": {"width": [8, 12]}, "seeds": [0], "checkpoint_epochs": [1],
+    "resources": {"cpus": 1}, "max_failures": 2,
+}
+TIMING = ("seconds", "images_per_second")
+
+
+def _config(tmp_path, name, **changes):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "experiment": name, **changes}))
+    return path
+
+
+def test_sweep_writes_the_store_layout_and_a_rerun_trains_nothing(ray_address, tmp_path, capsys):
+    path = _config(tmp_path, "e2e")
+    storage = tmp_path / "store"
+    assert main(["sweep", "run", str(path), "--storage", str(storage)]) == 0
+    out = capsys.readouterr().out
+    assert "[e2e] trials 2/2 done" in out and "+---" not in out  # our progress line, not Tune's table
+
+    root = storage / "e2e"
+    trials = pd.read_parquet(root / "trials.parquet")
+    epochs = pd.read_parquet(root / "epochs")
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"}
+    assert {"width", "dropout", "seed", "train_acc", "test_acc"} <= set(trials.columns)
+    assert sorted(epochs.groupby("trial_id")["epoch"].apply(list).tolist()) == [[1, 2, 3], [1, 2, 3]]
+    for trial_id in trials["trial_id"]:
+        names = sorted(os.listdir(root / "checkpoints" / trial_id))
+        assert names == ["epoch_1.pt", "final.pt", "init.pt"]
+        torch.load(root / "checkpoints" / trial_id / "final.pt", weights_only=True)
+    assert (root / "sweep.yaml").exists() and "versions" in (root / "sweep.yaml").read_text()
+
+    before = {p: p.stat().st_mtime_ns for p in (root / "epochs").iterdir()}
+    assert main(["sweep", "run", str(path), "--storage", str(storage)]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (root / "epochs").iterdir()} == before
+
+    assert main(["sweep", "status", "e2e", "--storage", str(storage)]) == 0
+    status = capsys.readouterr().out
+    assert "completed 2" in status and "epochs: 6/6 done" in status
+
+
+def test_a_trial_that_raises_is_retried_from_its_checkpoint_with_identical_results(ray_address, tmp_path):
+    path = _config(tmp_path, "faulty", grid={"width": [8]}, fault_injection={"epoch": 2})
+    storage = tmp_path / "store"
+    counts = driver.run(sweep_config.load(str(path)), storage=str(storage))
+    assert counts == {"completed": 1}
+
+    store = Store(str(storage), "faulty")
+    (trial_id,) = store.trials()["trial_id"]
+    assert store.exists("_faults", trial_id)  # the fault really fired
+    swept = store.epochs(trial_id)
+
+    config = TrainConfig.from_dict(sweep_config.load(str(path)).trials()[0].to_dict())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the trial's worker
+    try:
+        reference = train(config, run_dir=tmp_path / "reference", device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    expected = pd.DataFrame(reference.records).drop(columns=list(TIMING))
+    got = swept.drop(columns=["trial_id", *TIMING])[expected.columns]
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected)
+    final = torch.load(store.local_path("checkpoints", trial_id, "final.pt"), weights_only=True)
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(final[name], tensor), name
+
+
+def test_killed_driver_is_resumed_without_retraining_or_duplicate_rows(ray_address, tmp_path):
+    path = _config(tmp_path, "killed", train={**TINY["train"], "epochs": 6}, grid={"width": [8, 12, 16]})
+    storage = tmp_path / "store"
+    store = Store(str(storage), "killed")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    driver_proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "sweep", "run", str(path), "--storage", str(storage),
+         "--address", ray_address],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            epochs = store.epochs()
+            if len(epochs) >= 3 and epochs.groupby("trial_id")["epoch"].max().max() >= 2:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the sweep made no progress before the kill")
+    finally:
+        os.killpg(driver_proc.pid, signal.SIGKILL)
+        driver_proc.wait()
+    before = store.epochs()
+    assert len(before) < 3 * 6, "the sweep finished before it could be killed"
+
+    assert main(["sweep", "resume", "killed", "--storage", str(storage)]) == 0
+    after = store.epochs()
+    assert len(after) == 3 * 6
+    assert not after.duplicated(["trial_id", "epoch"]).any()
+    assert set(store.trials()["status"]) == {"completed"}
+    # Epochs finished before the kill keep their original timings: the trials continued from
+    # their checkpoints instead of training again from scratch. Only a trial's last epoch
+    # before the kill may be redone (killed between its record and its Tune checkpoint).
+    merged = before.merge(after, on=["trial_id", "epoch"], suffixes=("_before", "_after"))
+    settled = merged[merged["epoch"] < merged["trial_id"].map(before.groupby("trial_id")["epoch"].max())]
+    assert len(settled) > 0
+    assert (settled["seconds_before"] == settled["seconds_after"]).all()
