@@ -21,16 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainers.pruning import prunable_parameters
+
 EVAL_BATCH_SIZE = 1024
 
 
 def weight_parameters(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
-    """The (name, parameter) pairs of the weight tensors of every conv and linear layer."""
-    return [
-        (f"{module_name}.weight" if module_name else "weight", module.weight)
-        for module_name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear))
-    ]
+    """The (name, parameter) pairs of the weight tensors of every conv and linear layer (the
+    same tensors that pruning masks cover)."""
+    return prunable_parameters(model)
 
 
 def seed_for(trial_id: str, purpose: str) -> int:

@@ -8,6 +8,7 @@ needed to resume: model, optimizer, masks, RNG states, epoch, the records so far
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -43,10 +44,7 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
+    return load_bytes(path.read_bytes(), str(path), map_location)
 
 
 def cpu_state_dict(state: Mapping[str, torch.Tensor]) -> dict:
@@ -55,3 +53,11 @@ def cpu_state_dict(state: Mapping[str, torch.Tensor]) -> dict:
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read; the message names the file."""
+
+
+def load_bytes(data: bytes, name: str, map_location: Any = "cpu") -> Any:
+    """Load a checkpoint from bytes (read from a remote store); ``name`` is used in errors."""
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"{name}: not a readable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from exc

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers import checkpoint, data, models
+from trainers import checkpoint, data, models, pruning
 from trainers.config import TrainConfig
 
 COMPLETED = "completed"
@@ -226,12 +226,8 @@ def train(
 
 
 def _apply_masks(model: nn.Module, masks: Dict[str, torch.Tensor]) -> None:
-    if not masks:
-        return
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, mask in masks.items():
-            params[name].mul_(mask.to(params[name].device))
+    if masks:
+        pruning.apply_masks(model, masks)
 
 
 def _rng_states(device: torch.device) -> Dict[str, Any]:

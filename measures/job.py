@@ -1,0 +1,239 @@
+"""The measures job: every (trial, measure family) of an experiment as one Ray task.
+
+The only module of ``measures`` that imports Ray. Tasks load the trial's checkpoints and data
+themselves (from the store, so they run on any node) and return rows; the driver is the only
+writer of ``measures/<trial_id>.parquet`` and of the per-trial tables, each rewritten
+atomically with the rows of every family computed so far. Pairs already stored with status
+``ok`` are skipped unless ``force``, so an interrupted job resumes by running it again; pairs
+stored with status ``error`` are tried again.
+
+A family that raises for one trial (corrupt checkpoint, out of memory, NaN) becomes rows with
+status ``error`` and the exception's message; every other task still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import traceback
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import pandas as pd
+
+from measures import registry
+from measures.context import TrialContext
+from sweep.store import Store
+from trainers import checkpoint
+from trainers.config import TrainConfig
+
+OK = "ok"
+ERROR = "error"
+
+
+# Bad input to the job (unknown family or setting, no trained trial): one line naming it.
+MeasureJobError = registry.MeasureError
+
+
+def applicable(family: str, config: TrainConfig) -> Optional[str]:
+    """Why ``family`` does not apply to a trial of ``config`` (None when it does)."""
+    needs = registry.get(family).needs
+    if "early" in needs and not config.checkpoint_epochs:
+        return "needs an early checkpoint (checkpoint_epochs is empty)"
+    return None
+
+
+def family_rows(trial_id: str, family: str, values: Mapping[str, float], seconds: float, settings: Mapping[str, Any],
+                info: Mapping[str, Any], error: Optional[str] = None) -> List[Dict[str, Any]]:
+    settings_json = json.dumps({"settings": dict(settings), "info": dict(info)}, sort_keys=True, default=str)
+    if error is not None:
+        names = [m for m in registry.get(family).measures if not m.endswith("*")] or [family]
+        return [dict(trial_id=trial_id, family=family, measure=m, value=math.nan, seconds=seconds, status=ERROR,
+                     error=error, settings=settings_json) for m in names]
+    return [dict(trial_id=trial_id, family=family, measure=name, value=float(value), seconds=seconds, status=OK,
+                 error=None, settings=settings_json) for name, value in values.items()]
+
+
+def build_context(store: Store, config: TrainConfig, *, device, data_root=None) -> TrialContext:
+    """Load one trained trial from the store: its data (with the same label noise), final,
+    initial and earliest early weights, and per-epoch records."""
+    import torch
+
+    from trainers import data
+    from trainers.train import build_model
+
+    trial_id = config.trial_id
+    dataset = data.load(config.dataset, data_root, train_size=config.train_size,
+                        label_noise=config.label_noise, seed=config.seed)
+
+    def read_state(name: str):
+        parts = store.checkpoint_parts(trial_id, name)
+        return checkpoint.load_bytes(store.read_bytes(*parts), f"{store.uri}/{'/'.join(parts)}", map_location=device)
+
+    def build():
+        return build_model(config, dataset.num_classes).to(device)
+
+    model = build()
+    model.load_state_dict(read_state(checkpoint.FINAL))
+    model.eval()
+    early_epoch = min(config.checkpoint_epochs) if config.checkpoint_epochs else None
+    early_name = checkpoint.early_name(early_epoch) if early_epoch else None
+    has_early = early_name is not None and store.exists(*store.checkpoint_parts(trial_id, early_name))
+    return TrialContext(
+        trial_id=trial_id,
+        model=model,
+        train_x=data.normalize(dataset.train_images.to(device), dataset.mean, dataset.std),
+        train_y=dataset.train_labels.to(device),
+        test_x=data.normalize(dataset.test_images.to(device), dataset.mean, dataset.std),
+        test_y=dataset.test_labels.to(device),
+        build_model=build,
+        init_state=read_state(checkpoint.INIT) if store.exists(*store.checkpoint_parts(trial_id, checkpoint.INIT)) else None,
+        early_state=read_state(early_name) if has_early else None,
+        early_epoch=early_epoch if has_early else None,
+        noisy=dataset.noisy.to(device),
+        epochs=store.epochs(trial_id).to_dict("records"),
+        hparams=config.to_dict(),
+        device=torch.device(device),
+    )
+
+
+def compute(storage: str, experiment: str, config_dict: Dict[str, Any], family: str, settings: Dict[str, Any],
+            *, threads: int = 1, use_gpu: bool = False, data_root: Optional[str] = None) -> Tuple[List[dict], Dict[str, dict]]:
+    """One (trial, family): rows for the measures table and the family's long tables. Never
+    raises for a failure of the measure itself: that becomes rows with status ``error``."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    config = TrainConfig.from_dict(config_dict)
+    device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+    started = time.perf_counter()
+    try:
+        store = Store(storage, experiment)
+        ctx = build_context(store, config, device=device, data_root=data_root)
+        output = registry.get(family).fn(ctx, **settings)
+    except Exception as exc:  # one failing pair must not stop the job: it is recorded instead
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        logging.getLogger(__name__).debug("%s/%s failed\n%s", config.trial_id, family, traceback.format_exc())
+        return family_rows(config.trial_id, family, {}, time.perf_counter() - started, settings, {}, message), {}
+    seconds = time.perf_counter() - started
+    values = {name: value for name, value in output.values.items()}
+    rows = family_rows(config.trial_id, family, values, seconds, settings, output.info)
+    non_finite = [name for name, value in values.items() if isinstance(value, float) and math.isnan(value)]
+    if non_finite and len(non_finite) == len(values):
+        rows = family_rows(config.trial_id, family, {}, seconds, settings, output.info,
+                           f"every value is NaN ({', '.join(non_finite[:3])}...)")
+    return rows, {name: dict(table) for name, table in output.tables.items()}
+
+
+def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[str | Sequence[str]] = None,
+        gpus_per_task: Optional[float] = None, force: bool = False, address: Optional[str] = None,
+        data_root: Optional[str] = None, out=print) -> Dict[str, int]:
+    """Compute every requested family for every completed trial; returns counts by status."""
+    from sweep.driver import connect_ray, read_resolved_config
+
+    store = Store(storage, experiment)
+    sweep_config = read_resolved_config(store)
+    families = _families(measures)
+    overrides = dict(sweep_config.measures)
+    for name in overrides:
+        if name not in registry.FAMILIES:
+            raise MeasureJobError(f"measures.{name}: unknown family in sweep.yaml, allowed: {', '.join(registry.names())}")
+    settings = {name: registry.settings_for(name, overrides.get(name)) for name in families}
+    if gpus_per_task is not None and not 0 <= gpus_per_task <= 1:
+        raise MeasureJobError(f"--gpus-per-task: got {gpus_per_task:g}, allowed: a fraction of one GPU in [0, 1]")
+
+    trials = store.trials()
+    completed = trials[trials["status"] == "completed"]["trial_id"].tolist() if len(trials) else []
+    configs = {c.trial_id: c for c in sweep_config.trials() if c.trial_id in set(completed)}
+    if not configs:
+        raise MeasureJobError(f"experiment: no completed trial in {store.uri} (run `genzoo sweep run` first)")
+
+    existing = store.measures()
+    done = set()
+    if len(existing) and not force:
+        ok = existing[existing["status"] == OK]
+        done = set(zip(ok["trial_id"], ok["family"]))
+    todo, skipped = [], 0
+    for trial_id, config in configs.items():
+        for family in families:
+            if (trial_id, family) in done:
+                continue
+            reason = applicable(family, config)
+            if reason:
+                skipped += 1
+                continue
+            todo.append((trial_id, family))
+    out(f"[measure {experiment}] {len(todo)} (trial, family) tasks to run over {len(configs)} trials; "
+        f"{len(done & {(t, f) for t in configs for f in families})} already stored"
+        + (f", {skipped} not applicable" if skipped else ""))
+    if not todo:
+        return {OK: 0, ERROR: 0}
+
+    ray = connect_ray(address)
+    gpus = gpus_per_task if gpus_per_task is not None else (0.0 if ray.cluster_resources().get("GPU", 0) <= 0 else 0.25)
+    if gpus > 0 and ray.cluster_resources().get("GPU", 0) <= 0:
+        raise MeasureJobError(f"--gpus-per-task: {gpus:g} requested but the Ray cluster has no GPU (use 0)")
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(compute)
+    pending = {
+        task.remote(store.storage, experiment, configs[t].to_dict(), f, settings[f], threads=1,
+                    use_gpu=gpus > 0, data_root=data_root): (t, f)
+        for t, f in todo
+    }
+
+    rows_by_trial: Dict[str, pd.DataFrame] = {}
+    counts = {OK: 0, ERROR: 0}
+    started, last_print, finished = time.monotonic(), 0.0, 0
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=10.0)
+        for ref in ready:
+            trial_id, family = pending.pop(ref)
+            try:
+                rows, tables = ray.get(ref)
+            except Exception as exc:  # the worker itself died (killed, out of host memory)
+                rows, tables = family_rows(trial_id, family, {}, 0.0, settings[family], {},
+                                           f"task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"), {}
+            _store_rows(store, rows_by_trial, trial_id, family, rows)
+            for name, table in tables.items():
+                frame = pd.DataFrame(table)
+                frame.insert(0, "trial_id", trial_id)
+                store.write_table(frame, name, f"{trial_id}.parquet")
+            status = rows[0]["status"] if rows else OK
+            counts[status] += 1
+            finished += 1
+            if status == ERROR:
+                out(f"[measure {experiment}] {trial_id}/{family}: error: {rows[0]['error']}")
+        now = time.monotonic()
+        if now - last_print >= 10 or not pending:
+            last_print = now
+            elapsed = now - started
+            eta = elapsed / finished * len(pending) if finished else float("nan")
+            out(f"[measure {experiment}] tasks {finished}/{len(todo)} done ({counts[ERROR]} errors) | "
+                f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s" if finished else
+                f"[measure {experiment}] tasks 0/{len(todo)} done | elapsed {elapsed:.0f}s")
+    return counts
+
+
+def _store_rows(store: Store, cache: Dict[str, pd.DataFrame], trial_id: str, family: str, rows: List[dict]) -> None:
+    """Replace ``family``'s rows in the trial's measures file, keeping the other families'."""
+    from sweep.store import MEASURE_SCHEMA
+
+    if trial_id not in cache:
+        cache[trial_id] = (store.read_table("measures", f"{trial_id}.parquet")
+                           if store.exists("measures", f"{trial_id}.parquet")
+                           else pd.DataFrame(columns=MEASURE_SCHEMA.names))
+    kept = cache[trial_id][cache[trial_id]["family"] != family]
+    merged = pd.concat([kept, pd.DataFrame(rows, columns=MEASURE_SCHEMA.names)], ignore_index=True)
+    merged = merged.sort_values(["family", "measure"], kind="stable").reset_index(drop=True)
+    cache[trial_id] = merged
+    store.write_measures(trial_id, merged.to_dict("records"))
+
+
+def _families(measures: Optional[str | Sequence[str]]) -> List[str]:
+    if measures is None:
+        return registry.names()
+    names = [m.strip() for m in measures.split(",")] if isinstance(measures, str) else list(measures)
+    for name in names:
+        if name not in registry.FAMILIES:
+            raise MeasureJobError(f"--measures: unknown family {name!r}, allowed: {', '.join(registry.names())}")
+    return names
