@@ -197,11 +197,21 @@ def _demo(args: argparse.Namespace) -> int:
     from sweep import config as sweep_config
     from sweep import driver
 
+    from sweep.store import Store
+    from trainers.train import format_table
+
     config = sweep_config.load("demo")
     counts = driver.run(config, storage=args.storage, data_root=args.data_root)
     if driver.main_exit_code(counts) != 0:
         print("genzoo demo: some trials failed; see `genzoo sweep status demo`", file=sys.stderr)
         return 1
+    store = Store(args.storage, "demo")
+    trials = store.trials()
+    best = trials.sort_values(["test_acc", "trial_id"], ascending=[False, True]).iloc[0]
+    print(f"\nper-epoch table of the most accurate model, {best.trial_id} "
+          f"(width {best.width}, depth {best.depth}, dropout {best.dropout}, "
+          f"weight decay {best.weight_decay}, augment {best.augment}):")
+    print(format_table(store.epochs(best.trial_id).to_dict("records")) + "\n")
     code = _measure("demo", storage=args.storage, measures=None, gpus_per_task=None, force=False,
                     address=None, data_root=args.data_root)
     if code != 0:

@@ -144,7 +144,7 @@ def run_trial(params: Dict[str, Any]) -> None:
 
 def _metrics(trial_id: str, config: TrainConfig, record: Dict[str, Any]) -> Dict[str, Any]:
     return {
-        "trial_id": trial_id,
+        "genzoo_trial_id": trial_id,  # Tune reserves "trial_id" for its own id
         "epochs_total": config.epochs,
         **{k: record[k] for k in FINAL_METRICS},
         "status": record["status"] if record["status"] == DIVERGED or record["epoch"] == config.epochs else "running",
@@ -265,7 +265,8 @@ def _tune_callback_class():
             self.table.write()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            trial_id = result.get("trial_id")
+            # Tune overwrites result["trial_id"] with its own id; ours is in the config.
+            trial_id = _trial_name(trial)
             if trial_id in self.table.rows:
                 self.table.mark_running(trial_id)
                 self.live_epochs[trial_id] = int(result.get("epoch", 0))
@@ -285,7 +286,7 @@ def _tune_callback_class():
             self._print()
 
         def _finish(self, trial, error: Optional[str] = None):
-            trial_id = trial.config["trial"]["trial_id"]
+            trial_id = _trial_name(trial)
             self.live_epochs.pop(trial_id, None)
             self.table.refresh(trial_id, error=error)
             self.table.write()
