@@ -56,3 +56,31 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         total_loss += F.cross_entropy(logits, target, reduction="sum").double()
         correct += (logits.argmax(dim=1) == target).sum()
     return float(total_loss) / len(x), float(correct) / len(x)
+
+
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> None:
+    """Re-estimate every BatchNorm's running mean and variance on ``x`` (no augmentation).
+
+    The running statistics are reset and replaced by the cumulative average over the batches
+    of ``x`` (``momentum=None``); only the BatchNorm layers run in train mode, so dropout
+    stays off. Leaves the model in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                chunk = x[start:start + batch_size]
+                if len(chunk) >= 2:  # a batch variance needs two examples
+                    model(chunk)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()

@@ -24,7 +24,7 @@ from typing import Callable, Dict, Iterator, List, Mapping, Sequence, Tuple
 import torch
 from torch import nn
 
-from measures.common import EVAL_BATCH_SIZE, evaluate, generator_for
+from measures.common import EVAL_BATCH_SIZE, evaluate, generator_for, recalibrate_batchnorm
 from measures.context import Family, MeasureOutput, TrialContext
 from trainers.pruning import (
     Masks,
@@ -82,31 +82,6 @@ def preserved(model: nn.Module) -> Iterator[Dict[str, torch.Tensor]]:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> None:
-    """Re-estimate every BatchNorm's running mean and variance on ``x`` (no augmentation).
-
-    The running statistics are reset and replaced by the cumulative average over the batches
-    of ``x`` (``momentum=None``); only the BatchNorm layers run in train mode, so dropout
-    stays off. Leaves the model in eval mode.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    model.eval()
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    try:
-        for start in range(0, len(x), batch_size):
-            model(x[start:start + batch_size])
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        model.eval()
-
-
 def _pruned_loss(
     model: nn.Module,
     original: Mapping[str, torch.Tensor],

@@ -21,10 +21,8 @@ from typing import Any, Dict, List, Mapping, Sequence
 import torch
 from torch import nn
 
-from measures.common import EVAL_BATCH_SIZE, evaluate
+from measures.common import EVAL_BATCH_SIZE, evaluate, recalibrate_batchnorm
 from measures.context import Family, MeasureOutput, TrialContext
-
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 class TrainingMeasureError(ValueError):
@@ -62,17 +60,9 @@ def recalibrated_copy(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_
     """
     if batch_size < 2:
         raise TrainingMeasureError(f"batch_size: got {batch_size}, allowed: an int >= 2 (BatchNorm needs a batch variance)")
-    copy_ = copy.deepcopy(model).eval()
-    batchnorms = [m for m in copy_.modules() if isinstance(m, _BATCHNORMS) and m.track_running_stats]
-    for bn in batchnorms:
-        bn.reset_running_stats()
-        bn.momentum = None
-        bn.train()
-    for start in range(0, len(x), batch_size):
-        chunk = x[start:start + batch_size]
-        if len(chunk) >= 2:
-            copy_(chunk)
-    return copy_.eval()
+    copy_ = copy.deepcopy(model)
+    recalibrate_batchnorm(copy_, x, batch_size)
+    return copy_
 
 
 def training(ctx: TrialContext, *, recalibrate_bn: bool = False, batch_size: int = EVAL_BATCH_SIZE) -> MeasureOutput:
