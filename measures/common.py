@@ -14,6 +14,7 @@ Conventions every measure follows (see the measures issue):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from typing import List, Tuple
 
@@ -84,3 +85,18 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = E
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         model.eval()
+
+
+def recalibrated_copy(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm running statistics are re-estimated on ``x``.
+
+    The statistics are reset and recomputed as the cumulative average over the batches of
+    ``x`` (``momentum=None``; each batch's mean and unbiased variance weigh equally). Only
+    the BatchNorm layers are in train mode during the pass, so dropout stays off. The copy is
+    returned in eval mode; ``model`` is not changed.
+    """
+    if batch_size < 2:
+        raise ValueError(f"batch_size: got {batch_size}, allowed: an int >= 2 (BatchNorm needs a batch variance)")
+    copy_ = copy.deepcopy(model)
+    recalibrate_batchnorm(copy_, x, batch_size)
+    return copy_

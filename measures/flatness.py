@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from measures.common import generator_for
+from measures.common import generator_for, recalibrated_copy
 from measures.context import Family, MeasureOutput, TrialContext
 from measures.hessian import (
     HVP_MODES,
@@ -242,6 +242,7 @@ def flatness(
     params: str = "all",
     hvp_mode: str = "forward_over_reverse",
     tic_trace: str = "hutchinson",
+    recalibrate_bn: bool = False,
 ) -> MeasureOutput:
     """The flatness family (second paper, Section 2 and Appendix E; Maddox et al. 2020).
 
@@ -272,12 +273,15 @@ def flatness(
     ``"flatness/hutchinson"`` (separate streams, so changing ``top_k`` leaves the trace
     estimate unchanged). Hessian-vector products run over batches of ``batch_size`` examples,
     per-example gradients over ``per_example_batch_size``.
+
+    The model is in eval mode: BatchNorm uses the running statistics it was trained with, or,
+    with ``recalibrate_bn``, statistics re-estimated on the whole training set (on a copy).
     """
     _check_settings(method, top_k, hutchinson_samples, batch_size, per_example_batch_size,
                     z, params, hvp_mode, tic_trace, split)
     _check_eigen_settings(top_k, lanczos_steps, power_max_iter, power_tol)
     _check_eps_settings(eps_step, eps_loss_increase, eps_max, eps_search)
-    model = ctx.model.eval()
+    model = recalibrated_copy(ctx.model, ctx.train_x) if recalibrate_bn else ctx.model.eval()
     x_all, y_all = (ctx.train_x, ctx.train_y) if split == "train" else (ctx.test_x, ctx.test_y)
     indices = subset_indices(len(x_all), subset, generator_for(ctx.trial_id, "flatness"))
     indices = indices.to(x_all.device)
@@ -383,6 +387,7 @@ FAMILIES = {
             "per_example_batch_size": 256,
             "z": 1.0,
             "params": "all",
+            "recalibrate_bn": False,
             "hvp_mode": "forward_over_reverse",
             "tic_trace": "hutchinson",
         },

@@ -44,7 +44,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-from measures.common import EVAL_BATCH_SIZE, evaluate, generator_for, seed_for
+from measures.common import EVAL_BATCH_SIZE, evaluate, generator_for, recalibrated_copy, seed_for
 from measures.context import Family, MeasureOutput, TrialContext
 from trainers.pruning import prunable_parameters
 
@@ -217,19 +217,23 @@ def pac_bayes_family(
     subset_size: int = 10_000,
     parameters: str = "all",
     batch_size: int = EVAL_BATCH_SIZE,
+    recalibrate_bn: bool = False,
 ) -> MeasureOutput:
     """``pac_bayes_mag_flat`` and ``pac_bayes_flat`` = 1/σ² (Jiang et al. 2020, Section C;
     first paper, Section 5.1), with the constants of the module docstring: β = 0.1, M = 10
     draws, 15 bisection steps on [0, 2], ε = 1e-3 (u_i ~ N(0, σ²·w_i² + ε²)), on a
     subset of 10,000 training examples seeded by ``"pac_bayes/subset"``; the noise of each
     kind is seeded by ``"pac_bayes_mag_flat"`` / ``"pac_bayes_flat"``. A value is ``inf``
-    when even σ_max/2^steps raises the loss too much. ``ctx.model`` is left as it was."""
+    when even σ_max/2^steps raises the loss too much. ``ctx.model`` is left as it was. The
+    model is in eval mode with its trained BatchNorm statistics, or, with ``recalibrate_bn``,
+    statistics re-estimated on the whole training set before perturbing (on a copy)."""
     if int(subset_size) != subset_size or subset_size < 1:
         raise PerturbationError(f"subset_size must be an integer >= 1, got {subset_size!r}")
     x, y = seeded_subset(ctx, int(subset_size), "pac_bayes/subset")
+    model = recalibrated_copy(ctx.model, ctx.train_x, batch_size) if recalibrate_bn else ctx.model
     values, info = {}, {}
     for kind, name in (("magnitude", "pac_bayes_mag_flat"), ("flat", "pac_bayes_flat")):
-        found = sigma_search(ctx.model, x, y, kind=kind, beta=beta, draws=draws, steps=steps, sigma_max=sigma_max,
+        found = sigma_search(model, x, y, kind=kind, beta=beta, draws=draws, steps=steps, sigma_max=sigma_max,
                              epsilon=epsilon, seed=seed_for(ctx.trial_id, name), parameters=parameters,
                              batch_size=batch_size)
         values[name] = found.measure
@@ -245,6 +249,6 @@ FAMILIES = {
         fn=pac_bayes_family,
         measures=("pac_bayes_mag_flat", "pac_bayes_flat"),
         defaults={"beta": 0.1, "draws": 10, "steps": 15, "sigma_max": 2.0, "epsilon": 1e-3, "subset_size": 10_000,
-                  "parameters": "all", "batch_size": EVAL_BATCH_SIZE},
+                  "parameters": "all", "batch_size": EVAL_BATCH_SIZE, "recalibrate_bn": False},
     ),
 }

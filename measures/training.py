@@ -14,14 +14,13 @@ train loss.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, Dict, List, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from measures.common import EVAL_BATCH_SIZE, evaluate, recalibrate_batchnorm
+from measures.common import EVAL_BATCH_SIZE, evaluate, recalibrated_copy
 from measures.context import Family, MeasureOutput, TrialContext
 
 
@@ -50,21 +49,6 @@ def sum_of_train_losses(epochs: Sequence[Mapping[str, Any]]) -> float:
 
 
 @torch.no_grad()
-def recalibrated_copy(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> nn.Module:
-    """A copy of ``model`` whose BatchNorm running statistics are re-estimated on ``x``.
-
-    The statistics are reset and recomputed as the cumulative average over the batches of
-    ``x`` (``momentum=None``; each batch's mean and unbiased variance weigh equally). Only
-    the BatchNorm layers are in train mode during the pass, so dropout stays off. The copy is
-    returned in eval mode; ``model`` is not changed.
-    """
-    if batch_size < 2:
-        raise TrainingMeasureError(f"batch_size: got {batch_size}, allowed: an int >= 2 (BatchNorm needs a batch variance)")
-    copy_ = copy.deepcopy(model)
-    recalibrate_batchnorm(copy_, x, batch_size)
-    return copy_
-
-
 def training(ctx: TrialContext, *, recalibrate_bn: bool = False, batch_size: int = EVAL_BATCH_SIZE) -> MeasureOutput:
     """The training family: ``sum_of_train_losses`` from ``ctx.epochs`` and ``train_loss`` of
     ``ctx.model`` on ``(ctx.train_x, ctx.train_y)`` (definitions in the module docstring)."""
