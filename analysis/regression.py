@@ -154,9 +154,10 @@ def fit_feature_group(
     §5.1 "Normalized Margins" μ = a·φ and Appendix A.2 "best margin variable").
 
     ``features``: one row per trial (index trial_id), one column per feature (for example
-    every ``margin/<layer>/<stat>``); ``target``: the target per trial. Trials with any
-    missing feature are dropped first if that keeps at least three, otherwise feature columns
-    that are not finite for every trial are dropped; constant columns are dropped too.
+    every ``margin/<layer>/<stat>``); ``target``: the target per trial. Feature columns that
+    are not finite for every trial are dropped first (a zoo of mixed depths keeps every model
+    and the layers all its models share); only when no feature is finite everywhere are the
+    trials with a missing feature dropped instead. Constant columns are dropped too.
 
     - The derived measure is the out-of-fold prediction of :func:`cv_predict` (10 folds,
       seed 0), so a model's value never uses its own target.
@@ -168,9 +169,11 @@ def fit_feature_group(
     target = target.astype(float)
     common = features.index.intersection(target.index[np.isfinite(target.to_numpy())])
     data = features.loc[common].astype(float).sort_index()
-    complete_rows = np.all(np.isfinite(data.to_numpy()), axis=1)
-    if int(complete_rows.sum()) >= 3:
-        data = data[complete_rows]
+    complete_columns = np.all(np.isfinite(data.to_numpy()), axis=0)
+    if complete_columns.any():
+        data = data.loc[:, complete_columns]
+    else:
+        data = data[np.all(np.isfinite(data.to_numpy()), axis=1)]
     usable = [c for c in data.columns if np.all(np.isfinite(data[c].to_numpy())) and data[c].nunique() > 1]
     dropped = tuple(c for c in data.columns if c not in usable)
     if len(data) < 3 or not usable:

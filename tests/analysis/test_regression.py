@@ -89,3 +89,16 @@ def test_feature_group_with_too_few_models_is_a_one_line_error():
     with pytest.raises(AnalysisError, match="at least 3 models") as error:
         fit_feature_group(features, pd.Series([1.0, 2.0], index=["a", "b"]))
     assert "\n" not in str(error.value)
+
+
+def test_feature_group_of_a_mixed_depth_zoo_keeps_every_model_and_the_shared_layers():
+    rng = np.random.default_rng(3)
+    n = 12
+    index = [f"t{i:02d}" for i in range(n)]
+    shared = rng.normal(size=n)
+    deep_only = np.where(np.arange(n) % 2 == 0, rng.normal(size=n), np.nan)  # half the zoo is shallower
+    features = pd.DataFrame({"margin/input/q1": shared, "margin/block3/q1": deep_only}, index=index)
+    target = pd.Series(3.0 * shared + 0.01 * rng.normal(size=n), index=index)
+    fit = fit_feature_group(features, target)
+    assert fit.features == ("margin/input/q1",)
+    assert len(fit.prediction) == n
