@@ -1,0 +1,111 @@
+"""The measures job on a real local Ray over a small swept experiment, and `genzoo analyze`."""
+
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from measures import job, registry
+from sweep import config as sweep_config
+from sweep import driver
+from sweep.cli import main
+from sweep.store import Store
+
+CHEAP = {
+    "prunability": {"resolution": 0.05},
+    "random_prunability": {"resolution": 0.05},
+    "pac_bayes": {"draws": 2, "steps": 4, "subset_size": 96},
+    "flatness": {"subset": 64, "top_k": 3, "hutchinson_samples": 4, "batch_size": 64},
+    "margins": {"num_examples": 96},
+    "output_margin_stats": {"num_examples": 96},
+    "pruning_vs_perturbation": {"fractions": [1.0, 0.5, 0.0]},
+}
+SWEEP = {
+    "experiment": "zoo", "dataset": "digits", "model": "nin",
+    "train": {"epochs": 2, "lr": 0.05, "train_size": 96, "batch_size": 32, "depth": 2, "width": 8},
+    "grid": {"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.001]}, "seeds": [0],
+    "checkpoint_epochs": [1], "resources": {"cpus": 1}, "measures": CHEAP,
+}
+
+
+@pytest.fixture(scope="module")
+def swept(ray_address, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("store")
+    path = storage / "zoo.yaml"
+    path.write_text(yaml.safe_dump(SWEEP))
+    assert driver.run(sweep_config.load(str(path)), storage=str(storage)) == {"completed": 4}
+    return storage
+
+
+def _measure_files(store):
+    return {name: store.local_path("measures", name).stat().st_mtime_ns for name in store.list("measures")}
+
+
+def test_job_fills_every_trial_and_family_and_a_rerun_computes_nothing(swept):
+    store = Store(str(swept), "zoo")
+    counts = job.run("zoo", storage=str(swept))
+    assert counts == {"ok": 4 * len(registry.names()), "error": 0}
+
+    frame = pd.read_parquet(swept / "zoo" / "measures")
+    assert set(frame["status"]) == {"ok"}
+    assert not frame.duplicated(["trial_id", "measure"]).any()
+    for trial_id, group in frame.groupby("trial_id"):
+        assert set(group["family"]) == set(registry.names()), trial_id
+        for family in registry.names():
+            for name in registry.get(family).measures:
+                if name.endswith("*"):
+                    assert group["measure"].str.startswith(name[:-1]).any(), name
+                else:
+                    assert name in set(group["measure"]), name
+    assert frame["settings"].str.contains('"resolution": 0.05').any()  # sweep.yaml settings used
+    assert len(pd.read_parquet(swept / "zoo" / "el2n")) == 4 * 96
+    assert set(pd.read_parquet(swept / "zoo" / "pruning_curves")["kept_fraction"]) == {1.0, 0.5, 0.0}
+
+    before = _measure_files(store)
+    assert job.run("zoo", storage=str(swept)) == {"ok": 0, "error": 0}
+    assert _measure_files(store) == before
+
+
+def test_forced_rerun_reproduces_every_value(swept):
+    first = pd.read_parquet(swept / "zoo" / "measures").sort_values(["trial_id", "measure"]).reset_index(drop=True)
+    job.run("zoo", storage=str(swept), measures="norms,pac_bayes,flatness,margins", force=True)
+    again = pd.read_parquet(swept / "zoo" / "measures").sort_values(["trial_id", "measure"]).reset_index(drop=True)
+    pd.testing.assert_series_equal(first["value"], again["value"])
+    assert list(first["measure"]) == list(again["measure"])
+
+
+def test_a_corrupt_checkpoint_becomes_error_rows_and_the_rest_still_runs(swept, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(swept, copy)
+    store = Store(str(copy), "zoo")
+    victim = sorted(store.trials()["trial_id"])[0]
+    store.local_path("checkpoints", victim, "final.pt").write_bytes(b"truncated")
+    counts = job.run("zoo", storage=str(copy), measures="norms,training", force=True)
+    assert counts == {"ok": 2 * 3, "error": 2}
+    frame = pd.read_parquet(copy / "zoo" / "measures")
+    bad = frame[(frame["trial_id"] == victim) & frame["family"].isin(["norms", "training"])]
+    assert set(bad["status"]) == {"error"} and bad["error"].str.contains("final.pt").all()
+    good = frame[(frame["trial_id"] != victim) & frame["family"].isin(["norms", "training"])]
+    assert set(good["status"]) == {"ok"}
+
+
+def test_unknown_family_and_setting_are_one_line_errors(swept, capsys):
+    assert main(["measure", "zoo", "--storage", str(swept), "--measures", "vibes"]) == 2
+    assert capsys.readouterr().err.strip().startswith("genzoo: error: --measures: unknown family 'vibes'")
+    with pytest.raises(registry.MeasureError, match=r"^measures.flatness.colour: unknown setting"):
+        registry.settings_for("flatness", {"colour": 1})
+
+
+def test_analyze_writes_tables_figures_and_report_from_the_store(swept, capsys):
+    job.run("zoo", storage=str(swept))
+    # Two epochs on 96 examples leave the gap nearly constant; the test loss still ranks them.
+    assert main(["analyze", "zoo", "--storage", str(swept), "--target", "test_loss"]) == 0
+    out = capsys.readouterr().out
+    assert "Table 1" in out and "prunability" in out and "report:" in out
+    analysis = swept / "zoo" / "analysis"
+    for name in ("table1.md", "table1.csv", "table2.md", "table3.md", "report.md"):
+        assert (analysis / name).exists(), name
+    assert list((analysis / "figures").glob("*.png"))
+    table1 = pd.read_csv(analysis / "table1.csv")
+    assert {"prunability", "pac_bayes_mag_flat", "hessian_trace", "el2n", "normalized_margins"} <= set(table1["measure"])
