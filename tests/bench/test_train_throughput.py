@@ -1,0 +1,74 @@
+"""Smoke tests of bench/train_throughput.py with tiny settings (a few seconds on one core)."""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "train_throughput.py"
+TINY = ["--width", "4", "--depth", "1", "--train-size", "64", "--batch-size", "16",
+        "--epochs", "1", "--warmup-steps", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    # bench/ is a folder of scripts, not a package: load the file itself.
+    spec = importlib.util.spec_from_file_location("train_throughput", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_main_prints_both_throughputs_and_their_ratio(bench, capsys):
+    torch.manual_seed(0)
+    assert bench.main(TINY + ["--num-workers", "1"]) == 0
+    out = capsys.readouterr().out
+    genzoo = re.search(r"^genzoo:\s+([\d.]+) images/s\s+\(best of 2 runs: ([\d.]+), ([\d.]+)\)", out, re.M)
+    baseline = re.search(r"^baseline:\s+([\d.]+) images/s\s+\(best of 2 runs: ([\d.]+), ([\d.]+)\)", out, re.M)
+    ratio = re.search(r"^ratio genzoo/baseline: ([\d.]+)x$", out, re.M)
+    assert genzoo and baseline and ratio, out
+    assert "images per timed run: 64" in out
+    g_best, g_runs = float(genzoo[1]), [float(genzoo[2]), float(genzoo[3])]
+    b_best, b_runs = float(baseline[1]), [float(baseline[2]), float(baseline[3])]
+    assert g_best == max(g_runs) > 0 and b_best == max(b_runs) > 0  # the better run is reported
+    # The printed ratio is the quotient of the printed throughputs (up to their rounding).
+    assert float(ratio[1]) == pytest.approx(g_best / b_best, abs=0.01 + 0.01 * g_best / b_best)
+
+
+@pytest.mark.parametrize("data_only", [False, True])
+def test_both_sides_time_every_image_of_every_epoch(bench, data_only):
+    settings = bench.Settings(width=4, depth=1, train_size=40, repeat=2, batch_size=16, epochs=2,
+                              warmup_steps=1, runs=1, num_workers=0, data_only=data_only)
+    genzoo, baseline = bench.run_benchmark(settings)
+    assert genzoo.images == baseline.images == 40 * 2 * 2  # train_size x repeat x epochs
+    assert len(genzoo.runs) == len(baseline.runs) == 1
+
+
+def test_baseline_transform_is_genzoo_crop_and_flip_then_normalization(bench):
+    # torchvision's RandomCrop(32, padding=4) + flip, replayed with fixed offsets through the
+    # functional API, against genzoo's on-device crop_flip of the same image and offsets.
+    from torchvision.transforms import functional as TF
+
+    from trainers import data
+
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    for dy, dx, flip in [(0, 0, False), (8, 3, True), (4, 4, False), (2, 7, True)]:
+        padded = TF.pad(TF.to_pil_image(image[0]), 4, fill=0)
+        crop = TF.crop(padded, dy, dx, 32, 32)
+        reference = TF.normalize(TF.to_tensor(TF.hflip(crop) if flip else crop), mean, std)
+        ours = data.normalize(
+            data.crop_flip(image, torch.tensor([dy]), torch.tensor([dx]), torch.tensor([flip])), mean, std)
+        torch.testing.assert_close(ours[0], reference, rtol=0, atol=1e-5)
+
+
+def test_bad_argument_is_a_one_line_error(bench, capsys):
+    assert bench.main(TINY + ["--runs", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "train_throughput: error: --runs: got 0, allowed: an integer >= 1"
