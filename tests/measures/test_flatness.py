@@ -27,15 +27,6 @@ from measures.flatness import (
 TRIAL = "trial-flat"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's cores are shared; one thread avoids oversubscription slowdowns.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_network() -> nn.Module:
     """87 parameters: conv (3→2, 3×3) + BatchNorm (set running statistics) + ReLU + linear (8→3)."""
     torch.manual_seed(0)

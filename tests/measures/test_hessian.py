@@ -23,15 +23,6 @@ from measures.hessian import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's cores are shared; one thread avoids oversubscription slowdowns.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_network() -> nn.Module:
     """87 parameters: conv (3→2 channels, 3×3) + BatchNorm with non-trivial running statistics
     + ReLU + linear (8→3), in float64 and eval mode."""
