@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from measure_toys import tiny_data, tiny_network
 from measures.common import generator_for, seed_for
 from measures.context import TrialContext
 from measures.flatness import (
@@ -27,23 +28,8 @@ from measures.flatness import (
 TRIAL = "trial-flat"
 
 
-def tiny_network() -> nn.Module:
-    """87 parameters: conv (3→2, 3×3) + BatchNorm (set running statistics) + ReLU + linear (8→3)."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
-    with torch.no_grad():
-        bn = model[1]
-        bn.running_mean.copy_(0.1 * torch.randn(2))
-        bn.running_var.copy_(torch.rand(2) + 0.5)
-        bn.weight.copy_(torch.rand(2) + 0.5)
-        bn.bias.copy_(0.1 * torch.randn(2))
-    return model.double().eval()
-
-
 def context() -> TrialContext:
-    generator = torch.Generator().manual_seed(1)
-    x = torch.randn(64, 3, 4, 4, generator=generator, dtype=torch.float64)
-    y = torch.randint(0, 3, (64,), generator=generator)
+    x, y = tiny_data()
     return TrialContext(trial_id=TRIAL, model=tiny_network(), train_x=x, train_y=y,
                         test_x=x[:16], test_y=y[:16], build_model=tiny_network)
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from measure_toys import tiny_data, tiny_network
 from measures.hessian import (
     HVP_MODES,
     HessianError,
@@ -21,27 +22,6 @@ from measures.hessian import (
     parameter_space,
     power_iteration_top_eigenvalues,
 )
-
-
-def tiny_network() -> nn.Module:
-    """87 parameters: conv (3→2 channels, 3×3) + BatchNorm with non-trivial running statistics
-    + ReLU + linear (8→3), in float64 and eval mode."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
-    with torch.no_grad():
-        bn = model[1]
-        bn.running_mean.copy_(0.1 * torch.randn(2))
-        bn.running_var.copy_(torch.rand(2) + 0.5)
-        bn.weight.copy_(torch.rand(2) + 0.5)
-        bn.bias.copy_(0.1 * torch.randn(2))
-    return model.double().eval()
-
-
-def tiny_data():
-    generator = torch.Generator().manual_seed(1)
-    x = torch.randn(64, 3, 4, 4, generator=generator, dtype=torch.float64)
-    y = torch.randint(0, 3, (64,), generator=generator)
-    return x, y
 
 
 def dense_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names=None) -> torch.Tensor:

@@ -3,11 +3,11 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from measures.common import evaluate, seed_for
 from measures.context import TrialContext
+from measure_toys import trained_toy_context
 from measures.perturbation import (
     FAMILIES,
     PerturbationError,
@@ -19,35 +19,9 @@ from measures.perturbation import (
 EPSILON = 1e-3
 
 
-def synthetic_data(n: int, seed: int):
-    prototypes = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(99))
-    generator = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=generator)
-    x = prototypes[y] + 5.0 * torch.randn(n, 1, 8, 8, generator=generator)
-    return x, y
-
-
-def build_model() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(8 * 4 * 4, 3),
-    )
-
-
 @pytest.fixture(scope="module")
 def ctx() -> TrialContext:
-    torch.manual_seed(0)
-    model = build_model()
-    x, y = synthetic_data(256, 1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(25):
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    test_x, test_y = synthetic_data(64, 2)
-    return TrialContext(trial_id="trial-b", model=model.eval(), train_x=x, train_y=y, test_x=test_x,
-                        test_y=test_y, build_model=build_model)
+    return trained_toy_context("trial-b", test_size=64)
 
 
 def state_copy(model):

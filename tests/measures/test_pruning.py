@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from measures.common import evaluate, generator_for
@@ -19,41 +18,15 @@ from measures.pruning import (
     recalibrate_batchnorm,
     same_norm_perturbation,
 )
+from measure_toys import trained_toy_context
 from trainers.pruning import apply_masks, global_magnitude_masks, prunable_parameters, random_masks
 
 BETA = 0.1
 
 
-def synthetic_data(n: int, seed: int):
-    """Three noisy class prototypes on 1×8×8 images: learnable but not trivially separable."""
-    prototypes = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(99))
-    generator = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=generator)
-    x = prototypes[y] + 5.0 * torch.randn(n, 1, 8, 8, generator=generator)
-    return x, y
-
-
-def build_model() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(8 * 4 * 4, 3),
-    )
-
-
 @pytest.fixture(scope="module")
 def ctx() -> TrialContext:
-    torch.manual_seed(0)
-    model = build_model()
-    x, y = synthetic_data(256, 1)
-    test_x, test_y = synthetic_data(128, 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(25):
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return TrialContext(trial_id="trial-a", model=model.eval(), train_x=x, train_y=y, test_x=test_x,
-                        test_y=test_y, build_model=build_model)
+    return trained_toy_context("trial-a", test_size=128)
 
 
 def state_copy(model: nn.Module):
