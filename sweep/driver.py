@@ -2,12 +2,18 @@
 
 One Tune trial per grid point (an explicit ``tune.grid_search`` over the resolved trial
 configs), each reserving ``resources.cpus`` CPUs and ``resources.gpus`` of a GPU. A trial trains
-with :func:`trainers.train.train` in a local scratch folder, writes its per-epoch records and its
-checkpoints to the results store after every epoch, and reports the resumable state to Tune as
-a checkpoint, so a retried or resumed trial continues from its last epoch on any node.
+with :func:`trainers.train.train` in a local scratch folder and, after every epoch, writes its
+per-epoch records, its checkpoints and its resumable ``state.pt`` to the results store, and
+reports the same state to Tune as a checkpoint, so Tune's retries continue from the last epoch
+on any node.
 
-Trials already complete in the store are never handed to Tune; ``trials.parquet`` is derived
-from the store (the source of truth) plus Tune's error reports.
+Resume does not go through ``Tuner.restore``: when the driver is killed, Tune's experiment
+snapshot can name a checkpoint that ``num_to_keep`` has already deleted, and the restored
+trial then fails every retry ("Could not recover from checkpoint as it does not exist on
+storage anymore"). Each launch is instead a fresh Tune run (``_tune/run-<n>``) over the trials
+not yet complete in the store, and each of them continues from the ``state.pt`` in the store.
+The store is the source of truth: ``trials.parquet`` is derived from it plus Tune's error
+reports.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from trainers import checkpoint
 from trainers.config import TrainConfig
 from trainers.train import COMPLETED, DIVERGED
 
-# Forced experiment snapshots after each reported checkpoint are what make SIGKILL-and-resume
-# exact; Tune warns about them when epochs are short. The warning is noise here.
+# With num_to_keep, Tune snapshots its experiment state after reported checkpoints and warns
+# about it when epochs are short; genzoo resumes from the store, so the warning is noise.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 # Tune's newer console output ignores verbose=0 and prints its configuration table; the
 # driver prints its own progress line instead.
@@ -115,13 +121,18 @@ def run_trial(params: Dict[str, Any]) -> None:
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"genzoo-{trial_id}-"))
     try:
+        state_parts = store.checkpoint_parts(trial_id, checkpoint.STATE)
         restored = tune.get_checkpoint()
-        if restored is not None:
+        if restored is not None:  # a retry within this Tune run
             with restored.as_directory() as folder:
                 shutil.copy(Path(folder) / checkpoint.STATE, run_dir / checkpoint.STATE)
-        uploaded = set(store.list("checkpoints", trial_id))
+        elif store.exists(*state_parts):  # a trial interrupted in an earlier launch
+            store.download(run_dir / checkpoint.STATE, *state_parts)
+        uploaded = set(store.list("checkpoints", trial_id)) - {checkpoint.STATE}
 
         def on_epoch(record: Dict[str, Any], state) -> None:
+            # The state goes first: a kill between the two writes then only redoes this epoch.
+            store.upload(run_dir / checkpoint.STATE, *state_parts)
             store.write_epochs(trial_id, state.records)
             for path in sorted(run_dir.glob("*.pt")):
                 if path.name != checkpoint.STATE and path.name not in uploaded:
@@ -138,6 +149,8 @@ def run_trial(params: Dict[str, Any]) -> None:
 
         train(config, run_dir=run_dir, device=device, data_root=params.get("data_root"),
               on_epoch=on_epoch)
+        # A finished trial needs only final.pt; the resumable state would double its size.
+        store.delete(*state_parts)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -250,7 +263,7 @@ def _tune_callback_class():
     class StoreProgress(tune.Callback):
         """Keeps ``trials.parquet`` current and prints one progress line at a time instead of
         Tune's tables. Its state is rebuilt from the store in ``setup``, so it survives the
-        pickling that ``Tuner.restore`` does."""
+        pickling of Tune's experiment state."""
 
         def __init__(self, storage: str, experiment: str, config_dicts: List[Dict[str, Any]], every: float = 10.0):
             self.storage, self.experiment, self.config_dicts, self.every = storage, experiment, config_dicts, every
@@ -385,14 +398,13 @@ def run(
     *,
     storage: Optional[str] = None,
     address: Optional[str] = None,
-    resume: bool = False,
     data_root: Optional[str] = None,
     out=print,
 ) -> Dict[str, int]:
     """Train every trial of ``config`` not yet complete in the store; returns status counts.
 
-    With an existing Tune experiment for this sweep (an interrupted run), Tune's restore
-    continues it with errored trials resumed from their last checkpoints.
+    Interrupted and errored trials continue from the resumable state in the store (see the
+    module docstring for why this is not ``Tuner.restore``).
     """
     store = Store(storage or config.storage, config.experiment)
     store.check_writable()
@@ -426,39 +438,36 @@ def run(
         )
 
     trainable = tune.with_resources(run_trial, {"cpu": config.resources.cpus, "gpu": config.resources.gpus})
-    tune_path = f"{store.uri}/{TUNE_DIR}"
-    out(f"[{config.experiment}] {len(pending)} of {len(configs)} trials to train -> {store.uri}")
-    if tune.Tuner.can_restore(tune_path):
-        out(f"[{config.experiment}] resuming the interrupted Ray Tune run in {tune_path}")
-        tuner = tune.Tuner.restore(tune_path, trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        callback = _tune_callback_class()(store.storage, config.experiment, [c.to_dict() for c in configs])
-        param_space = {
-            "trial": tune.grid_search([{"trial_id": c.trial_id, "config": c.to_dict()} for c in pending]),
-            "storage": store.storage,
-            "experiment": config.experiment,
-            "cpus": config.resources.cpus,
-            "gpus": config.resources.gpus,
-            "fault_epoch": config.fault_injection.epoch if config.fault_injection else None,
-            "data_root": data_root,
-        }
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
-                # Worker processes pay torch's import once, not once per trial.
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR,
-                storage_path=store.uri,
-                failure_config=tune.FailureConfig(max_failures=config.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[callback],
-                verbose=0,
-            ),
-        )
+    run_name = _next_run_name(store)
+    out(f"[{config.experiment}] {len(pending)} of {len(configs)} trials to train -> {store.uri} "
+        f"(Tune run {TUNE_DIR}/{run_name})")
+    callback = _tune_callback_class()(store.storage, config.experiment, [c.to_dict() for c in configs])
+    param_space = {
+        "trial": tune.grid_search([{"trial_id": c.trial_id, "config": c.to_dict()} for c in pending]),
+        "storage": store.storage,
+        "experiment": config.experiment,
+        "cpus": config.resources.cpus,
+        "gpus": config.resources.gpus,
+        "fault_epoch": config.fault_injection.epoch if config.fault_injection else None,
+        "data_root": data_root,
+    }
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+            # Worker processes pay torch's import once, not once per trial.
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=f"{store.uri}/{TUNE_DIR}",
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[callback],
+            verbose=0,
+        ),
+    )
     results = tuner.fit()
     errors = {
         r.config["trial"]["trial_id"]: (str(r.error).strip().splitlines() or ["error"])[-1][:500]
@@ -471,6 +480,16 @@ def run(
     counts = table.counts()
     out(f"[{config.experiment}] " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return counts
+
+
+def _next_run_name(store: Store) -> str:
+    """``run-<n>`` one past the highest Tune run of this experiment."""
+    import pyarrow.fs as pafs
+
+    infos = store.fs.get_file_info(pafs.FileSelector(store.path(TUNE_DIR), allow_not_found=True))
+    numbers = [int(i.base_name[4:]) for i in infos
+               if i.type == pafs.FileType.Directory and i.base_name.startswith("run-") and i.base_name[4:].isdigit()]
+    return f"run-{max(numbers, default=0) + 1}"
 
 
 def _trial_name(trial) -> str:

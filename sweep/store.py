@@ -7,11 +7,12 @@ Layout (``<storage>/<experiment>/``)::
     sweep.yaml                    resolved sweep config + package versions (provenance)
     trials.parquet                one row per trial: trial_id, every hparam, status, final metrics
     epochs/<trial_id>.parquet     one row per epoch (see EPOCH_SCHEMA)
-    checkpoints/<trial_id>/       init.pt, epoch_<k>.pt, final.pt (state_dicts only)
+    checkpoints/<trial_id>/       init.pt, epoch_<k>.pt, final.pt (state_dicts only), and
+                                  state.pt (resumable state) while the trial is unfinished
     measures/<trial_id>.parquet   long format (see MEASURE_SCHEMA)
     <table>/<trial_id>.parquet    per-trial long tables of a measure (el2n, pruning_curves, ...)
     analysis/                     tables, figures, report.md
-    _tune/                        Ray Tune's own experiment state (resume)
+    _tune/run-<n>/                Ray Tune's own files, one folder per launch
 
 Per-example and per-fraction tables live in their own top-level folders rather than inside
 ``measures/`` so that ``pd.read_parquet("<exp>/measures")`` reads one homogeneous table.

@@ -130,7 +130,7 @@ def _trial_nodes(tune_dir: Path, temp_dir: Path) -> Dict[str, str]:
     """Trial process id -> id of the node it ran on. Tune records each trial's pid in its
     result.json; the log of the Ray worker with that pid names its node."""
     nodes = {}
-    for result in tune_dir.glob("*/result.json"):
+    for result in tune_dir.glob("run-*/*/result.json"):
         for line in result.read_text().splitlines():
             pid = json.loads(line)["pid"]
             (log,) = (temp_dir / "session_latest" / "logs").glob(f"python-core-worker-*_{pid}.log")

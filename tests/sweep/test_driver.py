@@ -117,8 +117,8 @@ def test_killed_driver_is_resumed_without_retraining_or_duplicate_rows(ray_addre
     assert not after.duplicated(["trial_id", "epoch"]).any()
     assert set(store.trials()["status"]) == {"completed"}
     # Epochs finished before the kill keep their original timings: the trials continued from
-    # their checkpoints instead of training again from scratch. Only a trial's last epoch
-    # before the kill may be redone (killed between its record and its Tune checkpoint).
+    # their saved state instead of training again from scratch. Only a trial's last epoch
+    # before the kill may be redone (killed between its state and its record).
     merged = before.merge(after, on=["trial_id", "epoch"], suffixes=("_before", "_after"))
     settled = merged[merged["epoch"] < merged["trial_id"].map(before.groupby("trial_id")["epoch"].max())]
     assert len(settled) > 0
