@@ -119,14 +119,9 @@ def load_dataset(settings: Settings) -> data.Dataset:
     ``repeat`` times (a CIFAR-sized epoch from the offline digits), the test split cut to one
     batch: only the untimed evaluation after each of genzoo's epochs reads it."""
     dataset = data.load(settings.dataset, settings.data_root, train_size=settings.train_size,
-                        seed=settings.seed)
-    tile = (settings.repeat,)
+                        seed=settings.seed).tiled(settings.repeat)
     return dataclasses.replace(
         dataset,
-        train_images=dataset.train_images.repeat(tile + (1, 1, 1)),
-        train_labels=dataset.train_labels.repeat(tile),
-        clean_train_labels=dataset.clean_train_labels.repeat(tile),
-        noisy=dataset.noisy.repeat(tile),
         test_images=dataset.test_images[:settings.batch_size],
         test_labels=dataset.test_labels[:settings.batch_size],
     )

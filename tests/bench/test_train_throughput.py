@@ -1,27 +1,13 @@
 """Smoke tests of bench/train_throughput.py with tiny settings (a few seconds on one core)."""
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "train_throughput.py"
+SCRIPT = "train_throughput"
 TINY = ["--width", "4", "--depth", "1", "--train-size", "64", "--batch-size", "16",
         "--epochs", "1", "--warmup-steps", "1", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def bench():
-    # bench/ is a folder of scripts, not a package: load the file itself.
-    spec = importlib.util.spec_from_file_location("train_throughput", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 def test_main_prints_both_throughputs_and_their_ratio(bench, capsys):

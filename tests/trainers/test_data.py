@@ -331,6 +331,23 @@ def test_train_size_larger_than_available_is_rejected(tmp_path):
         data.load("cifar10", tmp_path, train_size=101)
 
 
+def test_tiled_repeats_the_training_split_with_its_labels_and_noise_flags(tmp_path):
+    write_cifar10(tmp_path, per_batch=10)
+    noisy = data.load("cifar10", tmp_path, label_noise=0.2, seed=1)
+    tiled = noisy.tiled(3)
+    assert tiled.train_images.shape == (150, 3, 32, 32)
+    for part in range(3):
+        window = slice(50 * part, 50 * (part + 1))
+        assert torch.equal(tiled.train_images[window], noisy.train_images)
+        assert torch.equal(tiled.train_labels[window], noisy.train_labels)
+        assert torch.equal(tiled.clean_train_labels[window], noisy.clean_train_labels)
+        assert torch.equal(tiled.noisy[window], noisy.noisy)
+    assert torch.equal(tiled.test_images, noisy.test_images) and tiled.mean == noisy.mean
+    assert torch.equal(noisy.tiled(1).train_images, noisy.train_images)
+    with pytest.raises(DatasetError, match=r"repeat: got 0, allowed: an integer >= 1"):
+        noisy.tiled(0)
+
+
 # --------------------------------------------------------------------------- loader
 
 
