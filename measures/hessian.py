@@ -28,6 +28,7 @@ Conventions (see ``measures.common`` and the measures issue):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, Literal, Mapping, NamedTuple, Optional, Tuple
 
@@ -179,7 +180,11 @@ def hvp_operator(
             return batch_grad(p, xb, yb)
 
         if mode == "forward_over_reverse":
-            return jvp(gradient, (dict(space.base),), (tangent,))[1]
+            with warnings.catch_warnings():
+                # On first use, PyTorch's own forward-AD decompositions call torch.jit.script,
+                # which warns that it is deprecated; nothing a user of genzoo can act on.
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+                return jvp(gradient, (dict(space.base),), (tangent,))[1]
         _, pullback = vjp(gradient, dict(space.base))
         return pullback(tangent)[0]
 

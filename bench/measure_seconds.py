@@ -1,0 +1,380 @@
+"""Seconds of every measure family on one trained model, against one train-loss evaluation.
+
+The measures issue asks how long each measure takes for one DEMOGEN Network-in-Network
+(width 192, depth 3) on a GPU (goal on an H100: prunability under 10 s, every measure under
+2 minutes). This script answers it without Ray, the way one task of the measures job runs:
+
+1. train the model with ``trainers.train.train`` (SGD, lr 0.05 divided by 10 for the last
+   quarter of the epochs, batch 128, augmentation; its early checkpoint after epoch 1 feeds
+   ``el2n``, its initial weights ``distance_from_init``);
+2. build the ``TrialContext`` the job would build (whole training and test sets on the
+   device, normalized, the final weights in eval mode);
+3. time the baseline, one full-training-set loss evaluation (``measures.common.evaluate``,
+   1,024 images per batch), ``runs`` times, and keep the best;
+4. time each family's function with the settings the job would use (the registry's defaults,
+   or ``--set family.key=value``), once each, in the registry's order, after one untimed
+   warm-up evaluation;
+5. print a table: seconds per family and their ratio to the baseline, i.e. what the family
+   costs in train-loss evaluations of this model on this data.
+
+Every timed interval starts and ends with ``torch.cuda.synchronize()`` on CUDA. A family that
+fails (out of memory, say) is reported as an error with its message; the rest still run.
+Family timings exclude loading the data and checkpoints, which the script times separately
+(the job's ``seconds`` column includes them).
+
+    python bench/measure_seconds.py                                  # CPU: digits, NiN width 16
+    python bench/measure_seconds.py --device cuda --dataset digits --repeat 35
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from measures import registry
+from measures.common import evaluate
+from measures.context import TrialContext
+from trainers import checkpoint, data
+from trainers.config import TrainConfig
+from trainers.train import build_model, train
+
+DEVICES = ("cpu", "cuda")
+DATASETS = ("digits", "cifar10", "cifar100")
+# CPU: a model that trains and is measured in a few minutes on 2 cores. CUDA: the issue's
+# NiN-192 depth 3 on CIFAR-10 (or on the offline digits tiled to CIFAR size, --repeat 35).
+CPU_DEFAULTS = {"width": 16, "dataset": "digits", "epochs": 10}
+CUDA_DEFAULTS = {"width": 192, "dataset": "cifar10", "epochs": 10}
+DEFAULT_DEPTH = 3
+# The demo's recipe (SGD, lr 0.05, divided by 10 after three quarters of the epochs): NiN on
+# digits reaches a low train loss in 10 epochs, so the timed measures see a trained model
+# (the prunability of an untrained one is trivially 0).
+DEFAULT_LR = 0.05
+EARLY_EPOCH = 1
+DEFAULT_RUNS = 3
+
+
+class BenchError(ValueError):
+    """A bad benchmark argument; the message names it and what is allowed (one line)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What is trained, where, and which families are timed with which settings."""
+
+    model: str = "nin"
+    width: int = CPU_DEFAULTS["width"]
+    depth: int = DEFAULT_DEPTH
+    dataset: str = CPU_DEFAULTS["dataset"]
+    epochs: int = CPU_DEFAULTS["epochs"]
+    batch_size: int = 128
+    lr: float = DEFAULT_LR
+    device: str = "cpu"
+    data_root: Optional[str] = None
+    train_size: Optional[int] = None
+    repeat: int = 1
+    runs: int = DEFAULT_RUNS
+    seed: int = 0
+    families: Tuple[str, ...] = ()  # empty: every registered family
+    overrides: Tuple[Tuple[str, str, Any], ...] = ()  # (family, setting, value)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            dataset=self.dataset, train_size=self.train_size, model=self.model, width=self.width,
+            depth=self.depth, batch_size=self.batch_size, epochs=self.epochs, lr=self.lr, seed=self.seed,
+            lr_schedule="step", lr_milestones=(max(1, self.epochs * 3 // 4),), lr_decay_factor=0.1,
+            checkpoint_epochs=(EARLY_EPOCH,),
+        )
+
+    def family_names(self) -> List[str]:
+        return list(self.families) or registry.names()
+
+    def family_settings(self) -> Dict[str, Dict[str, Any]]:
+        """The settings each family runs with: its registry defaults updated with ``overrides``
+        (an unknown family or setting is a one-line error)."""
+        overrides: Dict[str, Dict[str, Any]] = {}
+        for family, key, value in self.overrides:
+            overrides.setdefault(family, {})[key] = value
+        for family in overrides:
+            if family not in self.family_names():
+                raise BenchError(f"--set {family}.*: family not timed, timed: {', '.join(self.family_names())}")
+        return {name: registry.settings_for(name, overrides.get(name)) for name in self.family_names()}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One family's seconds, its values (scalar measures) and, if it failed, why."""
+
+    family: str
+    seconds: float
+    values: Dict[str, float] = field(default_factory=dict)
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything the report prints."""
+
+    setup: Dict[str, float]  # training, context building
+    baseline_runs: Tuple[float, ...]
+    timings: Tuple[Timing, ...]
+    train_loss: float
+    train_images: int
+
+    @property
+    def baseline(self) -> float:
+        return min(self.baseline_runs)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> Tuple[Any, float]:
+    """``(fn(), seconds)``, the device synchronized on both sides of the interval."""
+    synchronize(device)
+    started = time.perf_counter()
+    value = fn()
+    synchronize(device)
+    return value, time.perf_counter() - started
+
+
+def trained_context(settings: Settings, workdir: Path, log: Callable[[str], None]) -> Tuple[TrialContext, Dict[str, float]]:
+    """Train the model into ``workdir`` and load it back as the job's ``TrialContext``."""
+    device = torch.device(settings.device)
+    config = settings.train_config()
+    dataset = data.load(settings.dataset, settings.data_root, train_size=settings.train_size,
+                        seed=settings.seed).tiled(settings.repeat)
+    log(f"training {config.trial_id}: {settings.epochs} epochs over {dataset.train_images.shape[0]:,} images")
+    result, train_seconds = timed(lambda: train(config, run_dir=workdir, device=device, dataset=dataset, log=log), device)
+    if result.status != "completed":
+        raise BenchError(f"--epochs: training diverged at epoch {len(result.records)}; try fewer epochs or another seed")
+
+    def build() -> torch.nn.Module:
+        return build_model(config, dataset.num_classes).to(device)
+
+    def load_context() -> TrialContext:
+        model = build()
+        model.load_state_dict(checkpoint.load(workdir / checkpoint.FINAL, map_location=device))
+        model.eval()
+        return TrialContext(
+            trial_id=config.trial_id,
+            model=model,
+            train_x=data.normalize(dataset.train_images.to(device), dataset.mean, dataset.std),
+            train_y=dataset.train_labels.to(device),
+            test_x=data.normalize(dataset.test_images.to(device), dataset.mean, dataset.std),
+            test_y=dataset.test_labels.to(device),
+            build_model=build,
+            init_state=checkpoint.load(workdir / checkpoint.INIT, map_location=device),
+            early_state=checkpoint.load(workdir / checkpoint.early_name(EARLY_EPOCH), map_location=device),
+            early_epoch=EARLY_EPOCH,
+            noisy=dataset.noisy.to(device),
+            epochs=result.records,
+            hparams=config.to_dict(),
+            device=device,
+        )
+
+    ctx, context_seconds = timed(load_context, device)
+    return ctx, {"train": train_seconds, "context": context_seconds}
+
+
+def run_benchmark(settings: Settings, log: Callable[[str], None] = lambda line: None) -> Result:
+    """Train, then time the baseline and every requested family (see the module docstring)."""
+    validate(settings)
+    family_settings = settings.family_settings()
+    device = torch.device(settings.device)
+    with tempfile.TemporaryDirectory(prefix="genzoo-measure-bench-") as workdir:
+        ctx, setup = trained_context(settings, Path(workdir), log)
+    evaluate(ctx.model, ctx.train_x, ctx.train_y)  # warm-up: cuDNN algorithm choice, allocator
+    baseline_runs = []
+    for _ in range(settings.runs):
+        (train_loss, _), seconds = timed(lambda: evaluate(ctx.model, ctx.train_x, ctx.train_y), device)
+        baseline_runs.append(seconds)
+    log(f"baseline (one train-loss evaluation over {len(ctx.train_y):,} images): {min(baseline_runs):.3f} s")
+
+    timings = []
+    names = list(family_settings)
+    for index, name in enumerate(names, 1):
+        family = registry.get(name)
+        try:
+            output, seconds = timed(lambda: family.fn(ctx, **family_settings[name]), device)
+            timing = Timing(name, seconds, {k: float(v) for k, v in output.values.items()})
+        except Exception as exc:  # report it and go on, as the job does
+            timing = Timing(name, math.nan, error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # an out-of-memory family must not starve the next one
+        timings.append(timing)
+        log(f"[{index}/{len(names)}] {name}: "
+            + (f"{timing.seconds:.2f} s" if timing.error is None else f"error: {timing.error}"))
+    return Result(setup, tuple(baseline_runs), tuple(timings), train_loss, len(ctx.train_y))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def describe(settings: Settings) -> str:
+    if settings.device == "cuda":
+        where = torch.cuda.get_device_name(0)
+    else:
+        where = f"CPU, {torch.get_num_threads()} torch threads"
+    return (f"{settings.model} width {settings.width} depth {settings.depth} on {settings.dataset} "
+            f"(train_size {settings.train_size or 'all'}, x{settings.repeat}), {settings.epochs} epochs, "
+            f"device {settings.device} ({where}), torch {torch.__version__}")
+
+
+def headline(timing: Timing, limit: int = 3) -> str:
+    """The first few values of a family, for a glance at whether they are sane."""
+    shown = [f"{name}={value:.4g}" for name, value in list(timing.values.items())[:limit]]
+    more = len(timing.values) - limit
+    return ", ".join(shown) + (f", ... (+{more})" if more > 0 else "")
+
+
+def format_report(result: Result) -> str:
+    """A Markdown table: seconds per family and seconds / baseline, then the totals."""
+    lines = [
+        f"training: {result.setup['train']:.1f} s; loading data and checkpoints: {result.setup['context']:.2f} s",
+        f"baseline: one train-loss evaluation over {result.train_images:,} images = {result.baseline:.3f} s "
+        f"(best of {len(result.baseline_runs)}: {', '.join(f'{s:.3f}' for s in result.baseline_runs)}); "
+        f"train loss {result.train_loss:.4f}",
+        "",
+        "| family | seconds | seconds / baseline | values |",
+        "|---|---:|---:|---|",
+    ]
+    for timing in result.timings:
+        if timing.error is not None:
+            lines.append(f"| {timing.family} | error | | {timing.error} |")
+        else:
+            lines.append(f"| {timing.family} | {timing.seconds:.2f} | {timing.seconds / result.baseline:.1f} "
+                         f"| {headline(timing)} |")
+    done = [t.seconds for t in result.timings if t.error is None]
+    total = sum(done)
+    lines.append(f"| **all {len(done)} families** | **{total:.2f}** | **{total / result.baseline:.1f}** | |")
+    failed = [t.family for t in result.timings if t.error is not None]
+    if failed:
+        lines.append(f"failed: {', '.join(failed)}")
+    return "\n".join(lines)
+
+
+def to_json(settings: Settings, result: Result) -> Dict[str, Any]:
+    return {
+        "settings": {**settings.__dict__, "families": settings.family_names(),
+                     "overrides": [list(o) for o in settings.overrides]},
+        "device_name": torch.cuda.get_device_name(0) if settings.device == "cuda" else "cpu",
+        "setup_seconds": result.setup,
+        "baseline_seconds": list(result.baseline_runs),
+        "train_loss": result.train_loss,
+        "families": [
+            {"family": t.family, "seconds": None if t.error else t.seconds, "error": t.error, "values": t.values}
+            for t in result.timings
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def parse_override(text: str) -> Tuple[str, str, Any]:
+    """``family.key=value`` with a JSON value (``20``, ``"scan"``, ``[1.0, 0.5]``), or the
+    bare text when it is not JSON (``--set flatness.method=power``)."""
+    name, sep, raw = text.partition("=")
+    family, dot, key = name.partition(".")
+    if not sep or not dot or not family or not key:
+        raise BenchError(f"--set: got {text!r}, allowed: FAMILY.SETTING=VALUE, e.g. flatness.top_k=20")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return family, key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="measure_seconds",
+        description="Seconds of every measure family on one trained model, against one train-loss evaluation.",
+    )
+    parser.add_argument("--model", default="nin")
+    parser.add_argument("--width", type=int, help="default: 16 on cpu, 192 on cuda")
+    parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH)
+    parser.add_argument("--dataset", choices=DATASETS, help="default: digits on cpu, cifar10 on cuda")
+    parser.add_argument("--epochs", type=int, help="training epochs before timing (default: 10)")
+    parser.add_argument("--batch-size", type=int, default=128, help="training batch size")
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="training learning rate (SGD, momentum 0.9)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    parser.add_argument("--data-root", help="dataset folder (default: $GENZOO_DATA, else ~/.cache/genzoo)")
+    parser.add_argument("--train-size", type=int, help="a seeded subset of the training split (default: all)")
+    parser.add_argument("--repeat", type=int, default=1, help="tile the training split this many times")
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed baseline evaluations; the best is used")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--measures", help="comma-separated families to time (default: all of the registry)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FAMILY.SETTING=VALUE",
+                        help="override one setting of one family (repeatable)")
+    parser.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    defaults = CUDA_DEFAULTS if args.device == "cuda" else CPU_DEFAULTS
+    families = tuple(name.strip() for name in (args.measures or "").split(",") if name.strip())
+    return Settings(
+        model=args.model,
+        width=args.width if args.width is not None else defaults["width"],
+        depth=args.depth,
+        dataset=args.dataset or defaults["dataset"],
+        epochs=args.epochs if args.epochs is not None else defaults["epochs"],
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        data_root=args.data_root,
+        train_size=args.train_size,
+        repeat=args.repeat,
+        runs=args.runs,
+        seed=args.seed,
+        families=families,
+        overrides=tuple(parse_override(text) for text in args.overrides),
+    )
+
+
+def validate(settings: Settings) -> None:
+    positive = {"width": settings.width, "depth": settings.depth, "epochs": settings.epochs,
+                "batch_size": settings.batch_size, "repeat": settings.repeat, "runs": settings.runs}
+    for name, value in positive.items():
+        if value < 1:
+            raise BenchError(f"--{name.replace('_', '-')}: got {value}, allowed: an integer >= 1")
+    for name in settings.families:
+        if name not in registry.FAMILIES:
+            raise BenchError(f"--measures: unknown family {name!r}, allowed: {', '.join(registry.names())}")
+    if not settings.lr > 0:
+        raise BenchError(f"--lr: got {settings.lr}, allowed: a number > 0")
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device: got cuda, but torch sees no CUDA device; allowed here: cpu")
+    settings.family_settings()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse ``argv``, train, time every family and print the table (exit 2 on bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        validate(settings)
+        print(describe(settings), flush=True)
+        result = run_benchmark(settings, log=lambda line: print(line, flush=True))
+    except ValueError as exc:  # BenchError and genzoo's own one-line errors (dataset, model, measures)
+        print(f"measure_seconds: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(result), flush=True)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(to_json(settings, result), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
