@@ -128,9 +128,14 @@ def compute(storage: str, experiment: str, config_dict: Dict[str, Any], family: 
 
 def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[str | Sequence[str]] = None,
         gpus_per_task: Optional[float] = None, force: bool = False, address: Optional[str] = None,
-        data_root: Optional[str] = None, out=print) -> Dict[str, int]:
-    """Compute every requested family for every completed trial; returns counts by status."""
-    from sweep.driver import connect_ray, read_resolved_config
+        data_root: Optional[str] = None, autoscale: bool = False, out=print) -> Dict[str, int]:
+    """Compute every requested family for every completed trial; returns counts by status.
+
+    ``gpus_per_task`` defaults to 0.25 when the cluster has a GPU now, else 0; on a cluster
+    that adds GPU nodes on demand, pass it explicitly together with ``autoscale`` (see
+    :func:`sweep.driver.check_cluster`).
+    """
+    from sweep.driver import check_cluster, connect_ray, read_resolved_config
 
     store = Store(storage, experiment)
     sweep_config = read_resolved_config(store)
@@ -172,8 +177,10 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
 
     ray = connect_ray(address)
     gpus = gpus_per_task if gpus_per_task is not None else (0.0 if ray.cluster_resources().get("GPU", 0) <= 0 else 0.25)
-    if gpus > 0 and ray.cluster_resources().get("GPU", 0) <= 0:
-        raise MeasureJobError(f"--gpus-per-task: {gpus:g} requested but the Ray cluster has no GPU (use 0)")
+    warning = check_cluster(ray.cluster_resources(), cpus=1, gpus=gpus, what="task", gpu_field="--gpus-per-task",
+                            gpu_flag="--gpus-per-task", autoscale=autoscale)
+    if warning:
+        out(f"[measure {experiment}] {warning}")
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(compute)
     pending = {
         task.remote(store.storage, experiment, configs[t].to_dict(), f, settings[f], threads=1,

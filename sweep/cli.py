@@ -3,10 +3,10 @@
     genzoo data download cifar10|cifar100 [--root DIR]
     genzoo train [FIELD=VALUE ...]              one model, per-epoch table (no Ray)
     genzoo sweep plan PRESET|FILE
-    genzoo sweep run PRESET|FILE [--storage S] [--address A] [--gpus-per-trial F]
-    genzoo sweep resume EXPERIMENT [--storage S] [--address A]
+    genzoo sweep run PRESET|FILE [--storage S] [--address A] [--gpus-per-trial F] [--autoscale]
+    genzoo sweep resume EXPERIMENT [--storage S] [--address A] [--autoscale]
     genzoo sweep status EXPERIMENT [--storage S]
-    genzoo measure EXPERIMENT [--measures a,b] [--gpus-per-task F] [--force] [--storage S]
+    genzoo measure EXPERIMENT [--measures a,b] [--gpus-per-task F] [--force] [--autoscale] [--storage S]
     genzoo analyze EXPERIMENT [--target gap|test_loss|test_error] [--storage S]
     genzoo demo [--storage S]                   sweep run + measure + analyze of the demo preset
 
@@ -51,6 +51,11 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="results store: a path or URI (default: $GENZOO_STORAGE, else ./results)")
 
 
+def _add_autoscale(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--autoscale", action="store_true",
+                        help="the cluster adds nodes on demand: start even if it lacks the requested GPUs or CPUs now")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genzoo", description="Train model zoos, measure them, correlate.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_storage(sub)
         sub.add_argument("--address", help="Ray cluster address (auto, ray://host:port); default: embedded local Ray")
         sub.add_argument("--data-root")
+        _add_autoscale(sub)
     run.add_argument("--gpus-per-trial", type=float, help="override resources.gpus (a fraction of one GPU)")
     status = sweep.add_parser("status", help="trial counts, epochs done, failed trials")
     status.add_argument("experiment")
@@ -89,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--force", action="store_true", help="recompute (trial, measure) pairs already stored")
     measure.add_argument("--address")
     measure.add_argument("--data-root")
+    _add_autoscale(measure)
     _add_storage(measure)
 
     analyze = commands.add_parser("analyze", help="correlation tables, figures and report of an experiment")
@@ -128,7 +135,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "measure":
         return _measure(args.experiment, storage=args.storage, measures=args.measures,
                         gpus_per_task=args.gpus_per_task, force=args.force, address=args.address,
-                        data_root=args.data_root)
+                        data_root=args.data_root, autoscale=args.autoscale)
     if args.command == "analyze":
         return _analyze(args.experiment, storage=args.storage, target=args.target)
     if args.command == "demo":
@@ -170,10 +177,11 @@ def _sweep(args: argparse.Namespace) -> int:
         config = sweep_config.load(args.sweep)
         if args.gpus_per_trial is not None:
             config = sweep_config.with_gpus(config, args.gpus_per_trial)
-        counts = driver.run(config, storage=args.storage, address=args.address, data_root=args.data_root)
+        counts = driver.run(config, storage=args.storage, address=args.address, data_root=args.data_root,
+                            autoscale=args.autoscale)
     else:
         counts = driver.resume(args.experiment, storage=args.storage, address=args.address,
-                               data_root=args.data_root)
+                               data_root=args.data_root, autoscale=args.autoscale)
     return driver.main_exit_code(counts)
 
 

@@ -393,18 +393,47 @@ def connect_ray(address: Optional[str] = None):
     return ray
 
 
+def check_cluster(available: Dict[str, float], *, cpus: float, gpus: float, what: str, gpu_field: str,
+                  gpu_flag: str, autoscale: bool = False) -> Optional[str]:
+    """Whether a cluster whose current total resources are ``available`` (``ray.cluster_resources()``)
+    can ever run a task of ``cpus`` CPUs and ``gpus`` GPUs. Raises one line naming
+    ``gpu_field`` (the field or flag that asked for GPUs; ``gpu_flag`` is the flag that changes
+    it) when it cannot: Tune and Ray would otherwise wait forever on an infeasible request.
+
+    With ``autoscale`` the cluster may still add nodes (the launcher's or KubeRay's
+    autoscaler), so nothing is refused: the return value is a warning to print when the
+    resources are not there yet, else None.
+    """
+    missing = []
+    if gpus > 0 and available.get("GPU", 0) <= 0:
+        missing.append((gpu_field, f"{gpus:g} GPU per {what} requested but the Ray cluster has no GPU",
+                        f"use {gpu_flag} 0"))
+    if available.get("CPU", 0) < cpus:
+        missing.append(("resources.cpus", f"{cpus:g} CPUs per {what} but the Ray cluster has "
+                        f"{available.get('CPU', 0):g} CPUs", "lower resources.cpus"))
+    if not missing:
+        return None
+    if autoscale:
+        return "; ".join(f"{field}: {problem} yet" for field, problem, _ in missing) + \
+            f"; each {what} waits until the autoscaler adds a node that has them"
+    field, problem, fix = missing[0]
+    raise SweepConfigError(f"{field}: {problem} ({fix}, or --autoscale if the cluster adds nodes on demand)")
+
+
 def run(
     config: SweepConfig,
     *,
     storage: Optional[str] = None,
     address: Optional[str] = None,
     data_root: Optional[str] = None,
+    autoscale: bool = False,
     out=print,
 ) -> Dict[str, int]:
     """Train every trial of ``config`` not yet complete in the store; returns status counts.
 
     Interrupted and errored trials continue from the resumable state in the store (see the
-    module docstring for why this is not ``Tuner.restore``).
+    module docstring for why this is not ``Tuner.restore``). The cluster must have the
+    per-trial resources now (:func:`check_cluster`), unless ``autoscale``.
     """
     store = Store(storage or config.storage, config.experiment)
     store.check_writable()
@@ -415,27 +444,25 @@ def run(
             raise SweepConfigError(
                 f"experiment: {store.uri} holds a different sweep; choose another experiment name or storage"
             )
-    store.write_text(_provenance(config), "sweep.yaml")
     table = TrialsTable(store, configs)
     pending = [c for c in configs if table.rows[c.trial_id].status not in (COMPLETED, DIVERGED)]
-    table.write()
     if not pending:
+        store.write_text(_provenance(config), "sweep.yaml")
+        table.write()
         out(f"[{config.experiment}] all {len(configs)} trials are complete in {store.uri}; nothing to train")
         return table.counts()
 
     ray = connect_ray(address)
     from ray import tune
 
-    if config.resources.gpus > 0 and ray.cluster_resources().get("GPU", 0) <= 0:
-        raise SweepConfigError(
-            f"resources.gpus: {config.resources.gpus:g} GPU per trial requested but the Ray cluster has no GPU "
-            "(use --gpus-per-trial 0)"
-        )
-    if ray.cluster_resources().get("CPU", 0) < config.resources.cpus:
-        raise SweepConfigError(
-            f"resources.cpus: {config.resources.cpus:g} per trial but the Ray cluster has "
-            f"{ray.cluster_resources().get('CPU', 0):g} CPUs"
-        )
+    # Checked before anything is written: a sweep the cluster can never run leaves no trace.
+    warning = check_cluster(ray.cluster_resources(), cpus=config.resources.cpus, gpus=config.resources.gpus,
+                            what="trial", gpu_field="resources.gpus", gpu_flag="--gpus-per-trial",
+                            autoscale=autoscale)
+    if warning:
+        out(f"[{config.experiment}] {warning}")
+    store.write_text(_provenance(config), "sweep.yaml")
+    table.write()
 
     trainable = tune.with_resources(run_trial, {"cpu": config.resources.cpus, "gpu": config.resources.gpus})
     run_name = _next_run_name(store)
@@ -497,10 +524,10 @@ def _trial_name(trial) -> str:
 
 
 def resume(experiment: str, *, storage: Optional[str] = None, address: Optional[str] = None,
-           data_root: Optional[str] = None, out=print) -> Dict[str, int]:
+           data_root: Optional[str] = None, autoscale: bool = False, out=print) -> Dict[str, int]:
     store = Store(storage, experiment)
     config = read_resolved_config(store)
-    return run(config, storage=store.storage, address=address, data_root=data_root, out=out)
+    return run(config, storage=store.storage, address=address, data_root=data_root, autoscale=autoscale, out=out)
 
 
 def main_exit_code(counts: Dict[str, int]) -> int:

@@ -97,6 +97,15 @@ def test_unknown_family_and_setting_are_one_line_errors(swept, capsys):
         registry.settings_for("flatness", {"colour": 1})
 
 
+def test_gpu_tasks_on_a_cluster_without_a_gpu_are_refused_before_anything_runs(swept, capsys):
+    before = _measure_files(Store(str(swept), "zoo"))
+    assert main(["measure", "zoo", "--storage", str(swept), "--gpus-per-task", "0.5", "--force"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "genzoo: error: --gpus-per-task: 0.5 GPU per task requested but the Ray cluster has no GPU "
+        "(use --gpus-per-task 0, or --autoscale if the cluster adds nodes on demand)")
+    assert _measure_files(Store(str(swept), "zoo")) == before
+
+
 def test_analyze_writes_tables_figures_and_report_from_the_store(swept, capsys):
     job.run("zoo", storage=str(swept))
     # Two epochs on 96 examples leave the gap nearly constant; the test loss still ranks them.

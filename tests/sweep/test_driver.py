@@ -123,3 +123,36 @@ def test_killed_driver_is_resumed_without_retraining_or_duplicate_rows(ray_addre
     settled = merged[merged["epoch"] < merged["trial_id"].map(before.groupby("trial_id")["epoch"].max())]
     assert len(settled) > 0
     assert (settled["seconds_before"] == settled["seconds_after"]).all()
+
+
+@pytest.mark.parametrize("available, cpus, gpus, field", [
+    ({"CPU": 8.0}, 1, 0.5, "resources.gpus: 0.5 GPU per trial requested but the Ray cluster has no GPU"),
+    ({"CPU": 8.0, "GPU": 0.0}, 1, 1, "resources.gpus: 1 GPU per trial requested but the Ray cluster has no GPU"),
+    ({"CPU": 2.0, "GPU": 1.0}, 4, 0.5, "resources.cpus: 4 CPUs per trial but the Ray cluster has 2 CPUs"),
+])
+def test_check_cluster_refuses_a_request_the_cluster_cannot_run_unless_it_autoscales(available, cpus, gpus, field):
+    kwargs = dict(cpus=cpus, gpus=gpus, what="trial", gpu_field="resources.gpus", gpu_flag="--gpus-per-trial")
+    with pytest.raises(sweep_config.SweepConfigError) as raised:
+        driver.check_cluster(available, **kwargs)
+    message = str(raised.value)
+    assert message.startswith(field) and "--autoscale" in message and "\n" not in message
+    warning = driver.check_cluster(available, autoscale=True, **kwargs)
+    assert warning.startswith(field) and "waits until the autoscaler adds a node" in warning
+
+
+def test_check_cluster_accepts_what_the_cluster_has_now():
+    kwargs = dict(what="trial", gpu_field="resources.gpus", gpu_flag="--gpus-per-trial")
+    assert driver.check_cluster({"CPU": 2.0}, cpus=2, gpus=0, **kwargs) is None
+    assert driver.check_cluster({"CPU": 16.0, "GPU": 1.0}, cpus=2, gpus=0.25, **kwargs) is None
+    assert driver.check_cluster({"CPU": 16.0, "GPU": 1.0}, cpus=2, gpus=0.25, autoscale=True, **kwargs) is None
+
+
+def test_sweep_asking_for_a_gpu_on_a_cluster_without_one_exits_2_and_writes_nothing(ray_address, tmp_path, capsys):
+    # The session's local Ray has no GPU; the check runs before anything reaches the store.
+    path = _config(tmp_path, "nogpu", resources={"cpus": 1, "gpus": 0.5})
+    storage = tmp_path / "store"
+    assert main(["sweep", "run", str(path), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("genzoo: error: resources.gpus: 0.5 GPU per trial requested but the Ray cluster has no GPU "
+                   "(use --gpus-per-trial 0, or --autoscale if the cluster adds nodes on demand)")
+    assert not (storage / "nogpu").exists() or not any((storage / "nogpu").iterdir())
