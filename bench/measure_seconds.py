@@ -42,10 +42,10 @@ import torch
 
 from measures import registry
 from measures.common import evaluate
-from measures.context import TrialContext
+from measures.context import TrialContext, trial_context
 from trainers import checkpoint, data
 from trainers.config import TrainConfig
-from trainers.train import build_model, train
+from trainers.train import train
 
 DEVICES = ("cpu", "cuda")
 DATASETS = ("digits", "cifar10", "cifar100")
@@ -159,28 +159,14 @@ def trained_context(settings: Settings, workdir: Path, log: Callable[[str], None
     if result.status != "completed":
         raise BenchError(f"--epochs: training diverged at epoch {len(result.records)}; try fewer epochs or another seed")
 
-    def build() -> torch.nn.Module:
-        return build_model(config, dataset.num_classes).to(device)
-
     def load_context() -> TrialContext:
-        model = build()
-        model.load_state_dict(checkpoint.load(workdir / checkpoint.FINAL, map_location=device))
-        model.eval()
-        return TrialContext(
-            trial_id=config.trial_id,
-            model=model,
-            train_x=data.normalize(dataset.train_images.to(device), dataset.mean, dataset.std),
-            train_y=dataset.train_labels.to(device),
-            test_x=data.normalize(dataset.test_images.to(device), dataset.mean, dataset.std),
-            test_y=dataset.test_labels.to(device),
-            build_model=build,
+        return trial_context(
+            config, dataset, device=device,
+            final_state=checkpoint.load(workdir / checkpoint.FINAL, map_location=device),
             init_state=checkpoint.load(workdir / checkpoint.INIT, map_location=device),
             early_state=checkpoint.load(workdir / checkpoint.early_name(EARLY_EPOCH), map_location=device),
             early_epoch=EARLY_EPOCH,
-            noisy=dataset.noisy.to(device),
             epochs=result.records,
-            hparams=config.to_dict(),
-            device=device,
         )
 
     ctx, context_seconds = timed(load_context, device)
@@ -223,7 +209,9 @@ def run_benchmark(settings: Settings, log: Callable[[str], None] = lambda line: 
 
 def describe(settings: Settings) -> str:
     if settings.device == "cuda":
-        where = torch.cuda.get_device_name(0)
+        # The measures run in fp32; PyTorch lets cuDNN convolutions use TF32 by default.
+        where = (f"{torch.cuda.get_device_name(0)}, TF32 convolutions {torch.backends.cudnn.allow_tf32}, "
+                 f"TF32 matmuls {torch.backends.cuda.matmul.allow_tf32}")
     else:
         where = f"CPU, {torch.get_num_threads()} torch threads"
     return (f"{settings.model} width {settings.width} depth {settings.depth} on {settings.dataset} "
@@ -268,7 +256,7 @@ def to_json(settings: Settings, result: Result) -> Dict[str, Any]:
     return {
         "settings": {**settings.__dict__, "families": settings.family_names(),
                      "overrides": [list(o) for o in settings.overrides]},
-        "device_name": torch.cuda.get_device_name(0) if settings.device == "cuda" else "cpu",
+        "device": describe(settings),
         "setup_seconds": result.setup,
         "baseline_seconds": list(result.baseline_runs),
         "train_loss": result.train_loss,

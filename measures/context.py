@@ -9,10 +9,14 @@ directly from tensors. Nothing here imports Ray.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
+
+from trainers import data
+from trainers.config import TrainConfig
+from trainers.train import build_model
 
 
 @dataclass
@@ -48,6 +52,48 @@ class TrialContext:
         model = self.build_model()
         model.load_state_dict(state)
         return model.eval()
+
+
+def trial_context(
+    config: TrainConfig,
+    dataset: data.Dataset,
+    *,
+    final_state: Mapping[str, torch.Tensor],
+    device: torch.device | str,
+    init_state: Optional[Mapping[str, torch.Tensor]] = None,
+    early_state: Optional[Mapping[str, torch.Tensor]] = None,
+    early_epoch: Optional[int] = None,
+    epochs: Sequence[Dict[str, Any]] = (),
+) -> TrialContext:
+    """The context of one trained trial of ``config``: ``dataset`` must be the data it was
+    trained on (same subset and label noise); its images are normalized with the dataset's
+    statistics and moved to ``device`` with the labels, and the model is rebuilt from
+    ``config`` with ``final_state`` loaded, in eval mode. The measures job and the
+    benchmarks build their contexts here, so both measure the same thing."""
+    device = torch.device(device)
+
+    def build() -> nn.Module:
+        return build_model(config, dataset.num_classes).to(device)
+
+    model = build()
+    model.load_state_dict(final_state)
+    model.eval()
+    return TrialContext(
+        trial_id=config.trial_id,
+        model=model,
+        train_x=data.normalize(dataset.train_images.to(device), dataset.mean, dataset.std),
+        train_y=dataset.train_labels.to(device),
+        test_x=data.normalize(dataset.test_images.to(device), dataset.mean, dataset.std),
+        test_y=dataset.test_labels.to(device),
+        build_model=build,
+        init_state=init_state,
+        early_state=early_state,
+        early_epoch=early_epoch if early_state is not None else None,
+        noisy=dataset.noisy.to(device),
+        epochs=list(epochs),
+        hparams=config.to_dict(),
+        device=device,
+    )
 
 
 @dataclass

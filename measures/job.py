@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import pandas as pd
 
 from measures import registry
-from measures.context import TrialContext
+from measures.context import TrialContext, trial_context
 from sweep.store import Store
 from trainers import checkpoint
 from trainers.config import TrainConfig
@@ -58,10 +58,7 @@ def family_rows(trial_id: str, family: str, values: Mapping[str, float], seconds
 def build_context(store: Store, config: TrainConfig, *, device, data_root=None) -> TrialContext:
     """Load one trained trial from the store: its data (with the same label noise), final,
     initial and earliest early weights, and per-epoch records."""
-    import torch
-
     from trainers import data
-    from trainers.train import build_model
 
     trial_id = config.trial_id
     dataset = data.load(config.dataset, data_root, train_size=config.train_size,
@@ -69,32 +66,18 @@ def build_context(store: Store, config: TrainConfig, *, device, data_root=None) 
 
     def read_state(name: str):
         parts = store.checkpoint_parts(trial_id, name)
+        if name != checkpoint.FINAL and not store.exists(*parts):
+            return None
         return checkpoint.load_bytes(store.read_bytes(*parts), f"{store.uri}/{'/'.join(parts)}", map_location=device)
 
-    def build():
-        return build_model(config, dataset.num_classes).to(device)
-
-    model = build()
-    model.load_state_dict(read_state(checkpoint.FINAL))
-    model.eval()
     early_epoch = min(config.checkpoint_epochs) if config.checkpoint_epochs else None
-    early_name = checkpoint.early_name(early_epoch) if early_epoch else None
-    has_early = early_name is not None and store.exists(*store.checkpoint_parts(trial_id, early_name))
-    return TrialContext(
-        trial_id=trial_id,
-        model=model,
-        train_x=data.normalize(dataset.train_images.to(device), dataset.mean, dataset.std),
-        train_y=dataset.train_labels.to(device),
-        test_x=data.normalize(dataset.test_images.to(device), dataset.mean, dataset.std),
-        test_y=dataset.test_labels.to(device),
-        build_model=build,
-        init_state=read_state(checkpoint.INIT) if store.exists(*store.checkpoint_parts(trial_id, checkpoint.INIT)) else None,
-        early_state=read_state(early_name) if has_early else None,
-        early_epoch=early_epoch if has_early else None,
-        noisy=dataset.noisy.to(device),
+    return trial_context(
+        config, dataset, device=device,
+        final_state=read_state(checkpoint.FINAL),
+        init_state=read_state(checkpoint.INIT),
+        early_state=read_state(checkpoint.early_name(early_epoch)) if early_epoch else None,
+        early_epoch=early_epoch,
         epochs=store.epochs(trial_id).to_dict("records"),
-        hparams=config.to_dict(),
-        device=torch.device(device),
     )
 
 

@@ -17,3 +17,16 @@ def ray_address():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test. The test machine's cores are shared; one thread per
+    test process avoids oversubscribing them (several times slower otherwise), and nothing
+    tested depends on the thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -4,10 +4,10 @@ import json
 import re
 
 import pytest
-import torch
 
 from measures import registry
 from measures.common import weight_parameters
+from trainers.train import build_model
 
 SCRIPT = "measure_seconds"
 TINY = ["--width", "4", "--depth", "1", "--train-size", "64", "--epochs", "2", "--runs", "2"]
@@ -18,12 +18,7 @@ LOWERED = ["--set", "flatness.subset=32", "--set", "flatness.top_k=3", "--set", 
 ROW = re.compile(r"^\| (\S+) \| ([\d.]+) \| ([\d.]+) \| .*\|$", re.M)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_main_times_every_family_and_prints_seconds_and_ratio_to_the_baseline(bench, capsys, tmp_path):
@@ -55,7 +50,7 @@ def test_families_see_the_trained_model_and_data_the_job_would(bench):
     assert result.train_images == 48
     # The training family's final train loss is the baseline's own evaluation of the model.
     assert values["training"]["train_loss"] == pytest.approx(result.train_loss, rel=1e-6)
-    model = bench.build_model(settings.train_config(), 10)
+    model = build_model(settings.train_config(), 10)
     assert values["norms"]["parameter_count"] == sum(p.numel() for p in model.parameters())
     assert values["norms"]["distance_from_init"] > 0  # the initial weights were loaded, not the final ones
     assert 0 < values["el2n"]["el2n"] < 2 ** 0.5
