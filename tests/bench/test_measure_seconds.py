@@ -81,3 +81,13 @@ def test_bad_argument_is_a_one_line_error_before_any_training(bench, capsys, arg
     assert captured.out == ""  # nothing trained or printed before the error
     assert captured.err.startswith(f"measure_seconds: error: {message}")
     assert captured.err.count("\n") == 1
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(bench, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert bench.main(TINY + ["--device", "cuda"]) == 2
+    assert capsys.readouterr().err == ("measure_seconds: error: --device: got cuda, but torch sees no CUDA device; "
+                                       "allowed here: cpu\n")
