@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,17 @@ def generator_for(trial_id: str, purpose: str, device: torch.device | str = "cpu
     generator = torch.Generator(device=device)
     generator.manual_seed(seed_for(trial_id, purpose))
     return generator
+
+
+def seeded_indices(trial_id: str, purpose: str, count: int, size: Optional[int]) -> torch.Tensor:
+    """Sorted CPU indices of ``size`` of ``count`` examples, drawn without replacement: the
+    first ``size`` entries of one ``torch.randperm(count)`` from ``generator_for(trial_id,
+    purpose)`` on the CPU, so the same examples whatever device the data is on. All of them
+    (``arange(count)``) when ``size`` is None or at least ``count``. Callers check ``size``
+    themselves, so that an error names their own setting."""
+    if size is None or size >= count:
+        return torch.arange(count)
+    return torch.randperm(count, generator=generator_for(trial_id, purpose))[:size].sort().values
 
 
 @torch.inference_mode()

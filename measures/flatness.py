@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from measures.common import generator_for, recalibrated_copy
+from measures.common import generator_for, recalibrated_copy, seeded_indices
 from measures.context import Family, MeasureOutput, TrialContext
 from measures.hessian import (
     HVP_MODES,
@@ -50,16 +50,6 @@ SPLITS = ("train", "test")
 
 class FlatnessError(ValueError):
     """A bad flatness setting; the message is one line naming the setting."""
-
-
-def subset_indices(count: int, subset: Optional[int], generator: torch.Generator) -> torch.Tensor:
-    """Sorted indices of ``subset`` examples out of ``count``, drawn without replacement
-    (one ``randperm`` of ``count``); all of them when ``subset`` is None or ≥ ``count``."""
-    if subset is not None and (not isinstance(subset, int) or subset < 1):
-        raise FlatnessError(f"subset: must be a positive integer or None, got {subset!r}")
-    if subset is None or subset >= count:
-        return torch.arange(count)
-    return torch.randperm(count, generator=generator, device=generator.device)[:subset].cpu().sort().values
 
 
 def effective_dimensionality(eigenvalues: torch.Tensor, num_parameters: int, *, z: float = 1.0) -> float:
@@ -283,8 +273,9 @@ def flatness(
     _check_eps_settings(eps_step, eps_loss_increase, eps_max, eps_search)
     model = recalibrated_copy(ctx.model, ctx.train_x) if recalibrate_bn else ctx.model.eval()
     x_all, y_all = (ctx.train_x, ctx.train_y) if split == "train" else (ctx.test_x, ctx.test_y)
-    indices = subset_indices(len(x_all), subset, generator_for(ctx.trial_id, "flatness"))
-    indices = indices.to(x_all.device)
+    if subset is not None and (not isinstance(subset, int) or subset < 1):
+        raise FlatnessError(f"subset: must be a positive integer or None, got {subset!r}")
+    indices = seeded_indices(ctx.trial_id, "flatness", len(x_all), subset).to(x_all.device)
     x, y = x_all[indices], y_all[indices]
 
     try:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from measures.common import generator_for
+from measures.common import seeded_indices
 from measures.context import Family, MeasureOutput, TrialContext
 
 STATS = ("q1", "median", "q3", "upper_fence", "lower_fence")
@@ -264,10 +264,7 @@ def seeded_subset(trial_id: str, n: int, num_examples: Optional[int]) -> torch.T
     ``generator_for(trial_id, "margins")``; all of them when ``num_examples`` is None or >= n."""
     if num_examples is not None and (not isinstance(num_examples, int) or isinstance(num_examples, bool) or num_examples < 1):
         raise MarginError(f"num_examples: got {num_examples!r}, allowed: a positive int or None (all)")
-    if num_examples is None or num_examples >= n:
-        return torch.arange(n)
-    permutation = torch.randperm(n, generator=generator_for(trial_id, "margins"))
-    return permutation[:num_examples].sort().values
+    return seeded_indices(trial_id, "margins", n, num_examples)
 
 
 def _subset(ctx: TrialContext, num_examples: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:

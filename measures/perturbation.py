@@ -44,7 +44,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-from measures.common import EVAL_BATCH_SIZE, evaluate, generator_for, recalibrated_copy, seed_for
+from measures.common import EVAL_BATCH_SIZE, evaluate, recalibrated_copy, seed_for, seeded_indices
 from measures.context import Family, MeasureOutput, TrialContext
 from trainers.pruning import prunable_parameters
 
@@ -201,8 +201,7 @@ def seeded_subset(ctx: TrialContext, size: int, purpose: str) -> Tuple[torch.Ten
     n = len(ctx.train_x)
     if size >= n:
         return ctx.train_x, ctx.train_y
-    order = torch.randperm(n, generator=generator_for(ctx.trial_id, purpose))[:size]
-    index = order.sort().values.to(ctx.train_x.device)
+    index = seeded_indices(ctx.trial_id, purpose, n, size).to(ctx.train_x.device)
     return ctx.train_x[index], ctx.train_y[index]
 
 

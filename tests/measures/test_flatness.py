@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from measure_toys import tiny_data, tiny_network
-from measures.common import generator_for, seed_for
+from measures.common import seed_for, seeded_indices
 from measures.context import TrialContext
 from measures.flatness import (
     FAMILIES,
@@ -22,7 +22,6 @@ from measures.flatness import (
     eps_flatness,
     flatness,
     gradient_covariance_trace,
-    subset_indices,
 )
 
 TRIAL = "trial-flat"
@@ -227,7 +226,7 @@ def test_two_calls_give_identical_values_and_tables():
 def test_subset_is_drawn_from_the_trial_seed_and_honoured():
     ctx = context()
     output = flatness(ctx, subset=32, top_k=1, hutchinson_samples=2)
-    indices = subset_indices(64, 32, generator_for(TRIAL, "flatness"))
+    indices = seeded_indices(TRIAL, "flatness", 64, 32)
     expected_indices = torch.randperm(64, generator=torch.Generator().manual_seed(seed_for(TRIAL, "flatness")))[:32]
     assert torch.equal(indices, expected_indices.sort().values)
     assert output.info["examples"] == 32
