@@ -446,23 +446,21 @@ def run(
             )
     table = TrialsTable(store, configs)
     pending = [c for c in configs if table.rows[c.trial_id].status not in (COMPLETED, DIVERGED)]
+    if pending:
+        # Checked before anything is written: a sweep the cluster can never run leaves no trace.
+        ray = connect_ray(address)
+        warning = check_cluster(ray.cluster_resources(), cpus=config.resources.cpus, gpus=config.resources.gpus,
+                                what="trial", gpu_field="resources.gpus", gpu_flag="--gpus-per-trial",
+                                autoscale=autoscale)
+        if warning:
+            out(f"[{config.experiment}] {warning}")
+    store.write_text(_provenance(config), "sweep.yaml")
+    table.write()
     if not pending:
-        store.write_text(_provenance(config), "sweep.yaml")
-        table.write()
         out(f"[{config.experiment}] all {len(configs)} trials are complete in {store.uri}; nothing to train")
         return table.counts()
 
-    ray = connect_ray(address)
     from ray import tune
-
-    # Checked before anything is written: a sweep the cluster can never run leaves no trace.
-    warning = check_cluster(ray.cluster_resources(), cpus=config.resources.cpus, gpus=config.resources.gpus,
-                            what="trial", gpu_field="resources.gpus", gpu_flag="--gpus-per-trial",
-                            autoscale=autoscale)
-    if warning:
-        out(f"[{config.experiment}] {warning}")
-    store.write_text(_provenance(config), "sweep.yaml")
-    table.write()
 
     trainable = tune.with_resources(run_trial, {"cpu": config.resources.cpus, "gpu": config.resources.gpus})
     run_name = _next_run_name(store)
