@@ -2,8 +2,9 @@
 ``weights_only=True``.
 
 A run directory holds ``init.pt`` (weights before the first step), ``epoch_<k>.pt`` for the
-requested early epochs, ``final.pt`` (weights after the last epoch) and ``state.pt`` (everything
-needed to resume: model, optimizer, masks, RNG states, epoch, the records so far).
+requested early epochs, ``<model_id>.pt`` for every model the run produced (``final.pt`` for
+plain training) and ``state.pt`` (everything needed to resume: model, optimizer, masks, RNG
+states, epoch, the mode's own state, the records and model records so far).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ STATE = "state.pt"
 
 def early_name(epoch: int) -> str:
     return f"epoch_{epoch}.pt"
+
+
+def model_name(model_id: str) -> str:
+    """The checkpoint file of one model a trial produced (``final`` -> ``final.pt``)."""
+    return f"{model_id}.pt"
 
 
 def save(obj: Any, path: str | os.PathLike) -> None:

@@ -1,9 +1,11 @@
 """One trial's hyperparameters as a frozen dataclass, and the trial id derived from them.
 
-The trial id is a hash of every field, so two configs that train the same model get the
-same id and a re-run of a sweep finds the trials it already finished. A test pins the hash of
-one config: changing a field's name, type or default changes every id in every store, so such
-a change must be deliberate.
+The trial id follows OpenLTH's rule: it hashes only the fields that change what is trained
+(:data:`NOT_IDENTITY` lists the others: what to save or report), and of those only the ones
+that differ from their defaults. Two configs that train the same model get the same id, a
+re-run of a sweep finds the trials it already finished, and adding a field with a default
+renames no trial of any store. Tests pin the ids of the presets: changing a field's name or
+default value is then a deliberate change.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional, Tuple
+
+from trainers.modes import settings as mode_settings_
 
 OPTIMIZERS = ("sgd", "adam")
 _FLOAT_FIELDS = ("label_noise", "dropout", "lr", "momentum", "weight_decay", "lr_decay_factor", "lr_final")
 LR_SCHEDULES = ("constant", "step", "piecewise")
+# Fields that say what to save or report, not what is trained: never part of the trial id.
+NOT_IDENTITY = ("checkpoint_epochs",)
 
 
 class ConfigError(ValueError):
@@ -67,6 +74,9 @@ class TrainConfig:
     seed: int = 0
     checkpoint_epochs: Tuple[int, ...] = field(default=())
 
+    mode: str = "standard"
+    mode_settings: Any = None
+
     def __post_init__(self) -> None:
         # Lists from YAML become tuples so that the dataclass stays hashable and its hash
         # does not depend on the container type.
@@ -79,6 +89,11 @@ class TrainConfig:
             value = getattr(self, name)
             if _is_int(value):
                 object.__setattr__(self, name, float(value))
+        try:
+            settings = mode_settings_.parse_settings(self.mode, self.mode_settings)
+        except mode_settings_.ModeError as exc:
+            raise ConfigError(str(exc)) from None
+        object.__setattr__(self, "mode_settings", settings)
         self.validate()
 
     def validate(self) -> None:
@@ -141,7 +156,33 @@ class TrainConfig:
         return cls(**dict(values))
 
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        """Every field as plain YAML/JSON values (tuples as lists, mode settings as a mapping)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "mode_settings":
+                value = mode_settings_.to_dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def identity(self) -> dict:
+        """The fields that make the trial id: those that change what is trained and differ
+        from their defaults (``mode_settings`` likewise reduced to its non-default settings)."""
+        out = {}
+        for f in fields(self):
+            if f.name in NOT_IDENTITY:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "mode_settings":
+                value = mode_settings_.non_default(value)
+                if value:
+                    out[f.name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+                continue
+            if value != f.default:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate used throughout epoch ``epoch`` (0-based); see the class docstring."""
@@ -157,8 +198,8 @@ class TrainConfig:
 
     @property
     def trial_id(self) -> str:
-        """``<model>-<16 hex digits>``: sha256 of the canonical JSON of every field."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """``<model>-<16 hex digits>``: sha256 of the canonical JSON of :meth:`identity`."""
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return f"{self.model}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 
 
@@ -167,4 +208,5 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (NaN and infinity are never a valid hyperparameter)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -10,15 +10,23 @@ torch RNG, whose state is saved with every resumable checkpoint. The learning ra
 function of the epoch (``TrainConfig.lr_at``). Stopping after any epoch and resuming from
 ``state.pt`` therefore gives bit-for-bit the same weights on CPU as never stopping.
 
-Extension points for pruning during training and iterative magnitude pruning: ``masks``
-(parameter name -> bool tensor, applied after every optimizer step and saved with the state)
-and ``hooks`` (objects with ``on_step_end(state)`` and/or ``on_epoch_end(state, record)``;
-they may replace ``state.masks``).
+Modes (``config.mode``, :mod:`trainers.modes`) drive the loop through callbacks whose state
+is saved in ``state.pt``; the mode also says which models the run yields, each saved as
+``<model_id>.pt`` and described by a model record (``TrainResult.models``). ``masks``
+(parameter name -> bool tensor) are applied after every optimizer step and saved with the
+state; ``hooks`` (objects with ``on_step_end(state)`` and/or ``on_epoch_end(state, record)``)
+are for tests and benchmarks only, their state is not saved.
+
+Write order in ``run_dir`` at the end of every epoch: the early checkpoint, the models'
+checkpoints, then ``state.pt`` last: ``state.pt`` is the commit marker of the epoch. A run
+resumed from a state at its last epoch trains nothing and writes whatever model checkpoint is
+missing, so a crash after the last ``state.pt`` never costs a retraining.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,6 +39,7 @@ from torch import nn
 
 from trainers import checkpoint, data, models, pruning
 from trainers.config import TrainConfig
+from trainers.modes import callbacks as mode_callbacks
 
 COMPLETED = "completed"
 DIVERGED = "diverged"
@@ -50,6 +59,7 @@ class TrainState:
     step: int = 0
     masks: Dict[str, torch.Tensor] = field(default_factory=dict)
     records: List[Dict[str, Any]] = field(default_factory=list)
+    models: List[Dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +69,7 @@ class TrainResult:
     records: List[Dict[str, Any]]
     model: nn.Module
     run_dir: Optional[Path] = None
+    models: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def final(self) -> Dict[str, Any]:
@@ -125,6 +136,8 @@ def train(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model)
+    mode = mode_callbacks.build(config)
+    total_epochs = mode.total_epochs()
     state = TrainState(config=config, model=model, optimizer=optimizer, device=device,
                        masks=dict(masks or {}))
     records = state.records
@@ -133,7 +146,9 @@ def train(
     if resume and state_path is not None and state_path.exists():
         saved = checkpoint.load(state_path, map_location=device)
         _restore(saved, state, config)
+        mode.load_state_dict(saved.get("mode", {}))
         records.extend(saved["records"])
+        state.models.extend(saved.get("models", []))
         if log:
             log(f"{config.trial_id}: resuming after epoch {state.epoch}")
     elif run_dir is not None:
@@ -141,7 +156,7 @@ def train(
         checkpoint.save(checkpoint.cpu_state_dict(model.state_dict()), run_dir / checkpoint.INIT)
 
     if records and records[-1].get("status") == DIVERGED:
-        return TrainResult(config.trial_id, DIVERGED, records, model, run_dir)
+        return TrainResult(config.trial_id, DIVERGED, records, model, run_dir, state.models)
 
     loader = data.DeviceLoader(
         dataset.train_images, dataset.train_labels, batch_size=config.batch_size,
@@ -154,12 +169,22 @@ def train(
         torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     )
 
+    def evaluate_both(net: nn.Module) -> Dict[str, float]:
+        train_loss, train_acc = data.evaluate(
+            net, loader.images, loader.labels, mean=dataset.mean, std=dataset.std, device=device,
+        )
+        test_loss, test_acc = data.evaluate(
+            net, test_images, test_labels, mean=dataset.mean, std=dataset.std, device=device,
+        )
+        return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
+
     status = COMPLETED
-    while state.epoch < config.epochs:
+    while state.epoch < total_epochs:
         epoch = state.epoch
-        lr = config.lr_at(epoch)
+        lr = config.lr_at(mode.lr_epoch(epoch))
         for group in optimizer.param_groups:
             group["lr"] = lr
+        mode.on_epoch_start(state)
         started = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -176,6 +201,7 @@ def train(
             loss_sum += loss.detach().float() * len(y)
             seen += len(y)
             state.step += 1
+            mode.on_step_end(state)
             for hook in hooks:
                 if hasattr(hook, "on_step_end"):
                     hook.on_step_end(state)
@@ -185,36 +211,32 @@ def train(
         minibatch_loss = float(loss_sum) / max(seen, 1)
         diverged = not math.isfinite(minibatch_loss)
 
-        train_loss, train_acc = data.evaluate(
-            model, loader.images, loader.labels, mean=dataset.mean, std=dataset.std, device=device,
-        )
-        test_loss, test_acc = data.evaluate(
-            model, test_images, test_labels, mean=dataset.mean, std=dataset.std, device=device,
-        )
+        metrics = evaluate_both(model)
         record = {
             "epoch": epoch + 1,
             "lr": lr,
             "minibatch_loss": minibatch_loss,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
+            **metrics,
             "seconds": time.perf_counter() - started,
             "images_per_second": seen / train_seconds if train_seconds > 0 else float("nan"),
             "status": DIVERGED if diverged else COMPLETED,
         }
         records.append(record)
         state.epoch = epoch + 1
+        mode.on_epoch_end(state, record)
         for hook in hooks:
             if hasattr(hook, "on_epoch_end"):
                 hook.on_epoch_end(state, record)
+        produced = {} if diverged else mode.models(state)
+        for model_id, weights in produced.items():
+            state.models.append(_model_record(model_id, weights, state, record, metrics, evaluate_both))
         if run_dir is not None:
             weights = checkpoint.cpu_state_dict(model.state_dict())
             if state.epoch in config.checkpoint_epochs:
                 checkpoint.save(weights, run_dir / checkpoint.early_name(state.epoch))
-            if state.epoch == config.epochs and not diverged:
-                checkpoint.save(weights, run_dir / checkpoint.FINAL)
-            checkpoint.save(_snapshot(state, records, weights), state_path)
+            for model_id, model_weights in produced.items():
+                checkpoint.save(model_weights, run_dir / checkpoint.model_name(model_id))
+            checkpoint.save(_snapshot(state, records, weights, mode), state_path)
         if log:
             log(format_record(record))
         if on_epoch is not None:
@@ -222,7 +244,37 @@ def train(
         if diverged:
             status = DIVERGED
             break
-    return TrainResult(config.trial_id, status, records, model, run_dir)
+    if status == COMPLETED and run_dir is not None:
+        # Resumed from the last epoch's state: the models' checkpoints may not have been written.
+        for model_id, model_weights in mode.models(state).items():
+            if not (run_dir / checkpoint.model_name(model_id)).exists():
+                checkpoint.save(model_weights, run_dir / checkpoint.model_name(model_id))
+    return TrainResult(config.trial_id, status, records, model, run_dir, state.models)
+
+
+def _model_record(model_id: str, weights: Dict[str, torch.Tensor], state: TrainState, record: Dict[str, Any],
+                  live_metrics: Dict[str, float], evaluate_both: Callable[[nn.Module], Dict[str, float]]) -> Dict[str, Any]:
+    """One row of the models table: which model, after how many epochs and steps, its
+    sparsity (fraction of conv/linear weights that are exactly zero) and its full-set metrics
+    (those of the epoch record when the model is the live one)."""
+    live = state.model.state_dict()
+    is_live = all(torch.equal(weights[k], live[k].detach().cpu()) for k in live)
+    if is_live:
+        metrics = dict(live_metrics)
+    else:
+        other = copy.deepcopy(state.model)
+        other.load_state_dict(weights)
+        metrics = evaluate_both(other)
+    prunable = [name for name, _ in pruning.prunable_parameters(state.model)]
+    total = sum(weights[n].numel() for n in prunable)
+    zeros = sum(int((weights[n] == 0).sum()) for n in prunable)
+    return {
+        "model_id": model_id,
+        "epoch": record["epoch"],
+        "step": state.step,
+        "sparsity": zeros / total if total else 0.0,
+        **metrics,
+    }
 
 
 def _apply_masks(model: nn.Module, masks: Dict[str, torch.Tensor]) -> None:
@@ -237,7 +289,8 @@ def _rng_states(device: torch.device) -> Dict[str, Any]:
     return states
 
 
-def _snapshot(state: TrainState, records: List[Dict[str, Any]], weights: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+def _snapshot(state: TrainState, records: List[Dict[str, Any]], weights: Dict[str, torch.Tensor],
+              mode: mode_callbacks.ModeCallbacks) -> Dict[str, Any]:
     return {
         "trial_id": state.config.trial_id,
         "epoch": state.epoch,
@@ -247,6 +300,8 @@ def _snapshot(state: TrainState, records: List[Dict[str, Any]], weights: Dict[st
         "masks": {name: mask.detach().cpu() for name, mask in state.masks.items()},
         "rng": _rng_states(state.device),
         "records": [dict(r) for r in records],
+        "models": [dict(m) for m in state.models],
+        "mode": mode.state_dict(),
     }
 
 

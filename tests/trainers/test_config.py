@@ -1,3 +1,6 @@
+import dataclasses
+import hashlib
+
 import pytest
 
 from trainers.config import ConfigError, TrainConfig
@@ -9,10 +12,61 @@ DEMOGEN_POINT = dict(
 
 
 def test_trial_id_is_pinned():
-    # Changing a field's name, type or default silently renames every trial of every store:
-    # if this fails, the change must be deliberate (and stores migrated).
-    assert TrainConfig().trial_id == "nin-33dd3e5883efd430"
-    assert TrainConfig(**DEMOGEN_POINT).trial_id == "nin-29e2ea295c65158f"
+    # Changing a field's name or default value renames trials of every store: if this
+    # fails, the change must be deliberate (and stores migrated, see sweep/migrate.py).
+    assert TrainConfig().trial_id == "nin-44136fa355b3678a"
+    assert TrainConfig(**DEMOGEN_POINT).trial_id == "nin-51021e4ed255ece3"
+
+
+# sha256 of the comma-joined trial ids of each preset, in grid order.
+PRESET_IDS = {
+    "demo": (32, "a23af83a19dea3a0"),
+    "demogen": (324, "02843fb15ca9ba50"),
+    "double_descent_cnn": (160, "baf50766282a6f20"),
+    "double_descent_resnet18": (160, "14819928447b8f9c"),
+    "label_noise": (36, "042c91c8e1412a05"),
+}
+
+
+def _preset_digest(configs) -> tuple:
+    ids = [c.trial_id for c in configs]
+    return len(ids), hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_IDS))
+def test_preset_trial_ids_are_pinned(preset):
+    from sweep import config as sweep_config
+
+    assert _preset_digest(sweep_config.load(preset).trials()) == PRESET_IDS[preset]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_IDS))
+def test_adding_a_defaulted_field_changes_no_preset_trial_id(preset):
+    from sweep import config as sweep_config
+
+    extended = dataclasses.make_dataclass(
+        "ExtendedConfig", [("new_knob", int, dataclasses.field(default=7))], bases=(TrainConfig,), frozen=True)
+    configs = [extended(**c.to_dict()) for c in sweep_config.load(preset).trials()]
+    assert all(c.new_knob == 7 for c in configs)
+    assert _preset_digest(configs) == PRESET_IDS[preset]
+
+
+def test_what_to_save_is_not_identity():
+    assert TrainConfig(**{**DEMOGEN_POINT, "checkpoint_epochs": [2, 10]}).trial_id == \
+        TrainConfig(**DEMOGEN_POINT).trial_id
+
+
+def test_a_field_at_its_default_is_the_same_trial_as_the_field_left_out():
+    assert TrainConfig(lr=0.01, mode="standard", mode_settings={}).trial_id == TrainConfig().trial_id
+    assert TrainConfig(mode="ema").trial_id != TrainConfig().trial_id
+    assert TrainConfig(mode="ema", mode_settings={"decay": 0.99}).trial_id == TrainConfig(mode="ema").trial_id
+    assert TrainConfig(mode="ema", mode_settings={"decay": 0.9}).trial_id != TrainConfig(mode="ema").trial_id
+
+
+def test_a_config_round_trips_through_its_dict():
+    config = TrainConfig(**{**DEMOGEN_POINT, "mode": "ema", "mode_settings": {"decay": 0.9, "start_epoch": 2}})
+    again = TrainConfig.from_dict(config.to_dict())
+    assert again == config and again.trial_id == config.trial_id
 
 
 def test_trial_id_ignores_how_numbers_and_lists_were_spelled():
@@ -30,7 +84,8 @@ def test_trial_id_changes_with_any_field():
 @pytest.mark.parametrize(
     "field, value",
     [("lr", -0.1), ("dropout", 1.0), ("optimizer", "rmsprop"), ("epochs", 0), ("label_noise", 1.5),
-     ("batch_size", 0), ("lr_schedule", "cosine"), ("checkpoint_epochs", [0]), ("width", 0)],
+     ("batch_size", 0), ("lr_schedule", "cosine"), ("checkpoint_epochs", [0]), ("width", 0),
+     ("lr", float("nan")), ("weight_decay", float("inf")), ("mode", "imp_typo")],
 )
 def test_bad_field_is_a_one_line_error_naming_it(field, value):
     with pytest.raises(ConfigError) as info:
@@ -56,3 +111,11 @@ def test_piecewise_schedule_is_constant_then_geometric_to_the_final_rate():
     rates = [config.lr_at(e) for e in range(100, 200)]
     ratios = [b / a for a, b in zip(rates, rates[1:])]
     assert all(r == pytest.approx(ratios[0]) for r in ratios) and ratios[0] < 1
+
+
+@pytest.mark.parametrize("settings, field", [({"decay": 1.5}, "decay"), ({"decy": 0.9}, "decy"),
+                                             ({"start_epoch": -1}, "start_epoch"), ({"decay": "high"}, "decay")])
+def test_mode_settings_are_validated_naming_the_setting(settings, field):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(mode="ema", mode_settings=settings)
+    assert str(info.value).startswith(f"mode_settings.{field}:") and "\n" not in str(info.value)

@@ -1,0 +1,118 @@
+"""The callbacks of each training mode (see :mod:`trainers.modes.settings` for their settings).
+
+The training loop (:func:`trainers.train.train`) calls a mode at fixed points and saves the
+mode's own state (:meth:`ModeCallbacks.state_dict`, tensors and plain containers only) in
+every ``state.pt``, so a run stopped after any epoch and resumed is the run that never
+stopped. A mode also says which models the run yields (:meth:`ModeCallbacks.models`): every
+model is a ``(trial_id, model_id)`` of the zoo, with its own checkpoint ``<model_id>.pt``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+import torch
+
+from trainers.config import TrainConfig
+
+FINAL = "final"
+
+Weights = Dict[str, torch.Tensor]
+
+
+def cpu_weights(model: torch.nn.Module) -> Weights:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+
+
+class ModeCallbacks:
+    """``standard``: plain training, one model (``final``) after the last epoch.
+
+    Subclasses override what they need. ``state`` is the loop's :class:`trainers.train.TrainState`
+    (model, optimizer, epoch, step, masks, records).
+    """
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.settings = config.mode_settings
+
+    # the schedule ----------------------------------------------------------------------
+    def total_epochs(self) -> int:
+        """How many epochs the loop runs in all."""
+        return self.config.epochs
+
+    def lr_epoch(self, epoch: int) -> int:
+        """The epoch of ``config``'s learning-rate schedule that epoch ``epoch`` (0-based) uses."""
+        return epoch
+
+    # state ---------------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        return None
+
+    # hooks ---------------------------------------------------------------------------------
+    def on_epoch_start(self, state) -> None:
+        return None
+
+    def on_step_end(self, state) -> None:
+        return None
+
+    def on_epoch_end(self, state, record: Dict[str, Any]) -> None:
+        return None
+
+    def models(self, state) -> Dict[str, Weights]:
+        """The models completed at the end of the epoch just trained (``state.epoch`` done),
+        as model_id -> CPU state dict; empty when none is."""
+        if state.epoch == self.total_epochs():
+            return {FINAL: cpu_weights(state.model)}
+        return {}
+
+
+class Ema(ModeCallbacks):
+    """``ema``: see :class:`trainers.modes.settings.EmaSettings`."""
+
+    EMA = "ema"
+
+    def __init__(self, config: TrainConfig):
+        super().__init__(config)
+        self.average: Dict[str, torch.Tensor] = {}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"average": {k: v.detach().cpu() for k, v in self.average.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.average = dict(state.get("average", {}))
+
+    @torch.no_grad()
+    def on_step_end(self, state) -> None:
+        if state.epoch < self.settings.start_epoch:
+            return
+        current = state.model.state_dict()
+        if not self.average:
+            self.average = {k: v.detach().clone() for k, v in current.items()}
+            return
+        decay = self.settings.decay
+        for name, value in current.items():
+            average = self.average[name]
+            if average.device != value.device:
+                average = self.average[name] = average.to(value.device)
+            if value.is_floating_point():
+                average.mul_(decay).add_(value.detach(), alpha=1.0 - decay)
+            else:
+                average.copy_(value)
+
+    def models(self, state) -> Dict[str, Weights]:
+        if state.epoch != self.total_epochs():
+            return {}
+        final = cpu_weights(state.model)
+        averaged = {k: v.detach().to("cpu", copy=True) for k, v in self.average.items()} or dict(final)
+        return {FINAL: final, self.EMA: averaged}
+
+
+CALLBACKS = {"standard": ModeCallbacks, "ema": Ema}
+
+
+def build(config: TrainConfig) -> ModeCallbacks:
+    """The callbacks of ``config.mode``, fresh (no state)."""
+    return CALLBACKS[config.mode](config)
