@@ -5,12 +5,16 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 from measures.common import evaluate, generator_for
 from measures.context import TrialContext
 from measures.pruning import (
     FAMILIES,
     PruningMeasureError,
+    _scan,
+    coarse_grid_steps,
+    grid_size,
     prunability,
     prunability_family,
     pruning_vs_perturbation,
@@ -18,7 +22,7 @@ from measures.pruning import (
     recalibrate_batchnorm,
     same_norm_perturbation,
 )
-from measure_toys import trained_toy_context
+from measure_toys import synthetic_data, trained_toy_context
 from trainers.pruning import apply_masks, global_magnitude_masks, prunable_parameters, random_masks
 
 BETA = 0.1
@@ -52,9 +56,10 @@ def test_bisection_equals_a_brute_force_scan_of_the_grid(ctx):
     assert all(passes[first:]), "precondition: the loss condition is monotone on this model"
     assert 0 < first < 200
     before = state_copy(ctx.model)
-    result = prunability(ctx.model, ctx.train_x, ctx.train_y, beta=BETA)
+    result = prunability(ctx.model, ctx.train_x, ctx.train_y, beta=BETA, search="bisection")
     assert result.alpha == pytest.approx(first / 200, abs=1e-12)
     assert result.loss_evaluations <= 1 + math.ceil(math.log2(201))
+    assert prunability(ctx.model, ctx.train_x, ctx.train_y, beta=BETA).alpha == result.alpha  # the default scan
     assert_same_state(ctx.model, before)
     assert not ctx.model.training
 
@@ -76,7 +81,7 @@ def test_linear_search_reproduces_algorithm_1_as_written(ctx):
     assert result.loss_evaluations == evaluations
     assert result.pruned_loss == pytest.approx(pruned_loss, rel=1e-12)
     # on the 0.02 grid it agrees with bisection's answer rounded up
-    bisection = prunability(ctx.model, ctx.train_x, ctx.train_y, beta=BETA).alpha
+    bisection = prunability(ctx.model, ctx.train_x, ctx.train_y, beta=BETA, search="bisection").alpha
     assert bisection <= result.alpha < bisection + 0.02 + 1e-9
 
 
@@ -200,3 +205,104 @@ def test_families_are_registered_with_their_defaults():
     assert FAMILIES["prunability"].defaults["beta"] == 0.1
     assert FAMILIES["prunability"].defaults["resolution"] == 0.005
     assert len(FAMILIES["pruning_vs_perturbation"].defaults["fractions"]) == 11
+
+
+def non_monotone_model():
+    """A conv-BatchNorm classifier (float64, seed 3) trained 25 full-batch Adam steps at lr 0.01
+    on ``synthetic_data(256, 1)``. Found by a search over seeds and step counts: its pass/fail
+    pattern of L(α) ≤ 1.1·L over α = k/200 passes at 0.41 and 0.415, fails from 0.42 to
+    0.445 and passes from 0.45 up, so bisection lands on 0.45."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(4 * 16, 3)).double()
+    x, y = synthetic_data(256, 1)
+    x = x.double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(25):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.eval(), x, y
+
+
+def torch_pruned_loss(model: nn.Module, keep_fraction: float, x, y) -> float:
+    """Eval-mode mean cross-entropy after PyTorch's own global L1 pruning of the conv/linear
+    weights of a copy, removing exactly n − round(f·n) of the n weights (genzoo keeps round(f·n))."""
+    pruned = copy.deepcopy(model)
+    layers = [m for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    n = sum(m.weight.numel() for m in layers)
+    prune.global_unstructured([(m, "weight") for m in layers], pruning_method=prune.L1Unstructured,
+                              amount=n - round(keep_fraction * n))
+    pruned.eval()
+    with torch.no_grad():
+        return float(nn.functional.cross_entropy(pruned(x), y, reduction="sum")) / len(x)
+
+
+def test_default_scan_finds_the_smallest_passing_fraction_where_bisection_does_not():
+    torch.set_num_threads(1)
+    model, x, y = non_monotone_model()
+    with torch.no_grad():
+        unpruned = float(nn.functional.cross_entropy(model(x), y))
+    passes = [torch_pruned_loss(model, k / 200, x, y) <= (1 + BETA) * unpruned for k in range(200)] + [True]
+    smallest = passes.index(True)
+    assert not all(passes[smallest:]), "precondition: the pass/fail pattern is not monotone"
+    result = prunability(model, x, y, beta=BETA)
+    assert result.alpha == pytest.approx(smallest / 200, abs=1e-12)
+    assert result.loss_evaluations <= 30
+    bisection = prunability(model, x, y, beta=BETA, search="bisection")
+    assert bisection.alpha > result.alpha + 1e-9
+
+
+class FakeLoss:
+    """``loss_at`` for ``_scan`` from a pass/fail string over α = k/K (index K: α = 1)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern, self.calls = pattern, []
+
+    def __call__(self, alpha: float):
+        k = round(alpha * (len(self.pattern) - 1))
+        self.calls.append(k)
+        return {}, 0.0 if self.pattern[k] == "1" else 2.0
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    ("0000" "0000" "0011" "1111" "1", 10),  # monotone: the first passing point
+    ("0000" "0000" "0100" "1111" "1", 9),  # a pass below failing fine points is found
+    ("0110" "0000" "0001" "1111" "1", 11),  # ... but not one below the last failing coarse point
+    ("1000" "0000" "0000" "0000" "0", 0),  # α = 0 passes
+    ("0000" "0000" "0000" "0000" "1", 16),  # only α = 1: the fine points above the last coarse one
+])
+def test_scan_visits_coarse_points_from_the_sparse_end_then_refines_below_the_first_pass(pattern, expected):
+    # K = 16, coarse step m = 4: coarse points 0, 4, 8, 12, then 16 (α = 1).
+    loss = FakeLoss(pattern)
+    alpha, _, _ = _scan(loss, 1.0, 16, 4)
+    assert alpha == expected / 16
+    first_coarse = next(k for k in (0, 4, 8, 12, 16) if pattern[k] == "1")
+    coarse = [k for k in (0, 4, 8, 12, 16) if k <= first_coarse]
+    fine = [j for j in range(max(first_coarse - 3, 0), first_coarse) if j <= expected]
+    assert loss.calls == coarse + (fine if first_coarse > 0 else [])
+
+
+def test_scan_cost_is_at_most_thirty_evaluations_with_the_defaults():
+    assert grid_size(0.005) == 200 and coarse_grid_steps(0.05, 200) == 10
+    worst = "0" * 191 + "1" + "0" * 8 + "1"  # the last coarse point 0.95 fails, 0.955 passes
+    loss = FakeLoss(worst)
+    alpha, _, _ = _scan(loss, 1.0, 200, 10)
+    assert alpha == 0.955
+    never_passing = FakeLoss("0" * 200 + "1")
+    _scan(never_passing, 1.0, 200, 10)
+    # 20 coarse (α = 0 ... 0.95), α = 1 (not evaluated), 9 fine (0.955 ... 0.995): with the
+    # unpruned loss, 20 + 9 + 1 = 30 loss evaluations.
+    assert never_passing.calls == [*range(0, 200, 10), 200, *range(191, 200)]
+    assert coarse_grid_steps(0.05, 100) == 5 and coarse_grid_steps(0.001, 100) == 1
+
+
+def test_families_record_the_search_and_its_settings(ctx):
+    for name in ("prunability", "random_prunability"):
+        defaults = FAMILIES[name].defaults
+        assert defaults["search"] == "scan" and defaults["coarse_step"] == 0.05 and defaults["resolution"] == 0.005
+    out = prunability_family(ctx, beta=1.0, search="bisection")
+    assert out.info["search"] == "bisection"
+    assert random_prunability_family(ctx, beta=1.0).info["search"] == "scan"
+    with pytest.raises(PruningMeasureError, match="coarse_step"):
+        prunability(ctx.model, ctx.train_x, ctx.train_y, coarse_step=0)
