@@ -14,7 +14,9 @@ from measures.context import TrialContext
 from measures.norms import (
     FAMILIES,
     NormsError,
+    batchnorm_folds,
     distance_from_init,
+    fold_batchnorm_into,
     log_prod_of_spec,
     norms,
     parameter_count,
@@ -194,3 +196,159 @@ def test_norms_family_requires_initial_weights():
     with pytest.raises(NormsError, match="init_state"):
         norms(make_ctx(hand_set_net()))
     assert FAMILIES["norms"].needs == ("init",)
+
+
+class TwoConvBNNet(nn.Module):
+    """conv (bias) → BN → ReLU → conv (no bias) → BN → ReLU → flatten → linear, on 2×5×5 inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 3, kernel_size=3)
+        self.bn1 = nn.BatchNorm2d(3, eps=1e-3)
+        self.conv2 = nn.Conv2d(3, 4, kernel_size=2, bias=False)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        return self.fc(torch.relu(self.bn2(self.conv2(x))).flatten(1))
+
+
+def randomized_two_conv_net(seed: int) -> TwoConvBNNet:
+    """Random weights and non-trivial BatchNorm running statistics and affine parameters."""
+    torch.manual_seed(seed)
+    net = TwoConvBNNet().double()
+    with torch.no_grad():
+        for bn in (net.bn1, net.bn2):
+            bn.running_mean.copy_(torch.randn_like(bn.running_mean))
+            bn.running_var.copy_(torch.rand_like(bn.running_var) * 3 + 0.1)
+            bn.weight.copy_(torch.randn_like(bn.weight) * 2)
+            bn.bias.copy_(torch.randn_like(bn.bias))
+    return net.eval()
+
+
+def hand_folded(net: TwoConvBNNet) -> nn.Sequential:
+    """The same function without BatchNorm, each conv + BN pair replaced by one conv computed
+    here with numpy: W' = W·γ/sqrt(var + ε) per output channel, b' = (b − mean)·γ/sqrt(var + ε) + β."""
+    def fold(conv, bn):
+        w = conv.weight.detach().numpy()
+        b = conv.bias.detach().numpy() if conv.bias is not None else np.zeros(w.shape[0])
+        gamma, beta = bn.weight.detach().numpy(), bn.bias.detach().numpy()
+        mean, var = bn.running_mean.numpy(), bn.running_var.numpy()
+        s = gamma / np.sqrt(var + bn.eps)
+        return w * s[:, None, None, None], (b - mean) * s + beta
+
+    folded = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 2), nn.ReLU(), nn.Flatten(),
+                           nn.Linear(16, 3)).double()
+    with torch.no_grad():
+        for target, (w, b) in ((folded[0], fold(net.conv1, net.bn1)), (folded[2], fold(net.conv2, net.bn2))):
+            target.weight.copy_(torch.tensor(w))
+            target.bias.copy_(torch.tensor(b))
+        folded[5].weight.copy_(net.fc.weight)
+        folded[5].bias.copy_(net.fc.bias)
+    return folded.eval()
+
+
+def two_conv_ctx(net: nn.Module, init_state) -> TrialContext:
+    x = torch.zeros(4, 2, 5, 5, dtype=torch.float64)
+    y = torch.zeros(4, dtype=torch.int64)
+    return TrialContext(trial_id="t", model=net, train_x=x, train_y=y, test_x=x, test_y=y,
+                        build_model=TwoConvBNNet, init_state=init_state)
+
+
+def test_folded_norms_equal_the_norms_of_a_hand_folded_network():
+    net, init = randomized_two_conv_net(0), randomized_two_conv_net(1)
+    folded, folded_init = hand_folded(net), hand_folded(init)
+    x = torch.randn(7, 2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # the hand fold is right: the same function
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-10, atol=1e-10)
+    weights = [folded[0].weight, folded[2].weight, folded[5].weight]
+    out = norms(two_conv_ctx(net, init.state_dict()))
+    assert out.values["sum_two_norms"] == pytest.approx(sum_two_norms(weights), rel=1e-6)
+    assert out.values["sum_of_fro"] == pytest.approx(sum_of_fro(weights), rel=1e-6)
+    assert out.values["log_prod_of_spec"] == pytest.approx(log_prod_of_spec(weights), rel=1e-6)
+    expected_distance = sum(float(((a.weight - b.weight).detach() ** 2).sum())
+                            for a, b in ((folded[0], folded_init[0]), (folded[2], folded_init[2]),
+                                         (folded[5], folded_init[5])))
+    assert out.values["distance_from_init"] == pytest.approx(expected_distance, rel=1e-6)
+    assert out.values["parameter_count"] == parameter_count(net)
+    assert out.values["path_norm"] == path_norm(net, (2, 5, 5))  # BatchNorm enters path_norm as before
+    assert out.info["batchnorms_folded"] == 2 and out.info["batchnorms_left_unfolded"] == []
+
+
+def test_fold_batchnorm_into_gives_the_hand_folded_bias():
+    net = randomized_two_conv_net(3)
+    folded = hand_folded(net)
+    bn = net.bn1
+    w, b = fold_batchnorm_into(net.conv1.weight, net.conv1.bias, bn.weight, bn.bias, bn.running_mean,
+                               bn.running_var, bn.eps)
+    torch.testing.assert_close(w, folded[0].weight.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(b, folded[0].bias.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_fold_batchnorm_false_reproduces_the_raw_weight_values_exactly():
+    net, init = randomized_two_conv_net(4), randomized_two_conv_net(5).state_dict()
+    raw = [net.conv1.weight, net.conv2.weight, net.fc.weight]
+    out = norms(two_conv_ctx(net, init), fold_batchnorm=False)
+    assert out.values == {
+        "parameter_count": float(parameter_count(net)),
+        "sum_of_fro": sum_of_fro(raw),
+        "sum_two_norms": sum_two_norms(raw),
+        "log_prod_of_spec": log_prod_of_spec(raw),
+        "distance_from_init": distance_from_init(net, init),
+        "path_norm": path_norm(net, (2, 5, 5)),
+    }
+    assert out.info["batchnorms_folded"] == 0 and out.info["batchnorms_left_unfolded"] == ["bn1", "bn2"]
+    hand = hand_set_net()
+    ctx = make_ctx(hand, init_state={k: torch.zeros_like(v) for k, v in hand.state_dict().items()})
+    assert norms(ctx, fold_batchnorm=False).values["sum_two_norms"] == sum_two_norms([hand.conv.weight, hand.fc.weight])
+
+
+class PreActNet(nn.Module):
+    """conv → [BN → ReLU → conv] + identity → BN → linear: the first BN's input also feeds the
+    shortcut, so it cannot be folded; the last one follows a residual sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+        self.bn_pre = nn.BatchNorm2d(2)
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.bn_sum = nn.BatchNorm2d(2)
+        self.fc = nn.Linear(2 * 3 * 3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.conv(torch.relu(self.bn_pre(x)))
+        return self.fc(self.bn_sum(x).flatten(1))
+
+
+def test_batchnorms_that_do_not_directly_follow_a_weight_layer_are_left_unfolded():
+    torch.manual_seed(6)
+    net = PreActNet().double().eval()
+    with torch.no_grad():
+        for bn in (net.bn_pre, net.bn_sum):
+            bn.running_var.uniform_(0.2, 3.0)
+            bn.weight.uniform_(0.5, 2.0)
+    folds, left = batchnorm_folds(net)
+    assert folds == [] and left == ["bn_pre", "bn_sum"]
+    ctx = two_conv_ctx(net, net.state_dict())
+    ctx.train_x = torch.zeros(2, 1, 3, 3, dtype=torch.float64)
+    assert norms(ctx).values == norms(ctx, fold_batchnorm=False).values
+    assert norms(ctx).info["batchnorms_left_unfolded"] == ["bn_pre", "bn_sum"]
+
+
+def test_zoo_models_fold_every_batchnorm_after_a_conv():
+    from trainers import models
+
+    counts = {}
+    for name in ("nin", "resnet18k"):
+        folds, left = batchnorm_folds(models.build(name, 10, width=2))
+        counts[name] = (len(folds), len(left))
+    assert counts == {"nin": (9, 0), "resnet18k": (8, 8)}  # ResNet18k: every bn2 folds, no pre-activation bn1
+
+
+def test_fold_batchnorm_setting_is_registered_and_checked():
+    assert FAMILIES["norms"].defaults["fold_batchnorm"] is True
+    net = randomized_two_conv_net(0)
+    with pytest.raises(NormsError, match="fold_batchnorm"):
+        norms(two_conv_ctx(net, net.state_dict()), fold_batchnorm="yes")
