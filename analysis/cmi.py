@@ -15,7 +15,8 @@ Two variants:
 
 - ``"jiang"`` (default) — the definition above, probabilities estimated by counting pairs.
 - ``"pgdl"`` — the scoring program of the PGDL competition (NeurIPS 2020), reproduced
-  exactly (see :func:`conditional_mutual_information`).
+  exactly on full grids; on incomplete grids, where the original's result depends on the
+  order of the hyperparameters, genzoo's does not (see :func:`conditional_mutual_information`).
 """
 
 from __future__ import annotations
@@ -73,9 +74,24 @@ def conditional_mutual_information(
         (p(v_g) p(v_μ))) over non-zero joint cells, and entropy of V_g
         −Σ p log2(p + 1e-12).
       - Score of a set = (unweighted mean over cells of MI) / (unweighted mean over cells of the
-        entropy); K = minimum over the sets. The cells are all value combinations of the two
-        hyperparameters; on a full grid every cell holds pairs, on an incomplete grid an empty
-        cell (which makes the original program return NaN) is left out of both means.
+        entropy); K = minimum over the sets.
+      - Incomplete grids. The original's cells are all value combinations of the two
+        hyperparameters, so on a full grid every cell holds pairs. On an incomplete grid (some
+        combination of the two hyperparameters' values has no model) a cell is empty, its
+        probabilities are 0/0, and the score of that set is NaN — that set's only (and of its
+        mirror (h2, h1), which has the same cells), not the program's. The original then takes
+        the minimum as ``min_mi = min(mi, min_mi)``, starting from inf, over the sets in the
+        order of the hyperparameter names; Python's ``min`` keeps its first argument unless the
+        second is smaller, and nothing is smaller than NaN or than a number when compared with
+        NaN, so a NaN score replaces the running minimum and the next score replaces the NaN.
+        Its result is therefore the minimum over the sets *after* the last NaN-scoring set
+        (the sets before it are lost), and NaN when the last set scores NaN: it depends on the
+        order in which the hyperparameters are listed.
+      - genzoo's choice: an empty cell is left out of both means (a set is scored on its
+        non-empty cells; it is NaN only when the mean entropy is 0), and K is the minimum over
+        the sets with a finite score, whatever their order. On a full grid this is the
+        original's value exactly; on an incomplete grid it is order-independent where the
+        original is not.
       - Needs at least two axes, else NaN. A −0.0 result is returned as 0.0.
     """
     if variant not in VARIANTS:
