@@ -1,6 +1,12 @@
 """``genzoo analyze``: read an experiment from the store, run :func:`analysis.report.analyze`
 and put its tables, figures and report under ``<experiment>/analysis/``.
 
+The analysis's unit is a model: :func:`zoo_frames` gives it one row per model of every
+completed trial (the trial's hyperparameters, the model's own final metrics), keyed in the
+``trial_id`` column by :func:`sweep.store.model_key` (the trial id itself for a trial's
+``final`` model, so a plain-training zoo is analysed exactly as before), and the measure
+and long-table rows under the same key.
+
 The analysis writes into a local scratch folder first; the files are then copied into the
 store (each atomically), so a remote store gets the same layout as a local one.
 """
@@ -12,10 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
+
 from analysis.report import DOUBLE_DESCENT_MODELS, analyze
 from measures import registry
 from sweep.driver import read_resolved_config
-from sweep.store import Store
+from sweep.store import COMPLETED, Store, model_key
 
 ANALYSIS_DIR = "analysis"
 TABLE_FOLDERS = ("pruning_curves", "el2n")
@@ -31,10 +39,13 @@ def default_target(config) -> str:
 
 
 def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str] = None):
+    from sweep.migrate import upgrade
+
     store = Store(storage, experiment)
+    upgrade(store)
     config = read_resolved_config(store)
     target = target or default_target(config)
-    tables = {name: store.read_folder(name) for name in TABLE_FOLDERS if store.list(name, suffix=".parquet")}
+    models, measures, tables = zoo_frames(store)
     settings = {
         name: registry.settings_for(name, config.measures.get(name))
         for name in registry.names()
@@ -42,7 +53,7 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
     hparams = [name for name, values in config.axes if len(values) > 1]
     with tempfile.TemporaryDirectory(prefix="genzoo-analysis-") as scratch:
         result = analyze(
-            store.trials(), store.measures(), scratch, target=target, tables=tables,
+            models, measures, scratch, target=target, tables=tables,
             experiment=experiment, settings={"measures": settings}, hparams=hparams,
         )
         root = Path(scratch)
@@ -51,3 +62,30 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
     local = store.local_path(ANALYSIS_DIR, "report.md")
     report = str(local) if local is not None else f"{store.uri}/{ANALYSIS_DIR}/report.md"
     return dataclasses.replace(result, report_path=report)
+
+
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``trial_id`` replaced by the model key and ``model_id`` dropped."""
+    if not len(frame) or "model_id" not in frame.columns:
+        return frame
+    frame = frame.copy()
+    frame["trial_id"] = [model_key(t, m) for t, m in zip(frame["trial_id"], frame["model_id"])]
+    return frame.drop(columns=["model_id"])
+
+
+def zoo_frames(store: Store):
+    """(models, measures, long tables) of an experiment for :func:`analysis.report.analyze`:
+    one row per model of every completed trial, with the trial's columns and the model's
+    metrics (and ``model_id``, ``sparsity``, ``model_epoch`` columns), keyed by model."""
+    trials = store.trials()
+    completed = trials[trials["status"] == COMPLETED] if len(trials) else trials
+    models = store.models()
+    rows = completed.drop(columns=[c for c in METRICS if c in completed.columns]).merge(
+        models.rename(columns={"epoch": "model_epoch"}), on="trial_id", how="inner")
+    rows["trial_id"] = [model_key(t, m) for t, m in zip(rows["trial_id"], rows["model_id"])]
+    tables = {name: _keyed(store.read_folder(name)) for name in TABLE_FOLDERS
+              if store.list(name, suffix=".parquet")}
+    return rows, _keyed(store.measures()), tables

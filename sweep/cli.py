@@ -6,7 +6,8 @@
     genzoo sweep run PRESET|FILE [--storage S] [--address A] [--gpus-per-trial F] [--autoscale]
     genzoo sweep resume EXPERIMENT [--storage S] [--address A] [--autoscale]
     genzoo sweep status EXPERIMENT [--storage S]
-    genzoo measure EXPERIMENT [--measures a,b] [--gpus-per-task F] [--force] [--autoscale] [--storage S]
+    genzoo measure EXPERIMENT [--measures a,b] [--set FAMILY.SETTING=VALUE ...] [--gpus-per-task F]
+                              [--force] [--autoscale] [--storage S]
     genzoo analyze EXPERIMENT [--target gap|test_loss|test_error] [--storage S]
     genzoo demo [--storage S]                   sweep run + measure + analyze of the demo preset
 
@@ -35,7 +36,7 @@ def _user_errors() -> tuple:
 
     errors = [SweepConfigError, StoreError, CheckpointError, ConfigError, DatasetError, ModelError]
     try:
-        from measures.job import MeasureJobError
+        from sweep.measure_job import MeasureJobError
         errors.append(MeasureJobError)
     except ImportError:
         pass
@@ -91,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     measure = commands.add_parser("measure", help="compute the generalization measures of an experiment")
     measure.add_argument("experiment")
     measure.add_argument("--measures", help="comma-separated measure families (default: all that apply)")
+    measure.add_argument("--set", dest="overrides", action="append", default=[], metavar="FAMILY.SETTING=VALUE",
+                         help="override a measure setting, e.g. --set flatness.subset=500 (repeatable)")
     measure.add_argument("--gpus-per-task", type=float, default=None)
     measure.add_argument("--force", action="store_true", help="recompute (trial, measure) pairs already stored")
     measure.add_argument("--address")
@@ -135,7 +138,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "measure":
         return _measure(args.experiment, storage=args.storage, measures=args.measures,
                         gpus_per_task=args.gpus_per_task, force=args.force, address=args.address,
-                        data_root=args.data_root, autoscale=args.autoscale)
+                        data_root=args.data_root, autoscale=args.autoscale, overrides=args.overrides)
     if args.command == "analyze":
         return _analyze(args.experiment, storage=args.storage, target=args.target)
     if args.command == "demo":
@@ -186,9 +189,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _measure(experiment: str, **kwargs) -> int:
-    from measures import job
+    from sweep import measure_job
 
-    summary = job.run(experiment, **kwargs)
+    summary = measure_job.run(experiment, **kwargs)
     return 0 if summary.get("error", 0) == 0 else 1
 
 

@@ -10,13 +10,16 @@ A sweep file::
     grid: {width: [16, 32], depth: [2, 3]}  # axes: TrainConfig field -> list of values
     seeds: [0, 1]               # an extra axis over train.seed
     checkpoint_epochs: [2]      # early checkpoints (EL2N)
+    mode: ema                   # training mode (shorthand for train.mode; default standard)
+    mode_settings: {decay: 0.99}        # the mode's own settings (train.mode_settings)
     resources: {cpus: 1, gpus: 0.25}    # per trial; gpus is a fraction of one GPU
     max_failures: 2             # retries of a trial that raised
     storage: s3://bucket/zoo    # optional; --storage and GENZOO_STORAGE override it
     measures: {flatness: {subset: 500}} # optional settings for `genzoo measure`
 
 Any bad field is a :class:`SweepConfigError` whose one-line message names the field and what
-is allowed.
+is allowed; the ``measures:`` block is checked here too (family names, setting keys, the kind
+of each value), so a typo fails ``sweep plan`` and ``sweep run`` before anything trains.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from trainers.config import ConfigError, TrainConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
 TOP_LEVEL = (
-    "experiment", "dataset", "model", "train", "grid", "seeds", "checkpoint_epochs",
+    "experiment", "dataset", "model", "mode", "mode_settings", "train", "grid", "seeds", "checkpoint_epochs",
     "resources", "max_failures", "storage", "measures", "fault_injection",
 )
+# Top-level shorthands for fields of ``train``.
+SHORTHANDS = ("dataset", "model", "mode", "mode_settings", "checkpoint_epochs")
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 
@@ -142,7 +147,7 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     for key in fixed:
         if key not in TRAIN_FIELDS:
             raise SweepConfigError(f"train.{key}: unknown hyperparameter, allowed: {', '.join(TRAIN_FIELDS)}")
-    for key in ("dataset", "model", "checkpoint_epochs"):
+    for key in SHORTHANDS:
         if key in document:
             if key in fixed:
                 raise SweepConfigError(f"{key}: given both at the top level and in train")
@@ -151,8 +156,8 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     grid = _mapping(document, "grid")
     axes: List[Tuple[str, Tuple[Any, ...]]] = []
     for name, values in grid.items():
-        if name not in TRAIN_FIELDS or name == "seed":
-            allowed = ", ".join(f for f in TRAIN_FIELDS if f != "seed")
+        if name not in TRAIN_FIELDS or name in ("seed", "mode_settings"):
+            allowed = ", ".join(f for f in TRAIN_FIELDS if f not in ("seed", "mode_settings"))
             hint = " (use seeds: for the seed axis)" if name == "seed" else ""
             raise SweepConfigError(f"grid.{name}: unknown axis{hint}, allowed: {allowed}")
         if name in fixed:
@@ -207,6 +212,7 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     for family, settings in measures.items():
         if not isinstance(settings, dict):
             raise SweepConfigError(f"measures.{family}: got {settings!r}, allowed: a mapping of settings")
+    _check_measures(measures)
 
     fault = None
     if "fault_injection" in document:
@@ -225,6 +231,19 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     if len(set(ids)) != len(ids):
         raise SweepConfigError("grid: two grid points give the same trial (repeated values after defaults)")
     return config
+
+
+def _check_measures(measures: Mapping[str, Mapping[str, Any]]) -> None:
+    """Family names, setting keys and the kind of every value, against the registry."""
+    from measures import registry
+
+    for family, settings in measures.items():
+        if family not in registry.FAMILIES:
+            raise SweepConfigError(f"measures.{family}: unknown family, allowed: {', '.join(registry.names())}")
+        try:
+            registry.settings_for(family, settings)
+        except registry.MeasureError as exc:
+            raise SweepConfigError(str(exc)) from None
 
 
 def with_gpus(config: SweepConfig, gpus: float) -> SweepConfig:

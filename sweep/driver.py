@@ -32,11 +32,11 @@ from typing import Any, Dict, List, Optional
 import pandas as pd
 import yaml
 
+from sweep import trial
 from sweep.config import SweepConfig, SweepConfigError, parse
-from sweep.store import Store
+from sweep.store import COMPLETED, DIVERGED, ERROR, FINISHED, INCOMPLETE, PENDING, RUNNING, STORE_VERSION, Store
 from trainers import checkpoint
 from trainers.config import TrainConfig
-from trainers.train import COMPLETED, DIVERGED
 
 # With num_to_keep, Tune snapshots its experiment state after reported checkpoints and warns
 # about it when epochs are short; genzoo resumes from the store, so the warning is noise.
@@ -46,15 +46,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 TUNE_DIR = "_tune"
-FAULTS_DIR = "_faults"
-PENDING = "pending"
-INCOMPLETE = "incomplete"
-ERROR = "error"
 FINAL_METRICS = ("epoch", "minibatch_loss", "train_loss", "train_acc", "test_loss", "test_acc")
-
-
-class InjectedFault(RuntimeError):
-    """Raised once per trial by the test-only ``fault_injection`` setting."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,21 +79,11 @@ def _concurrency(res) -> str:
 # the trial, run inside a Ray worker
 
 
-def trial_is_complete(store: Store, config: TrainConfig) -> bool:
-    """Diverged, or every epoch recorded and the final weights saved."""
-    epochs = store.epochs(config.trial_id)
-    if len(epochs) and epochs["status"].iloc[-1] == DIVERGED:
-        return True
-    return len(epochs) == config.epochs and store.exists(*store.checkpoint_parts(config.trial_id, checkpoint.FINAL))
-
-
 def run_trial(params: Dict[str, Any]) -> None:
     """The Tune function trainable. ``params``: the trial's config dict, the store location,
     the resources (to size torch's thread pool and GPU memory share), the fault setting."""
     import torch
     from ray import tune
-
-    from trainers.train import train
 
     config = TrainConfig.from_dict(params["trial"]["config"])
     trial_id = config.trial_id
@@ -114,53 +96,34 @@ def run_trial(params: Dict[str, Any]) -> None:
             # Ray only promises the fraction; this makes a trial that outgrows it fail loudly.
             torch.cuda.set_per_process_memory_fraction(params["gpus"], device)
 
-    if trial_is_complete(store, config):
+    if trial.is_complete(store, config):
+        store.delete(*store.checkpoint_parts(trial_id, checkpoint.STATE))  # left by a crash while finishing
         records = store.epochs(trial_id).to_dict("records")
         tune.report(_metrics(trial_id, config, records[-1]))
         return
 
-    run_dir = Path(tempfile.mkdtemp(prefix=f"genzoo-{trial_id}-"))
-    try:
-        state_parts = store.checkpoint_parts(trial_id, checkpoint.STATE)
-        restored = tune.get_checkpoint()
-        if restored is not None:  # a retry within this Tune run
-            with restored.as_directory() as folder:
-                shutil.copy(Path(folder) / checkpoint.STATE, run_dir / checkpoint.STATE)
-        elif store.exists(*state_parts):  # a trial interrupted in an earlier launch
-            store.download(run_dir / checkpoint.STATE, *state_parts)
-        uploaded = set(store.list("checkpoints", trial_id)) - {checkpoint.STATE}
+    def report(record: Dict[str, Any], state_path: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="genzoo-ckpt-") as folder:
+            shutil.copy(state_path, Path(folder) / checkpoint.STATE)
+            tune.report(_metrics(trial_id, config, record), checkpoint=tune.Checkpoint.from_directory(folder))
 
-        def on_epoch(record: Dict[str, Any], state) -> None:
-            # The state goes first: a kill between the two writes then only redoes this epoch.
-            store.upload(run_dir / checkpoint.STATE, *state_parts)
-            store.write_epochs(trial_id, state.records)
-            for path in sorted(run_dir.glob("*.pt")):
-                if path.name != checkpoint.STATE and path.name not in uploaded:
-                    store.upload(path, *store.checkpoint_parts(trial_id, path.name))
-                    uploaded.add(path.name)
-            fault = params.get("fault_epoch")
-            if fault == record["epoch"] and not store.exists(FAULTS_DIR, trial_id):
-                store.write_text(f"raised at epoch {fault}\n", FAULTS_DIR, trial_id)
-                raise InjectedFault(f"fault injected at epoch {fault} (test-only setting)")
-            with tempfile.TemporaryDirectory(prefix="genzoo-ckpt-") as folder:
-                shutil.copy(run_dir / checkpoint.STATE, Path(folder) / checkpoint.STATE)
-                tune.report(_metrics(trial_id, config, record),
-                            checkpoint=tune.Checkpoint.from_directory(folder))
-
-        train(config, run_dir=run_dir, device=device, data_root=params.get("data_root"),
-              on_epoch=on_epoch)
-        # A finished trial needs only final.pt; the resumable state would double its size.
-        store.delete(*state_parts)
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    restored = tune.get_checkpoint()
+    if restored is not None:  # a retry within this Tune run
+        with restored.as_directory() as folder:
+            trial.train_trial(config, store, device=device, data_root=params.get("data_root"),
+                              restored_state=Path(folder) / checkpoint.STATE, report=report,
+                              fault_epoch=params.get("fault_epoch"))
+    else:
+        trial.train_trial(config, store, device=device, data_root=params.get("data_root"), report=report,
+                          fault_epoch=params.get("fault_epoch"))
 
 
 def _metrics(trial_id: str, config: TrainConfig, record: Dict[str, Any]) -> Dict[str, Any]:
     return {
         "genzoo_trial_id": trial_id,  # Tune reserves "trial_id" for its own id
-        "epochs_total": config.epochs,
+        "epochs_total": trial.total_epochs(config),
         **{k: record[k] for k in FINAL_METRICS},
-        "status": record["status"] if record["status"] == DIVERGED or record["epoch"] == config.epochs else "running",
+        "status": record["status"] if record["status"] == DIVERGED or record["epoch"] == trial.total_epochs(config) else RUNNING,
     }
 
 
@@ -199,7 +162,7 @@ class TrialsTable:
         row.final = records.iloc[-1].to_dict() if len(records) else None
         if error is not None:
             self.errors[trial_id] = error
-        if trial_is_complete(self.store, row.config):
+        if trial.is_complete(self.store, row.config):
             row.status = DIVERGED if row.final and row.final["status"] == DIVERGED else COMPLETED
             row.error = None
             self.errors.pop(trial_id, None)
@@ -211,18 +174,18 @@ class TrialsTable:
 
     def mark_running(self, trial_id: str) -> None:
         if trial_id in self.rows and self.rows[trial_id].status in (PENDING, INCOMPLETE, ERROR):
-            self.rows[trial_id].status = "running"
+            self.rows[trial_id].status = RUNNING
             self.rows[trial_id].error = None
             self.errors.pop(trial_id, None)
 
     def frame(self) -> pd.DataFrame:
         out = []
         for trial_id, row in self.rows.items():
-            hparams = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.config.to_dict().items()}
+            hparams = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v) for k, v in row.config.to_dict().items()}
             final = row.final or {}
             out.append({
                 "trial_id": trial_id, **hparams, "status": row.status,
-                "epochs_done": row.epochs_done, "epochs_total": row.config.epochs,
+                "epochs_done": row.epochs_done, "epochs_total": trial.total_epochs(row.config),
                 **{m: final.get(m) for m in FINAL_METRICS if m != "epoch"},
                 "error": row.error,
             })
@@ -239,6 +202,9 @@ class TrialsTable:
 
 
 def status_text(store: Store) -> str:
+    from sweep.migrate import upgrade
+
+    upgrade(store)
     config = read_resolved_config(store)
     table = TrialsTable(store, config.trials())
     frame = table.frame()
@@ -312,12 +278,12 @@ def _tune_callback_class():
         def _print(self):
             self.last_print = time.monotonic()
             rows = self.table.rows.values()
-            done = sum(r.status in (COMPLETED, DIVERGED) for r in rows)
+            done = sum(r.status in FINISHED for r in rows)
             failed = sum(r.status == ERROR for r in rows)
-            running = sum(r.status == "running" for r in rows)
-            epochs_total = sum(r.config.epochs for r in rows)
+            running = sum(r.status == RUNNING for r in rows)
+            epochs_total = sum(trial.total_epochs(r.config) for r in rows)
             epochs_done = sum(
-                r.config.epochs if r.status in (COMPLETED, DIVERGED)
+                trial.total_epochs(r.config) if r.status in FINISHED
                 else max(self.live_epochs.get(r.config.trial_id, 0), r.epochs_done)
                 for r in rows
             )
@@ -360,6 +326,7 @@ def read_resolved_config(store: Store) -> SweepConfig:
         raise SweepConfigError(f"experiment: no sweep.yaml in {store.uri} (was it started with `genzoo sweep run`?)")
     document = yaml.safe_load(store.read_text("sweep.yaml"))
     document.pop("versions", None)
+    document.pop("store_version", None)
     return parse(document)
 
 
@@ -372,6 +339,7 @@ def _provenance(config: SweepConfig) -> str:
     import torch
 
     document = config.to_dict()
+    document["store_version"] = STORE_VERSION
     document["versions"] = {
         "python": platform.python_version(), "torch": str(torch.__version__), "ray": ray.__version__,
         "numpy": numpy.__version__, "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
@@ -435,9 +403,12 @@ def run(
     module docstring for why this is not ``Tuner.restore``). The cluster must have the
     per-trial resources now (:func:`check_cluster`), unless ``autoscale``.
     """
+    from sweep.migrate import upgrade
+
     store = Store(storage or config.storage, config.experiment)
     store.check_writable()
     configs = config.trials()
+    upgrade(store, out=out)
     if store.exists("sweep.yaml"):
         previous = read_resolved_config(store)
         if [t.trial_id for t in previous.trials()] != [t.trial_id for t in configs]:
@@ -445,7 +416,7 @@ def run(
                 f"experiment: {store.uri} holds a different sweep; choose another experiment name or storage"
             )
     table = TrialsTable(store, configs)
-    pending = [c for c in configs if table.rows[c.trial_id].status not in (COMPLETED, DIVERGED)]
+    pending = [c for c in configs if table.rows[c.trial_id].status not in FINISHED]
     if pending:
         # Checked before anything is written: a sweep the cluster can never run leaves no trace.
         ray = connect_ray(address)
@@ -530,7 +501,7 @@ def resume(experiment: str, *, storage: Optional[str] = None, address: Optional[
 
 def main_exit_code(counts: Dict[str, int]) -> int:
     """0 when every trial finished (completed or diverged), 1 when some failed or are missing."""
-    unfinished = sum(v for k, v in counts.items() if k not in (COMPLETED, DIVERGED))
+    unfinished = sum(v for k, v in counts.items() if k not in FINISHED)
     return 0 if unfinished == 0 else 1
 
 

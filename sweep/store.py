@@ -2,14 +2,20 @@
 experiment, read and written through ``pyarrow.fs`` so that every stage works the same on a
 laptop and on a cluster with object storage.
 
+This module owns the store's contract: every path of the layout, the Parquet schemas, the
+status words and the layout version (``docs/store.md`` documents them for users).
+
 Layout (``<storage>/<experiment>/``)::
 
-    sweep.yaml                    resolved sweep config + package versions (provenance)
+    sweep.yaml                    resolved sweep config + package versions (provenance) +
+                                  store_version
     trials.parquet                one row per trial: trial_id, every hparam, status, final metrics
     epochs/<trial_id>.parquet     one row per epoch (see EPOCH_SCHEMA)
-    checkpoints/<trial_id>/       init.pt, epoch_<k>.pt, final.pt (state_dicts only), and
+    models/<trial_id>.parquet     one row per model the trial produced (see MODEL_SCHEMA):
+                                  ``final`` for plain training, one per level or event otherwise
+    checkpoints/<trial_id>/       init.pt, epoch_<k>.pt, <model_id>.pt (state_dicts only), and
                                   state.pt (resumable state) while the trial is unfinished
-    measures/<trial_id>.parquet   long format (see MEASURE_SCHEMA)
+    measures/<trial_id>.parquet   long format, one row per (model, measure) (see MEASURE_SCHEMA)
     <table>/<trial_id>.parquet    per-trial long tables of a measure (el2n, pruning_curves, ...)
     analysis/                     tables, figures, report.md
     _tune/run-<n>/                Ray Tune's own files, one folder per launch
@@ -37,6 +43,27 @@ import pyarrow.parquet as pq
 
 DEFAULT_STORAGE = "./results"
 
+# Version of the layout. 1: the first slice (trial ids hashed every field, no models table,
+# measures keyed by trial only); 2: stable ids, models/, model_id in measures. A store of an
+# older version is upgraded in place by :func:`sweep.migrate.upgrade`.
+STORE_VERSION = 2
+
+# The status vocabulary, one definition for the whole orchestration layer.
+# A trial: trained to its last epoch, or stopped by a non-finite loss (both final);
+# not started, partly trained, training now, or failed in its last attempt.
+COMPLETED = "completed"
+DIVERGED = "diverged"
+PENDING = "pending"
+INCOMPLETE = "incomplete"
+RUNNING = "running"
+ERROR = "error"
+FINISHED = (COMPLETED, DIVERGED)
+# A measure row: computed, or failed (with the error message); ERROR is shared.
+OK = "ok"
+
+# The model of a plain training run; its checkpoint is checkpoints/<trial_id>/final.pt.
+FINAL_MODEL = "final"
+
 EPOCH_SCHEMA = pa.schema([
     ("trial_id", pa.string()),
     ("epoch", pa.int64()),
@@ -51,8 +78,21 @@ EPOCH_SCHEMA = pa.schema([
     ("status", pa.string()),
 ])
 
+MODEL_SCHEMA = pa.schema([
+    ("trial_id", pa.string()),
+    ("model_id", pa.string()),
+    ("epoch", pa.int64()),
+    ("step", pa.int64()),
+    ("sparsity", pa.float64()),
+    ("train_loss", pa.float64()),
+    ("train_acc", pa.float64()),
+    ("test_loss", pa.float64()),
+    ("test_acc", pa.float64()),
+])
+
 MEASURE_SCHEMA = pa.schema([
     ("trial_id", pa.string()),
+    ("model_id", pa.string()),
     ("family", pa.string()),
     ("measure", pa.string()),
     ("value", pa.float64()),
@@ -65,6 +105,12 @@ MEASURE_SCHEMA = pa.schema([
 
 class StoreError(ValueError):
     """A store that cannot be opened, read or written; the message names the path."""
+
+
+def model_key(trial_id: str, model_id: str) -> str:
+    """One string per model of the zoo: the trial id for a trial's ``final`` model (so a
+    plain-training zoo is keyed exactly as its trials), ``<trial_id>/<model_id>`` otherwise."""
+    return trial_id if model_id == FINAL_MODEL else f"{trial_id}/{model_id}"
 
 
 def resolve_storage(storage: Optional[str]) -> str:
@@ -207,13 +253,26 @@ class Store:
     def measures(self) -> pd.DataFrame:
         return self.read_folder("measures", MEASURE_SCHEMA)
 
+    def models(self, trial_id: Optional[str] = None) -> pd.DataFrame:
+        """The models table: of one trial, or of every trial (empty when none is written)."""
+        if trial_id is None:
+            return self.read_folder("models", MODEL_SCHEMA)
+        if not self.exists("models", f"{trial_id}.parquet"):
+            return MODEL_SCHEMA.empty_table().to_pandas()
+        return self.read_table("models", f"{trial_id}.parquet")
+
     def write_epochs(self, trial_id: str, records: Iterable[dict]) -> None:
-        frame = pd.DataFrame([{**r, "trial_id": trial_id} for r in records], columns=EPOCH_SCHEMA.names)
-        self.write_table(frame, "epochs", f"{trial_id}.parquet", schema=EPOCH_SCHEMA)
+        self._write_rows("epochs", trial_id, records, EPOCH_SCHEMA)
+
+    def write_models(self, trial_id: str, rows: Iterable[dict]) -> None:
+        self._write_rows("models", trial_id, rows, MODEL_SCHEMA)
 
     def write_measures(self, trial_id: str, rows: Iterable[dict]) -> None:
-        frame = pd.DataFrame([{**r, "trial_id": trial_id} for r in rows], columns=MEASURE_SCHEMA.names)
-        self.write_table(frame, "measures", f"{trial_id}.parquet", schema=MEASURE_SCHEMA)
+        self._write_rows("measures", trial_id, rows, MEASURE_SCHEMA)
+
+    def _write_rows(self, folder: str, trial_id: str, rows: Iterable[dict], schema: pa.Schema) -> None:
+        frame = pd.DataFrame([{**r, "trial_id": trial_id} for r in rows], columns=schema.names)
+        self.write_table(frame, folder, f"{trial_id}.parquet", schema=schema)
 
     def checkpoint_parts(self, trial_id: str, name: str) -> tuple:
         return ("checkpoints", trial_id, name)

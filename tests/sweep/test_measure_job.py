@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from measures import job, registry
+from measures import registry
+from sweep import measure_job as job
 from sweep import config as sweep_config
 from sweep import driver
 from sweep.cli import main

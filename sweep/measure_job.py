@@ -1,0 +1,264 @@
+"""The measures job: every (model, measure family) of an experiment as one Ray task.
+
+The unit is a *model* ``(trial_id, model_id)`` of the models table (``final`` for plain
+training; several per trial for the modes that yield more). Tasks load the model's
+checkpoint and data themselves (from the store, so they run on any node) and return rows;
+the driver is the only writer of ``measures/<trial_id>.parquet`` and of the per-model long
+tables, each rewritten atomically with the rows computed so far. Pairs already stored with
+status ``ok`` are skipped unless ``force``, so an interrupted job resumes by running it again;
+pairs stored with status ``error`` are tried again.
+
+A family that raises for one model (corrupt checkpoint, out of memory, NaN) becomes rows with
+status ``error`` and the exception's message; every other task still runs.
+
+Settings: each family's defaults live in its registry entry; the sweep file's ``measures:``
+block and then ``--set FAMILY.SETTING=VALUE`` override them. All of it is validated before
+anything runs (:func:`resolve_settings`), and the resolved settings are stored with every row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import traceback
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import pandas as pd
+
+from measures import registry
+from measures.context import TrialContext, trial_context
+from sweep.store import COMPLETED, ERROR, FINAL_MODEL, MEASURE_SCHEMA, OK, Store
+from trainers import checkpoint
+from trainers.config import TrainConfig
+
+
+# Bad input to the job (unknown family or setting, no trained trial): one line naming it.
+MeasureJobError = registry.MeasureError
+
+
+def applicable(family: str, config: TrainConfig) -> Optional[str]:
+    """Why ``family`` does not apply to a trial of ``config`` (None when it does)."""
+    needs = registry.get(family).needs
+    if "early" in needs and not config.checkpoint_epochs:
+        return "needs an early checkpoint (checkpoint_epochs is empty)"
+    return None
+
+
+def resolve_settings(families: Sequence[str], sweep_measures: Mapping[str, Mapping[str, Any]],
+                     overrides: Sequence[str] = ()) -> Dict[str, Dict[str, Any]]:
+    """Every family's settings: its defaults, then the sweep's ``measures:`` block, then the
+    ``FAMILY.SETTING=VALUE`` overrides (values read as YAML: ``1e-3`` is a number). Unknown
+    families, unknown keys and bad values raise :class:`MeasureJobError` naming the field."""
+    merged = {name: dict(values) for name, values in sweep_measures.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        family, dot, setting = key.partition(".")
+        if not sep or not dot or not family or not setting:
+            raise MeasureJobError(f"--set: got {item!r}, allowed: FAMILY.SETTING=VALUE")
+        merged.setdefault(family, {})[setting] = registry.parse_value(raw)
+    for name in merged:
+        if name not in registry.FAMILIES:
+            raise MeasureJobError(f"measures.{name}: unknown family, allowed: {', '.join(registry.names())}")
+    resolved = {name: registry.settings_for(name, merged.get(name)) for name in registry.names()}
+    return {name: resolved[name] for name in families}
+
+
+def family_rows(trial_id: str, model_id: str, family: str, values: Mapping[str, float], seconds: float,
+                settings: Mapping[str, Any], info: Mapping[str, Any], error: Optional[str] = None) -> List[Dict[str, Any]]:
+    settings_json = json.dumps({"settings": dict(settings), "info": dict(info)}, sort_keys=True, default=str)
+    if error is not None:
+        names = [m for m in registry.get(family).measures if not m.endswith("*")] or [family]
+        return [dict(trial_id=trial_id, model_id=model_id, family=family, measure=m, value=math.nan, seconds=seconds,
+                     status=ERROR, error=error, settings=settings_json) for m in names]
+    return [dict(trial_id=trial_id, model_id=model_id, family=family, measure=name, value=float(value),
+                 seconds=seconds, status=OK, error=None, settings=settings_json) for name, value in values.items()]
+
+
+def build_context(store: Store, config: TrainConfig, model_id: str = FINAL_MODEL, *, device,
+                  data_root=None) -> TrialContext:
+    """Load one model of a trained trial from the store: its data (with the same label
+    noise), its weights, the trial's initial and earliest early weights, and the trial's
+    per-epoch records."""
+    from trainers import data
+
+    trial_id = config.trial_id
+    dataset = data.load(config.dataset, data_root, train_size=config.train_size,
+                        label_noise=config.label_noise, seed=config.seed)
+
+    model_file = checkpoint.model_name(model_id)
+
+    def read_state(name: str):
+        parts = store.checkpoint_parts(trial_id, name)
+        if name != model_file and not store.exists(*parts):
+            return None
+        return checkpoint.load_bytes(store.read_bytes(*parts), f"{store.uri}/{'/'.join(parts)}", map_location=device)
+
+    early_epoch = min(config.checkpoint_epochs) if config.checkpoint_epochs else None
+    return trial_context(
+        config, dataset, device=device,
+        final_state=read_state(model_file),
+        init_state=read_state(checkpoint.INIT),
+        early_state=read_state(checkpoint.early_name(early_epoch)) if early_epoch else None,
+        early_epoch=early_epoch,
+        epochs=store.epochs(trial_id).to_dict("records"),
+    )
+
+
+def compute(storage: str, experiment: str, config_dict: Dict[str, Any], model_id: str, family: str,
+            settings: Dict[str, Any], *, threads: int = 1, use_gpu: bool = False,
+            data_root: Optional[str] = None) -> Tuple[List[dict], Dict[str, dict]]:
+    """One (model, family): rows for the measures table and the family's long tables. Never
+    raises for a failure of the measure itself: that becomes rows with status ``error``."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    config = TrainConfig.from_dict(config_dict)
+    device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+    started = time.perf_counter()
+    try:
+        store = Store(storage, experiment)
+        ctx = build_context(store, config, model_id, device=device, data_root=data_root)
+        output = registry.get(family).fn(ctx, **settings)
+    except Exception as exc:  # one failing pair must not stop the job: it is recorded instead
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        logging.getLogger(__name__).debug("%s/%s/%s failed\n%s", config.trial_id, model_id, family,
+                                          traceback.format_exc())
+        return family_rows(config.trial_id, model_id, family, {}, time.perf_counter() - started, settings, {},
+                           message), {}
+    seconds = time.perf_counter() - started
+    values = {name: value for name, value in output.values.items()}
+    rows = family_rows(config.trial_id, model_id, family, values, seconds, settings, output.info)
+    non_finite = [name for name, value in values.items() if isinstance(value, float) and math.isnan(value)]
+    if non_finite and len(non_finite) == len(values):
+        rows = family_rows(config.trial_id, model_id, family, {}, seconds, settings, output.info,
+                           f"every value is NaN ({', '.join(non_finite[:3])}...)")
+    return rows, {name: dict(table) for name, table in output.tables.items()}
+
+
+def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[str | Sequence[str]] = None,
+        gpus_per_task: Optional[float] = None, force: bool = False, address: Optional[str] = None,
+        data_root: Optional[str] = None, autoscale: bool = False, overrides: Sequence[str] = (),
+        out=print) -> Dict[str, int]:
+    """Compute every requested family for every model of every completed trial; returns
+    counts by status.
+
+    ``gpus_per_task`` defaults to 0.25 when the cluster has a GPU now, else 0; on a cluster
+    that adds GPU nodes on demand, pass it explicitly together with ``autoscale`` (see
+    :func:`sweep.driver.check_cluster`). ``overrides``: ``FAMILY.SETTING=VALUE`` strings.
+    """
+    from sweep.driver import check_cluster, connect_ray, read_resolved_config
+    from sweep.migrate import upgrade
+
+    store = Store(storage, experiment)
+    upgrade(store, out=out)
+    sweep_config = read_resolved_config(store)
+    families = _families(measures)
+    settings = resolve_settings(families, sweep_config.measures, overrides)
+    if gpus_per_task is not None and not 0 <= gpus_per_task <= 1:
+        raise MeasureJobError(f"--gpus-per-task: got {gpus_per_task:g}, allowed: a fraction of one GPU in [0, 1]")
+
+    trials = store.trials()
+    completed = set(trials[trials["status"] == COMPLETED]["trial_id"]) if len(trials) else set()
+    configs = {c.trial_id: c for c in sweep_config.trials() if c.trial_id in completed}
+    if not configs:
+        raise MeasureJobError(f"experiment: no completed trial in {store.uri} (run `genzoo sweep run` first)")
+    models = [(trial_id, model_id) for trial_id in configs for model_id in store.models(trial_id)["model_id"]]
+
+    existing = store.measures()
+    done = set()
+    if len(existing) and not force:
+        ok = existing[existing["status"] == OK]
+        done = set(zip(ok["trial_id"], ok["model_id"], ok["family"]))
+    todo, skipped, stored = [], 0, 0
+    for trial_id, model_id in models:
+        for family in families:
+            if (trial_id, model_id, family) in done:
+                stored += 1
+                continue
+            if applicable(family, configs[trial_id]):
+                skipped += 1
+                continue
+            todo.append((trial_id, model_id, family))
+    out(f"[measure {experiment}] {len(todo)} (model, family) tasks to run over {len(models)} models of "
+        f"{len(configs)} trials; {stored} already stored" + (f", {skipped} not applicable" if skipped else ""))
+    if not todo:
+        return {OK: 0, ERROR: 0}
+
+    ray = connect_ray(address)
+    gpus = gpus_per_task if gpus_per_task is not None else (0.0 if ray.cluster_resources().get("GPU", 0) <= 0 else 0.25)
+    warning = check_cluster(ray.cluster_resources(), cpus=1, gpus=gpus, what="task", gpu_field="--gpus-per-task",
+                            gpu_flag="--gpus-per-task", autoscale=autoscale)
+    if warning:
+        out(f"[measure {experiment}] {warning}")
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(compute)
+    pending = {
+        task.remote(store.storage, experiment, configs[t].to_dict(), m, f, settings[f], threads=1,
+                    use_gpu=gpus > 0, data_root=data_root): (t, m, f)
+        for t, m, f in todo
+    }
+
+    rows_by_trial: Dict[str, pd.DataFrame] = {}
+    counts = {OK: 0, ERROR: 0}
+    started, last_print, finished = time.monotonic(), 0.0, 0
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=10.0)
+        for ref in ready:
+            trial_id, model_id, family = pending.pop(ref)
+            try:
+                rows, tables = ray.get(ref)
+            except Exception as exc:  # the worker itself died (killed, out of host memory)
+                rows, tables = family_rows(trial_id, model_id, family, {}, 0.0, settings[family], {},
+                                           f"task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"), {}
+            _store_rows(store, rows_by_trial, trial_id, model_id, family, rows)
+            for name, table in tables.items():
+                frame = pd.DataFrame(table)
+                frame.insert(0, "model_id", model_id)
+                frame.insert(0, "trial_id", trial_id)
+                store.write_table(frame, name, table_file(trial_id, model_id))
+            status = rows[0]["status"] if rows else OK
+            counts[status] += 1
+            finished += 1
+            if status == ERROR:
+                out(f"[measure {experiment}] {trial_id}/{model_id}/{family}: error: {rows[0]['error']}")
+        now = time.monotonic()
+        if now - last_print >= 10 or not pending:
+            last_print = now
+            elapsed = now - started
+            eta = elapsed / finished * len(pending) if finished else float("nan")
+            out(f"[measure {experiment}] tasks {finished}/{len(todo)} done ({counts[ERROR]} errors) | "
+                f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s" if finished else
+                f"[measure {experiment}] tasks 0/{len(todo)} done | elapsed {elapsed:.0f}s")
+    return counts
+
+
+def table_file(trial_id: str, model_id: str) -> str:
+    """The file of one model's long table (``el2n/``, ``pruning_curves/``): ``<trial_id>.parquet``
+    for a trial's final model, ``<trial_id>.<model_id>.parquet`` for its other models."""
+    return f"{trial_id}.parquet" if model_id == FINAL_MODEL else f"{trial_id}.{model_id}.parquet"
+
+
+def _store_rows(store: Store, cache: Dict[str, pd.DataFrame], trial_id: str, model_id: str, family: str,
+                rows: List[dict]) -> None:
+    """Replace the (model, family) rows in the trial's measures file, keeping the others."""
+    if trial_id not in cache:
+        cache[trial_id] = (store.read_table("measures", f"{trial_id}.parquet")
+                           if store.exists("measures", f"{trial_id}.parquet")
+                           else pd.DataFrame(columns=MEASURE_SCHEMA.names))
+    current = cache[trial_id]
+    kept = current[~((current["family"] == family) & (current["model_id"] == model_id))]
+    merged = pd.concat([kept, pd.DataFrame(rows, columns=MEASURE_SCHEMA.names)], ignore_index=True)
+    merged = merged.sort_values(["model_id", "family", "measure"], kind="stable").reset_index(drop=True)
+    cache[trial_id] = merged
+    store.write_measures(trial_id, merged.to_dict("records"))
+
+
+def _families(measures: Optional[str | Sequence[str]]) -> List[str]:
+    if measures is None:
+        return registry.names()
+    names = [m.strip() for m in measures.split(",")] if isinstance(measures, str) else list(measures)
+    for name in names:
+        if name not in registry.FAMILIES:
+            raise MeasureJobError(f"--measures: unknown family {name!r}, allowed: {', '.join(registry.names())}")
+    return names

@@ -1,0 +1,141 @@
+"""One trial, trained into the results store: the Ray-free body of a Tune trial.
+
+:func:`train_trial` trains a :class:`~trainers.config.TrainConfig` in a local scratch folder
+with :func:`trainers.train.train` and commits every epoch to the store in this order:
+
+1. new checkpoint files (``init.pt``, ``epoch_<k>.pt``, each model's ``<model_id>.pt``);
+2. ``epochs/<trial_id>.parquet``, then ``models/<trial_id>.parquet`` once models exist;
+3. ``checkpoints/<trial_id>/state.pt`` last: the commit marker of the epoch.
+
+A crash at any write therefore resumes from the previous epoch's state and redoes the epoch,
+rewriting the same files with the same contents (training is deterministic on CPU). A crash
+after the last epoch's state resumes at the end: nothing is retrained, the missing model
+checkpoints are written from the saved state and the trial is finished. Finishing deletes
+``state.pt`` (a finished trial needs only its checkpoints).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from sweep.store import DIVERGED, Store
+from trainers import checkpoint
+from trainers.config import TrainConfig
+
+FAULTS_DIR = "_faults"
+
+
+class InjectedFault(RuntimeError):
+    """Raised once per trial by the test-only ``fault_injection`` setting."""
+
+
+def total_epochs(config: TrainConfig) -> int:
+    """The number of epochs the trial's mode trains in all."""
+    from trainers.modes import callbacks
+
+    return callbacks.build(config).total_epochs()
+
+
+def required_early(config: TrainConfig) -> Dict[str, int]:
+    """The checkpoint files written on the way (name -> epoch after which it is written)."""
+    files = {checkpoint.INIT: 0}
+    files.update({checkpoint.early_name(e): e for e in config.checkpoint_epochs})
+    return files
+
+
+def is_complete(store: Store, config: TrainConfig) -> bool:
+    """Diverged; or every epoch recorded, the models table written and every checkpoint the
+    config asks for (the models', the initial and the early ones) present. A trial whose
+    sweep now asks for an early checkpoint it lacks is not complete: it is retrained
+    (deterministically, so to the same weights)."""
+    trial_id = config.trial_id
+    epochs = store.epochs(trial_id)
+    if len(epochs) and epochs["status"].iloc[-1] == DIVERGED:
+        return True
+    if len(epochs) != total_epochs(config):
+        return False
+    models = store.models(trial_id)
+    if not len(models):
+        return False
+    needed = set(required_early(config)) | {checkpoint.model_name(m) for m in models["model_id"]}
+    return needed <= set(store.list("checkpoints", trial_id))
+
+
+def _usable_state(store: Store, config: TrainConfig, local: Path) -> bool:
+    """Whether the downloaded ``state.pt`` can be resumed from: not when it is past the
+    epoch of a checkpoint file the store lacks (newly requested, or lost), which only a
+    fresh run can write."""
+    present = set(store.list("checkpoints", config.trial_id))
+    missing = [epoch for name, epoch in required_early(config).items() if name not in present]
+    if not missing:
+        return True
+    saved = checkpoint.load(local)
+    return int(saved["epoch"]) < min(missing)
+
+
+def train_trial(
+    config: TrainConfig,
+    store: Store,
+    *,
+    device=None,
+    data_root: Optional[str] = None,
+    restored_state: Optional[Path] = None,
+    report: Optional[Callable[[Dict[str, Any], Path], None]] = None,
+    fault_epoch: Optional[int] = None,
+):
+    """Train ``config`` into ``store``, resuming from ``restored_state`` (a ``state.pt`` a
+    retry was handed) or else from the store's ``state.pt``. ``report(record, state_path)``
+    is called after each epoch is committed (the Tune driver reports from there). Returns
+    the :class:`trainers.train.TrainResult`."""
+    from trainers.train import COMPLETED, train
+
+    trial_id = config.trial_id
+    state_parts = store.checkpoint_parts(trial_id, checkpoint.STATE)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"genzoo-{trial_id}-"))
+    local_state = run_dir / checkpoint.STATE
+    try:
+        if restored_state is not None:
+            shutil.copy(restored_state, local_state)
+        elif store.exists(*state_parts):
+            store.download(local_state, *state_parts)
+        if local_state.exists() and not _usable_state(store, config, local_state):
+            local_state.unlink()
+        uploaded = set(store.list("checkpoints", trial_id)) - {checkpoint.STATE}
+
+        def commit(state) -> None:
+            for path in sorted(run_dir.glob("*.pt")):
+                if path.name != checkpoint.STATE and path.name not in uploaded:
+                    store.upload(path, *store.checkpoint_parts(trial_id, path.name))
+                    uploaded.add(path.name)
+            store.write_epochs(trial_id, state.records)
+            if state.models:
+                store.write_models(trial_id, state.models)
+
+        def on_epoch(record: Dict[str, Any], state) -> None:
+            commit(state)
+            store.upload(local_state, *state_parts)
+            if fault_epoch == record["epoch"] and not store.exists(FAULTS_DIR, trial_id):
+                store.write_text(f"raised at epoch {fault_epoch}\n", FAULTS_DIR, trial_id)
+                raise InjectedFault(f"fault injected at epoch {fault_epoch} (test-only setting)")
+            if report is not None:
+                report(record, local_state)
+
+        result = train(config, run_dir=run_dir, device=device, data_root=data_root, on_epoch=on_epoch)
+        if result.status == COMPLETED:
+            # Idempotent: after a resume at the last epoch this writes what the crash missed.
+            commit(_Finished(result))
+        store.delete(*state_parts)
+        return result
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+class _Finished:
+    """The parts of a finished run that :func:`train_trial`'s commit reads."""
+
+    def __init__(self, result):
+        self.records = result.records
+        self.models = result.models

@@ -1,0 +1,124 @@
+"""Crash consistency of a trial's commits to the store (no Ray: sweep.trial is Ray-free).
+
+The store is made to fail at each write of a middle epoch, of the last epoch and of the
+finishing step in turn, before or after the write lands; resuming must end with exactly
+the files, records and weights of an uninterrupted run.
+"""
+
+import pandas as pd
+import pytest
+import torch
+
+from sweep import trial
+from sweep.store import Store
+from trainers.config import TrainConfig
+
+CONFIG = dict(dataset="digits", model="nin", width=8, depth=2, train_size=96, batch_size=32,
+              epochs=3, lr=0.05, dropout=0.2, checkpoint_epochs=(1,))
+TIMING = ("seconds", "images_per_second")
+
+
+class Crash(Exception):
+    pass
+
+
+class RecordingStore(Store):
+    """A store that logs every write and delete, and can fail at the n-th one."""
+
+    def __init__(self, storage, experiment, *, fail_at=None, after=False):
+        super().__init__(storage, experiment)
+        self.log, self.fail_at, self.after = [], fail_at, after
+
+    def _op(self, name, do):
+        index = len(self.log)
+        self.log.append(name)
+        if index == self.fail_at and not self.after:
+            raise Crash(name)
+        do()
+        if index == self.fail_at and self.after:
+            raise Crash(name)
+
+    def write_bytes(self, data, *parts):
+        self._op("/".join(parts), lambda: Store.write_bytes(self, data, *parts))
+
+    def delete(self, *parts):
+        self._op("delete " + "/".join(parts), lambda: Store.delete(self, *parts))
+
+
+def _snapshot(root, trial_id):
+    files = {}
+    for path in sorted((root / "checkpoints" / trial_id).iterdir()):
+        files[path.name] = torch.load(path, weights_only=True)
+    epochs = pd.read_parquet(root / "epochs" / f"{trial_id}.parquet").drop(columns=list(TIMING))
+    models = pd.read_parquet(root / "models" / f"{trial_id}.parquet")
+    return files, epochs, models
+
+
+def _assert_same(got, expected):
+    files, epochs, models = got
+    ref_files, ref_epochs, ref_models = expected
+    assert sorted(files) == sorted(ref_files)
+    for name, tensors in ref_files.items():
+        assert files[name].keys() == tensors.keys(), name
+        assert all(torch.equal(files[name][k], tensors[k]) for k in tensors), name
+    pd.testing.assert_frame_equal(epochs, ref_epochs)
+    pd.testing.assert_frame_equal(models, ref_models)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    torch.set_num_threads(1)
+    config = TrainConfig(**CONFIG)
+    root = tmp_path_factory.mktemp("reference")
+    store = RecordingStore(str(root), "exp")
+    trial.train_trial(config, store, device="cpu")
+    assert trial.is_complete(store, config)
+    return config, store.log, _snapshot(root / "exp", config.trial_id)
+
+
+def _writes_to_break(log):
+    """Indices of the writes of epoch 2 (middle), epoch 3 (last) and the finishing step:
+    everything after the first epoch's state.pt."""
+    commits = [i for i, name in enumerate(log) if name.endswith("state.pt") and not name.startswith("delete")]
+    assert len(commits) == 3
+    return list(range(commits[0] + 1, len(log)))
+
+
+def test_the_commit_order_puts_state_last(reference):
+    _, log, _ = reference
+    # per epoch: checkpoints, records (and models), then the state; finishing deletes it
+    assert log[-1].startswith("delete") and log[-1].endswith("state.pt")
+    last_epoch = log[log.index(next(n for n in log if n.endswith("final.pt"))):]
+    assert [n.split("/")[0] for n in last_epoch[:4]] == ["checkpoints", "epochs", "models", "checkpoints"]
+    assert last_epoch[3].endswith("state.pt")
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-write", "after-write"])
+def test_a_crash_at_any_write_of_a_middle_or_the_last_epoch_resumes_to_the_same_trial(reference, tmp_path, after):
+    config, log, expected = reference
+    breaks = _writes_to_break(log)
+    assert len(breaks) >= 8
+    for index in breaks:
+        root = tmp_path / f"{index}"
+        crashing = RecordingStore(str(root), "exp", fail_at=index, after=after)
+        with pytest.raises(Crash):
+            trial.train_trial(config, crashing, device="cpu")
+        store = Store(str(root), "exp")
+        if not trial.is_complete(store, config):
+            trial.train_trial(config, store, device="cpu")
+        else:  # the driver's path for a complete trial: drop a state left while finishing
+            store.delete(*store.checkpoint_parts(config.trial_id, "state.pt"))
+        assert trial.is_complete(store, config), log[index]
+        _assert_same(_snapshot(root / "exp", config.trial_id), expected)
+
+
+def test_a_newly_requested_early_checkpoint_retrains_to_the_same_weights(reference, tmp_path):
+    config, _, (files, _, _) = reference
+    without_early = TrainConfig(**{**CONFIG, "checkpoint_epochs": ()})
+    assert without_early.trial_id == config.trial_id
+    store = Store(str(tmp_path), "exp")
+    trial.train_trial(without_early, store, device="cpu")
+    assert trial.is_complete(store, without_early) and not trial.is_complete(store, config)
+    trial.train_trial(config, store, device="cpu")
+    assert trial.is_complete(store, config)
+    _assert_same(_snapshot(tmp_path / "exp", config.trial_id), reference[2])
