@@ -97,6 +97,8 @@ def _move_trial(store: Store, old: str, config: TrainConfig, long_tables) -> Non
     for name in store.list("checkpoints", old):
         store.write_bytes(store.read_bytes("checkpoints", old, name), "checkpoints", new, name)
         store.delete("checkpoints", old, name)
+    if store.exists("checkpoints", old):
+        store.fs.delete_dir(store.path("checkpoints", old))
     if store.exists("epochs", f"{old}.parquet"):
         epochs = store.read_table("epochs", f"{old}.parquet")
         store.write_epochs(new, epochs.drop(columns=["trial_id"]).to_dict("records"))

@@ -90,3 +90,36 @@ def test_unwritable_storage_is_exit_2_before_anything_starts(tmp_path, capsys):
 def test_unknown_preset_lists_the_presets(capsys):
     assert main(["sweep", "plan", "nosuchpreset"]) == 2
     assert "presets: demo, demogen" in capsys.readouterr().err
+
+
+BAD_MEASURES = [
+    ({"flatnes": {"subset": 64}}, "measures.flatnes: unknown family"),
+    ({"flatness": {"colour": 1}}, "measures.flatness.colour: unknown setting"),
+    ({"flatness": {"subset": "many"}}, "measures.flatness.subset: got 'many', allowed: an integer"),
+    ({"prunability": {"search": "bisectoin"}}, "measures.prunability.search: got 'bisectoin', allowed:"),
+]
+
+
+@pytest.mark.parametrize("measures, message", BAD_MEASURES, ids=["family", "key", "value", "choice"])
+def test_a_bad_measures_block_fails_sweep_run_before_anything_is_written(tmp_path, capsys, measures, message):
+    from sweep.cli import main
+
+    document = yaml.safe_load((sweep_config.PRESET_DIR / "demo.yaml").read_text())
+    document["measures"] = measures
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(document))
+    storage = tmp_path / "store"
+    assert main(["sweep", "run", str(path), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"genzoo: error: {message}") and "\n" not in err
+    assert not storage.exists()
+    assert main(["sweep", "plan", str(path)]) == 2
+
+
+def test_mode_and_its_settings_come_from_the_sweep_file(tmp_path):
+    config = sweep_config.parse({"mode": "ema", "mode_settings": {"decay": 0.9}, "train": {"epochs": 2}})
+    assert {c.mode for c in config.trials()} == {"ema"} and config.base.mode_settings.decay == 0.9
+    with pytest.raises(sweep_config.SweepConfigError, match=r"^train\.mode_settings\.decay: got 2\.0"):
+        sweep_config.parse({"mode": "ema", "mode_settings": {"decay": 2}})
+    with pytest.raises(sweep_config.SweepConfigError, match=r"^train\.mode: got 'imp'"):
+        sweep_config.parse({"mode": "imp"})

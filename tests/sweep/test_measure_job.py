@@ -119,3 +119,44 @@ def test_analyze_writes_tables_figures_and_report_from_the_store(swept, capsys):
     assert list((analysis / "figures").glob("*.png"))
     table1 = pd.read_csv(analysis / "table1.csv")
     assert {"prunability", "pac_bayes_mag_flat", "hessian_trace", "el2n", "normalized_margins"} <= set(table1["measure"])
+
+
+EMA_SWEEP = {**SWEEP, "experiment": "ema_zoo", "mode": "ema", "mode_settings": {"decay": 0.8},
+             "grid": {"dropout": [0.0, 0.5]}}
+
+
+def test_a_trial_with_several_models_is_measured_and_analysed_model_by_model(ray_address, tmp_path, capsys):
+    path = tmp_path / "ema_zoo.yaml"
+    path.write_text(yaml.safe_dump(EMA_SWEEP))
+    storage = str(tmp_path)
+    assert driver.run(sweep_config.load(str(path)), storage=storage) == {"completed": 2}
+    models = pd.read_parquet(tmp_path / "ema_zoo" / "models")
+    assert sorted(models["model_id"]) == ["ema", "ema", "final", "final"]
+    for trial_id in models["trial_id"].unique():
+        assert {"final.pt", "ema.pt"} <= set(Store(storage, "ema_zoo").list("checkpoints", trial_id))
+
+    counts = job.run("ema_zoo", storage=storage, measures="norms,training",
+                     overrides=["training.batch_size=64", "norms.parameter_count_of=weights"])
+    assert counts == {"ok": 2 * 2 * 2, "error": 0}
+    frame = pd.read_parquet(tmp_path / "ema_zoo" / "measures")
+    assert not frame.duplicated(["trial_id", "model_id", "measure"]).any()
+    assert sorted(frame.groupby(["trial_id", "model_id"]).size().index.get_level_values(1)) == \
+        ["ema", "ema", "final", "final"]
+    assert frame[frame["family"] == "training"]["settings"].str.contains('"batch_size": 64').all()
+    # the averaged weights are another model: their norms differ from the final weights'
+    fro = frame[frame["measure"] == "sum_of_fro"].pivot(index="trial_id", columns="model_id", values="value")
+    assert (fro["ema"] != fro["final"]).all()
+
+    assert main(["analyze", "ema_zoo", "--storage", storage, "--target", "test_loss"]) == 0
+    table1 = pd.read_csv(tmp_path / "ema_zoo" / "analysis" / "table1.csv")
+    assert set(table1["n_models"]) == {4}
+
+
+def test_bad_overrides_are_one_line_errors_before_anything_runs(swept, capsys):
+    before = _measure_files(Store(str(swept), "zoo"))
+    for override, message in [("flatness.subset=many", "measures.flatness.subset: got 'many'"),
+                              ("flatnes.subset=5", "measures.flatnes: unknown family"),
+                              ("subset=5", "--set: got 'subset=5', allowed: FAMILY.SETTING=VALUE")]:
+        assert main(["measure", "zoo", "--storage", str(swept), "--set", override, "--force"]) == 2
+        assert capsys.readouterr().err.strip().startswith(f"genzoo: error: {message}")
+    assert _measure_files(Store(str(swept), "zoo")) == before
