@@ -1,10 +1,11 @@
 """From the store's DataFrames to the analysis inputs: completed trials, the target, the
 grid axes, and the measures as one column per measure.
 
-Input schemas (``../shared/DESIGN.md``, "Results store"):
+Input schemas (the store's tables, documented in ``docs/store.md``):
 
-- ``trials``: one row per trial with ``trial_id``, ``status``, the hyperparameter columns and
-  the final metrics ``train_acc``, ``test_acc``, ``train_loss``, ``test_loss``.
+- ``trials``: one row per model with ``trial_id`` (the model's key), ``status``, the
+  hyperparameter columns and the final metrics ``train_acc``, ``test_acc``, ``train_loss``,
+  ``test_loss``. The caller names the hyperparameter columns; nothing here guesses them.
 - ``measures``: long format with ``trial_id``, ``measure``, ``value``, ``status`` ("ok" or
   "error"), ``error``, ``seconds``, ``settings`` (a JSON string) and optionally ``family``.
 """
@@ -12,7 +13,7 @@ Input schemas (``../shared/DESIGN.md``, "Results store"):
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -30,19 +31,6 @@ TARGETS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "test_loss": ("test loss (cross-entropy)", ("test_loss",)),
     "test_error": ("test error = 1 − test_acc", ("test_acc",)),
 }
-
-# Columns of trials.parquet that are never grid axes when ``hparams`` is not given: the
-# bookkeeping and the metrics. Columns named ``*_seconds``, ``*_at``, ``*_path`` or
-# ``final_*``/``best_*`` are treated the same way.
-NOT_HYPERPARAMETERS = frozenset({
-    "trial_id", "status", "error", "message", "traceback", "experiment",
-    "train_acc", "test_acc", "train_loss", "test_loss", "gap", "test_error",
-    "epoch", "epochs_done", "epochs_completed", "seconds", "images_per_second",
-    "attempt", "attempts", "retries", "node", "host", "hostname", "checkpoint",
-})
-_NOT_HYPERPARAMETER_SUFFIXES = ("_seconds", "_at", "_path")
-_NOT_HYPERPARAMETER_PREFIXES = ("final_", "best_")
-
 
 def check_target(target: str) -> str:
     if target not in TARGETS:
@@ -63,7 +51,7 @@ def completed_trials(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def target_values(trials: pd.DataFrame, target: str) -> pd.Series:
-    """The target per trial (index ``trial_id``), following the conventions of DESIGN.md:
+    """The target per trial (index ``trial_id``), following the conventions of ``docs/store.md``:
 
     - ``gap`` = train_acc − test_acc (0-1 error gap; first paper §5.3);
     - ``test_loss`` = the final test cross-entropy (the double-descent target, first paper §5.4.2);
@@ -92,21 +80,11 @@ def _hashable(column: pd.Series) -> bool:
     return True
 
 
-def _looks_like_bookkeeping(name: str) -> bool:
-    return (
-        name in NOT_HYPERPARAMETERS
-        or name.endswith(_NOT_HYPERPARAMETER_SUFFIXES)
-        or name.startswith(_NOT_HYPERPARAMETER_PREFIXES)
-    )
-
-
-def grid_axes(completed: pd.DataFrame, hparams: Optional[Sequence[str]] = None) -> Tuple[List[str], List[str], List[str]]:
+def grid_axes(completed: pd.DataFrame, hparams: Sequence[str]) -> Tuple[List[str], List[str], List[str]]:
     """(axes, hold_fixed, notes) for granulated Kendall and the CMI conditioning sets.
 
-    ``hparams`` given (the sweep's grid axes): those columns, which must exist in ``trials``.
-    Otherwise: every column of the completed trials outside :data:`NOT_HYPERPARAMETERS` (and
-    the bookkeeping name patterns) whose values are hashable. Either way only the columns that
-    take more than one value among the completed trials are kept.
+    ``hparams`` are the sweep's grid axes, which must be columns of ``trials``; only those
+    that take more than one value among the completed trials are kept.
 
     ``seed`` is never an axis: it is not a hyperparameter axis of the papers (the first
     paper's 324 DEMOGEN models include two initializations per configuration, and its Table 2
@@ -115,25 +93,21 @@ def grid_axes(completed: pd.DataFrame, hparams: Optional[Sequence[str]] = None) 
     on them. ``notes`` explain each column left out.
     """
     notes: List[str] = []
-    if hparams is not None:
-        missing = [h for h in hparams if h not in completed.columns]
-        if missing:
-            raise AnalysisError(f"hparams: {', '.join(map(repr, missing))} not column(s) of trials")
-        candidates = list(dict.fromkeys(hparams))
-    else:
-        candidates = [c for c in completed.columns if isinstance(c, str) and not _looks_like_bookkeeping(c)]
+    missing = [h for h in hparams if h not in completed.columns]
+    if missing:
+        raise AnalysisError(f"hparams: {', '.join(map(repr, missing))} not column(s) of trials")
+    candidates = list(dict.fromkeys(hparams))
     axes: List[str] = []
     for name in candidates:
         if name == SEED_COLUMN:
             continue
         column = completed[name]
         if not _hashable(column):
-            if hparams is not None:
-                notes.append(f"hyperparameter {name!r} holds lists or arrays and is not used as an axis")
+            notes.append(f"hyperparameter {name!r} holds lists or arrays and is not used as an axis")
             continue
         if column.nunique(dropna=False) > 1:
             axes.append(name)
-        elif hparams is not None:
+        else:
             notes.append(f"hyperparameter {name!r} takes one value among the completed trials and is not an axis")
     hold_fixed = []
     if SEED_COLUMN in completed.columns and _hashable(completed[SEED_COLUMN]) and completed[SEED_COLUMN].nunique(dropna=False) > 1:

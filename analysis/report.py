@@ -117,15 +117,15 @@ def analyze(
     tables: Optional[Mapping[str, pd.DataFrame]] = None,
     experiment: str = "",
     settings: Optional[Mapping[str, object]] = None,
-    hparams: Optional[Sequence[str]] = None,
+    hparams: Sequence[str],
 ) -> AnalysisResult:
     """Compute and write the analysis of one experiment into ``out_dir``.
 
     Inputs are the store's ``trials`` and ``measures`` DataFrames (schemas in
     :mod:`analysis.data`), optional per-example/per-fraction ``tables`` (``"pruning_curves"``,
     ``"el2n"``), the experiment's name, the ``settings`` the run used (stated in the report,
-    nested dicts flattened to dotted keys) and the grid axes ``hparams`` (default: the
-    varying non-bookkeeping columns of ``trials``; ``seed`` is never an axis, see
+    nested dicts flattened to dotted keys) and the names of the hyperparameter columns
+    ``hparams`` (the sweep's grid axes; ``seed`` is never an axis, see
     :func:`analysis.data.grid_axes`).
 
     Only completed trials with a finite target and measure rows with status "ok" and a finite

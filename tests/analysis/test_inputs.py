@@ -37,11 +37,13 @@ def test_targets_follow_the_design_conventions():
         target_values(done, "loss")
 
 
-def test_default_axes_are_the_varying_hyperparameters_without_seed_or_bookkeeping():
-    axes, hold_fixed, _ = grid_axes(completed_trials(TRIALS))
+def test_axes_are_the_given_hyperparameters_that_vary_without_seed():
+    axes, hold_fixed, notes = grid_axes(completed_trials(TRIALS), hparams=["width", "depth", "dropout", "seed",
+                                                                           "lr_milestones"])
     # depth is constant among the completed trials; seed varies but is held fixed instead.
     assert axes == ["width", "dropout"]
     assert hold_fixed == ["seed"]
+    assert any("lr_milestones" in note for note in notes)
     axes, _, notes = grid_axes(completed_trials(TRIALS), hparams=["depth", "width", "seed"])
     assert axes == ["width"]
     assert any("depth" in note for note in notes)

@@ -64,6 +64,7 @@ def synthetic_store(seed: int = 0):
     return trials, measures, tables
 
 
+AXES = ["width", "depth", "dropout", "seed"]
 SETTINGS = {"pac_bayes": {"draws": 3, "steps": 8}, "flatness": {"subset": 256}}
 
 
@@ -77,7 +78,7 @@ def result(store, tmp_path_factory):
     trials, measures, tables = store
     out = tmp_path_factory.mktemp("analysis")
     return analyze(trials, measures, out, tables=tables, experiment="synthetic", settings=SETTINGS,
-                   hparams=["width", "depth", "dropout", "seed"])
+                   hparams=AXES)
 
 
 def test_analyze_writes_every_table_figure_and_the_report(result):
@@ -128,10 +129,10 @@ def test_table1_holds_each_measure_with_values_from_the_statistics(store, result
 
 def test_analyze_twice_gives_byte_identical_files(store, tmp_path):
     trials, measures, tables = store
-    first = analyze(trials, measures, tmp_path / "a", tables=tables, experiment="x", settings=SETTINGS)
+    first = analyze(trials, measures, tmp_path / "a", tables=tables, experiment="x", settings=SETTINGS, hparams=AXES)
     # Row order of the inputs must not matter.
     second = analyze(trials.sample(frac=1.0, random_state=1), measures.sample(frac=1.0, random_state=2),
-                     tmp_path / "b", tables=tables, experiment="x", settings=SETTINGS)
+                     tmp_path / "b", tables=tables, experiment="x", settings=SETTINGS, hparams=AXES)
     names = [p.relative_to(tmp_path / "a") for p in first.paths]
     assert names == [p.relative_to(tmp_path / "b") for p in second.paths]
     for name in names:
@@ -152,7 +153,8 @@ def test_double_descent_zoo_gets_tau_against_test_loss_and_test_error(tmp_path):
         for stat in MARGIN_STATS:
             measure_rows.append({"trial_id": trial_id, "measure": f"output_margin/{stat}", "value": rng.normal(),
                                  "seconds": 1.0, "status": "ok", "error": None, "settings": "{}"})
-    result = analyze(pd.DataFrame(rows), pd.DataFrame(measure_rows), tmp_path, target="test_loss")
+    result = analyze(pd.DataFrame(rows), pd.DataFrame(measure_rows), tmp_path, target="test_loss",
+                     hparams=["width", "seed"])
     assert {"kendall_tau_test_loss", "kendall_tau_test_error"} <= set(result.table1.columns)
     row = result.table1.set_index("measure").loc["prunability"]
     assert row["kendall_tau_test_loss"] == pytest.approx(row["kendall_tau"])
@@ -172,11 +174,12 @@ def one_line_error(call):
 def test_too_small_zoo_unknown_target_and_missing_measures_are_one_line_errors(store, tmp_path):
     trials, measures, _ = store
     two = trials[trials.status == "completed"].head(2)
-    assert "too small" in one_line_error(lambda: analyze(two, measures, tmp_path))
-    assert "target" in one_line_error(lambda: analyze(trials, measures, tmp_path, target="accuracy"))
+    assert "too small" in one_line_error(lambda: analyze(two, measures, tmp_path, hparams=AXES))
+    assert "target" in one_line_error(lambda: analyze(trials, measures, tmp_path, target="accuracy", hparams=AXES))
     empty = measures.iloc[0:0]
-    assert "measure stage" in one_line_error(lambda: analyze(trials, empty, tmp_path))
+    assert "measure stage" in one_line_error(lambda: analyze(trials, empty, tmp_path, hparams=AXES))
     failed = measures.assign(status="error")
-    assert "no measure" in one_line_error(lambda: analyze(trials, failed, tmp_path))
+    assert "no measure" in one_line_error(lambda: analyze(trials, failed, tmp_path, hparams=AXES))
     assert "hparams" in one_line_error(lambda: analyze(trials, measures, tmp_path, hparams=["nope"]))
-    assert "missing column" in one_line_error(lambda: analyze(trials.drop(columns="status"), measures, tmp_path))
+    assert "missing column" in one_line_error(
+        lambda: analyze(trials.drop(columns="status"), measures, tmp_path, hparams=AXES))
