@@ -81,11 +81,10 @@ class AnalysisResult:
 
 
 def _write(path: Path, data: bytes, written: List[Path]) -> None:
-    """Write atomically (temporary name, then rename), as every file of the store."""
+    """Write one output file. Plain writes: ``genzoo analyze`` writes into a scratch folder
+    and the store copies each file in atomically (``sweep.store.Store.write_bytes``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path.write_bytes(data)
     written.append(path)
 
 

@@ -15,13 +15,12 @@ Conventions every measure follows (see the measures issue):
 from __future__ import annotations
 
 import copy
-import hashlib
 from typing import List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from trainers import data
 from trainers.pruning import prunable_parameters
 
 EVAL_BATCH_SIZE = 1024
@@ -34,9 +33,9 @@ def weight_parameters(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
 
 
 def seed_for(trial_id: str, purpose: str) -> int:
-    """A 63-bit seed derived from the trial id and what the randomness is for."""
-    digest = hashlib.sha256(f"{trial_id}/{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    """A 63-bit seed derived from the trial id and what the randomness is for
+    (:func:`trainers.data.derive_seed`, the one seed derivation of genzoo)."""
+    return data.derive_seed(trial_id, purpose)
 
 
 def generator_for(trial_id: str, purpose: str, device: torch.device | str = "cpu") -> torch.Generator:
@@ -56,18 +55,11 @@ def seeded_indices(trial_id: str, purpose: str, count: int, size: Optional[int])
     return torch.randperm(count, generator=generator_for(trial_id, purpose))[:size].sort().values
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> Tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` (put in eval mode) on ``(x, y)``."""
+    """Mean cross-entropy and accuracy of ``model`` on prepared inputs ``(x, y)``, leaving the
+    model in eval mode: :func:`trainers.data.evaluate`, the one evaluation of genzoo."""
     model.eval()
-    total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size]).float()
-        target = y[start:start + batch_size]
-        total_loss += F.cross_entropy(logits, target, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == target).sum()
-    return float(total_loss) / len(x), float(correct) / len(x)
+    return data.evaluate(model, x, y, batch_size=batch_size)
 
 
 def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> None:

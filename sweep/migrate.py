@@ -24,7 +24,6 @@ import hashlib
 import json
 from typing import Callable
 
-import pandas as pd
 import yaml
 
 from sweep.store import DIVERGED, FINAL_MODEL, MEASURE_SCHEMA, STORE_VERSION, Store

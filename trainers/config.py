@@ -10,7 +10,6 @@ default value is then a deliberate change.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math

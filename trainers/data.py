@@ -602,20 +602,25 @@ def evaluate(
     images: torch.Tensor,
     labels: torch.Tensor,
     *,
-    mean: Sequence[float],
-    std: Sequence[float],
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
     batch_size: int = EVAL_BATCH_SIZE,
     device: Optional[Union[torch.device, str]] = None,
 ) -> Tuple[float, float]:
-    """Mean cross-entropy (natural log) and accuracy of ``model`` on uint8 ``images``.
+    """Mean cross-entropy (natural log) and accuracy of ``model`` on ``(images, labels)``:
+    the one evaluation of genzoo (training records and measures alike).
 
-    The model runs in eval mode (BatchNorm uses its running statistics, dropout is off) and
-    is put back in the mode it was in. Batches are moved to ``device`` (default: the
-    model's parameters' device, else the images'). Sums accumulate on the device in float64
-    (float32 on MPS, which has no float64) and are read back once.
+    ``images`` are uint8 images normalized here per batch with ``mean``/``std``, or, when
+    both are None, inputs already as the model takes them (float, normalized). The model runs
+    in eval mode (BatchNorm uses its running statistics, dropout is off) and is put back in
+    the mode it was in. Batches are moved to ``device`` (default: the model's parameters'
+    device, else the images'). Logits are cast to float32; the loss sums accumulate on the
+    device in float64 (float32 on MPS, which has no float64) and are read back once.
     """
     if images.shape[0] == 0 or labels.shape != (images.shape[0],):
         raise DatasetError(f"images/labels: got {tuple(images.shape)} and {tuple(labels.shape)}, allowed: N ≥ 1 of each")
+    if (mean is None) != (std is None):
+        raise DatasetError("mean/std: give both (uint8 images) or neither (prepared inputs)")
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else images.device
@@ -623,14 +628,17 @@ def evaluate(
     accumulate = torch.float32 if device.type == "mps" else torch.float64
     total_loss = torch.zeros((), dtype=accumulate, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    if images.dim() != 4 or images.shape[1] != len(mean) or len(mean) != len(std):
-        raise DatasetError(f"images: got shape {tuple(images.shape)}, allowed: N×{len(mean)}×H×W")
-    channel_tensors = _channel_tensors(mean, std, device)
+    if mean is not None:
+        if images.dim() != 4 or images.shape[1] != len(mean) or len(mean) != len(std):
+            raise DatasetError(f"images: got shape {tuple(images.shape)}, allowed: N×{len(mean)}×H×W")
+        channel_tensors = _channel_tensors(mean, std, device)
     was_training = model.training
     model.eval()
     try:
         for start in range(0, images.shape[0], batch_size):
-            x = _normalize(images[start:start + batch_size].to(device), *channel_tensors)
+            x = images[start:start + batch_size].to(device)
+            if mean is not None:
+                x = _normalize(x, *channel_tensors)
             y = labels[start:start + batch_size].to(device=device, dtype=torch.int64)
             logits = model(x).float()
             total_loss += F.cross_entropy(logits, y, reduction="sum").to(accumulate)
