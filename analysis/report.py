@@ -42,7 +42,7 @@ from analysis.kendall import granulated_kendall, kendall_tau_se
 from analysis.regression import CV_FOLDS, CV_SEED, fit_feature_group
 from analysis.tables import ANCHOR_MEASURE, table1, table2, table3, to_csv_text, to_markdown, to_text
 
-__all__ = ["AnalysisError", "AnalysisResult", "analyze", "FEATURE_GROUPS", "DOUBLE_DESCENT_MODELS"]
+__all__ = ["AnalysisError", "AnalysisResult", "analyze", "FEATURE_GROUPS"]
 
 # (feature prefix, derived measure, derived best-single-variable measure or None):
 # the per-layer margin signature of Jiang et al. 2019 gives the first paper's "Normalized
@@ -52,7 +52,6 @@ FEATURE_GROUPS: Tuple[Tuple[str, str, Optional[str]], ...] = (
     ("margin/", "normalized_margins", "best_margin_variable"),
     ("output_margin/", "output_margins", None),
 )
-DOUBLE_DESCENT_MODELS = frozenset({"mcnn", "resnet18k"})
 WIDTH = "width"
 # A width axis with at least this many values is a width sweep (gets the double-descent plot).
 MIN_SWEEP_WIDTHS = 3
@@ -88,16 +87,6 @@ def _write(path: Path, data: bytes, written: List[Path]) -> None:
     written.append(path)
 
 
-def is_double_descent(models: pd.DataFrame, axes: Sequence[str], target: str) -> bool:
-    """A double-descent zoo: the target is the test loss, or ``width`` is a grid axis and every
-    model is one of :data:`DOUBLE_DESCENT_MODELS` (Nakkiran et al.'s mCNN and ResNet18k)."""
-    if target == "test_loss":
-        return True
-    if WIDTH not in axes or "model" not in models.columns:
-        return False
-    return bool(models["model"].astype(str).str.lower().isin(DOUBLE_DESCENT_MODELS).all())
-
-
 def is_width_sweep(models: pd.DataFrame, axes: Sequence[str]) -> bool:
     """``width`` is a numeric grid axis with at least :data:`MIN_SWEEP_WIDTHS` values."""
     return (
@@ -117,6 +106,9 @@ def analyze(
     experiment: str = "",
     settings: Optional[Mapping[str, object]] = None,
     hparams: Sequence[str],
+    double_descent: bool = False,
+    anchor: str = ANCHOR_MEASURE,
+    feature_groups: Sequence[Tuple[str, str, Optional[str]]] = FEATURE_GROUPS,
 ) -> AnalysisResult:
     """Compute and write the analysis of one experiment into ``out_dir``.
 
@@ -126,6 +118,13 @@ def analyze(
     nested dicts flattened to dotted keys) and the names of the hyperparameter columns
     ``hparams`` (the sweep's grid axes; ``seed`` is never an axis, see
     :func:`analysis.data.grid_axes`).
+
+    Choices of the paper being reproduced, given by the caller (a preset's ``analysis:``
+    block): ``double_descent`` (also implied by ``target="test_loss"``) adds Table 1's
+    τ with the test loss and test error and the double-descent discussion; ``anchor`` is the
+    measure Table 3 conditions on (the first paper's prunability); ``feature_groups`` are the
+    (feature prefix, derived measure, best-single-variable measure or None) regressions of
+    :data:`FEATURE_GROUPS`.
 
     Only completed trials with a finite target and measure rows with status "ok" and a finite
     value enter the statistics. Writes ``table1|2|3.md/.csv``, ``figures/*.png``, the EL2N
@@ -166,10 +165,10 @@ def analyze(
     axes, hold_fixed, axis_notes = grid_axes(models, hparams)
     notes.extend(axis_notes)
 
-    table_measures, joint_fits, fit_notes = _measures_for_tables(wide, target_series)
+    table_measures, joint_fits, fit_notes = _measures_for_tables(wide, target_series, feature_groups)
     notes.extend(fit_notes)
     extra_targets: Dict[str, pd.Series] = {}
-    double_descent = is_double_descent(models, axes, target)
+    double_descent = double_descent or target == "test_loss"
     if double_descent:
         for name in ("test_loss", "test_error"):
             if all(c in models.columns for c in TARGETS[name][1]):
@@ -177,15 +176,15 @@ def analyze(
 
     t1 = table1(table_measures, target_series, models, axes, extra_targets=extra_targets, joint_fits=joint_fits)
     t2 = table2(table_measures, target_series, models, axes, hold_fixed)
-    t3 = table3(table_measures, models, axes)
-    if ANCHOR_MEASURE not in table_measures.columns:
-        notes.append(f"{ANCHOR_MEASURE} was not measured: Table 3 is empty")
+    t3 = table3(table_measures, models, axes, anchor=anchor)
+    if anchor not in table_measures.columns:
+        notes.append(f"{anchor} was not measured: Table 3 is empty")
 
     written: List[Path] = []
     titles = {
         "table1": f"Table 1: Kendall's τ, adjusted R², cross-validated R² and conditional mutual information with the {target}",
         "table2": f"Table 2: Kendall's τ along each hyperparameter axis (ψ_i), overall τ and granulated ψ, target {target}",
-        "table3": f"Table 3: conditional mutual information between {ANCHOR_MEASURE} and each other measure",
+        "table3": f"Table 3: conditional mutual information between {anchor} and each other measure",
     }
     for name, table in (("table1", t1), ("table2", t2), ("table3", t3)):
         _write(out / f"{name}.csv", to_csv_text(table).encode(), written)
@@ -196,7 +195,7 @@ def analyze(
     report = _report_text(
         experiment=experiment, trials=trials, models=models, target=target, target_series=target_series,
         axes=axes, hold_fixed=hold_fixed, t1=t1, t2=t2, t3=t3, figures=figures, settings=settings or {},
-        measures=measures, notes=notes, double_descent=double_descent,
+        measures=measures, notes=notes, double_descent=double_descent, anchor=anchor,
     )
     _write(report_path, report.encode(), written)
 
@@ -207,14 +206,15 @@ def analyze(
     )
 
 
-def _measures_for_tables(wide: pd.DataFrame, target: pd.Series) -> Tuple[pd.DataFrame, Dict[str, Tuple[float, float]], List[str]]:
+def _measures_for_tables(wide: pd.DataFrame, target: pd.Series, feature_groups: Sequence[Tuple[str, str, Optional[str]]]
+                         ) -> Tuple[pd.DataFrame, Dict[str, Tuple[float, float]], List[str]]:
     """The measure columns of the tables: every stored measure except the regression features,
     plus the measures derived from each feature group (see :data:`FEATURE_GROUPS`)."""
     notes: List[str] = []
     joint_fits: Dict[str, Tuple[float, float]] = {}
-    prefixes = tuple(prefix for prefix, _, _ in FEATURE_GROUPS)
+    prefixes = tuple(prefix for prefix, _, _ in feature_groups)
     plain = wide[[c for c in wide.columns if not c.startswith(prefixes)]].copy()
-    for prefix, derived, best_name in FEATURE_GROUPS:
+    for prefix, derived, best_name in feature_groups:
         features = [c for c in wide.columns if c.startswith(prefix)]
         if not features:
             continue
@@ -352,6 +352,7 @@ def _fmt(value: object) -> str:
 
 def _report_text(
     *,
+    anchor: str,
     experiment: str,
     trials: pd.DataFrame,
     models: pd.DataFrame,
@@ -401,7 +402,7 @@ def _report_text(
         "error, adjusted R², 10-fold cross-validated R², conditional mutual information (Jiang and PGDL variants)"
         + ("; τ against test loss and test error" if double_descent else "") + ".",
         "- [Table 2](table2.md) ([csv](table2.csv)): τ when only one hyperparameter varies (ψ_i), overall τ, ψ.",
-        f"- [Table 3](table3.md) ([csv](table3.csv)): conditional mutual information between {ANCHOR_MEASURE} "
+        f"- [Table 3](table3.md) ([csv](table3.csv)): conditional mutual information between {anchor} "
         "and each other measure.",
     ]
     if any(p.endswith("el2n.png") for _, p in figures):

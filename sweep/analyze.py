@@ -20,22 +20,12 @@ from typing import Optional
 
 import pandas as pd
 
-from analysis.report import DOUBLE_DESCENT_MODELS, analyze
+from analysis.report import analyze
 from measures import registry
 from sweep.driver import read_resolved_config
 from sweep.store import COMPLETED, Store, model_key
 
 ANALYSIS_DIR = "analysis"
-TABLE_FOLDERS = ("pruning_curves", "el2n")
-
-
-def default_target(config) -> str:
-    """Test loss for a width sweep of the double-descent models, else the generalization gap."""
-    axes = dict(config.axes)
-    models = set(axes.get("model", (config.base.model,)))
-    if "width" in axes and len(axes["width"]) > 1 and models <= DOUBLE_DESCENT_MODELS:
-        return "test_loss"
-    return "gap"
 
 
 def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str] = None):
@@ -44,8 +34,9 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
     store = Store(storage, experiment)
     upgrade(store)
     config = read_resolved_config(store)
-    target = target or default_target(config)
-    models, measures, tables = zoo_frames(store)
+    options = config.analysis
+    target = target or options.target
+    models, measures, tables = zoo_frames(store, options.tables)
     settings = {
         name: registry.settings_for(name, config.measures.get(name))
         for name in registry.names()
@@ -55,6 +46,7 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
         result = analyze(
             models, measures, scratch, target=target, tables=tables,
             experiment=experiment, settings={"measures": settings}, hparams=hparams,
+            double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
         )
         root = Path(scratch)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -76,7 +68,7 @@ def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["model_id"])
 
 
-def zoo_frames(store: Store):
+def zoo_frames(store: Store, table_names=("pruning_curves", "el2n")):
     """(models, measures, long tables) of an experiment for :func:`analysis.report.analyze`:
     one row per model of every completed trial, with the trial's columns and the model's
     metrics (and ``model_id``, ``sparsity``, ``model_epoch`` columns), keyed by model."""
@@ -86,6 +78,6 @@ def zoo_frames(store: Store):
     rows = completed.drop(columns=[c for c in METRICS if c in completed.columns]).merge(
         models.rename(columns={"epoch": "model_epoch"}), on="trial_id", how="inner")
     rows["trial_id"] = [model_key(t, m) for t, m in zip(rows["trial_id"], rows["model_id"])]
-    tables = {name: _keyed(store.read_folder(name)) for name in TABLE_FOLDERS
+    tables = {name: _keyed(store.read_folder(name)) for name in table_names
               if store.list(name, suffix=".parquet")}
     return rows, _keyed(store.measures()), tables

@@ -16,6 +16,7 @@ A sweep file::
     max_failures: 2             # retries of a trial that raised
     storage: s3://bucket/zoo    # optional; --storage and GENZOO_STORAGE override it
     measures: {flatness: {subset: 500}} # optional settings for `genzoo measure`
+    analysis: {target: test_loss, double_descent: true}  # the paper's choices for `genzoo analyze`
 
 Any bad field is a :class:`SweepConfigError` whose one-line message names the field and what
 is allowed; the ``measures:`` block is checked here too (family names, setting keys, the kind
@@ -37,7 +38,7 @@ from trainers.config import ConfigError, TrainConfig
 PRESET_DIR = Path(__file__).parent / "presets"
 TOP_LEVEL = (
     "experiment", "dataset", "model", "mode", "mode_settings", "train", "grid", "seeds", "checkpoint_epochs",
-    "resources", "max_failures", "storage", "measures", "fault_injection",
+    "resources", "max_failures", "storage", "measures", "analysis", "fault_injection",
 )
 # Top-level shorthands for fields of ``train``.
 SHORTHANDS = ("dataset", "model", "mode", "mode_settings", "checkpoint_epochs")
@@ -58,6 +59,30 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class AnalysisOptions:
+    """The choices of the paper a sweep reproduces, for ``genzoo analyze`` (see
+    :func:`analysis.report.analyze`): the default ``target`` (gap, test_loss or test_error),
+    whether the zoo is a ``double_descent`` width sweep, the ``anchor`` measure of Table 3,
+    the ``feature_groups`` regressed into one measure each, and the long ``tables`` to read."""
+
+    target: str = "gap"
+    double_descent: bool = False
+    anchor: str = "prunability"
+    feature_groups: Tuple[Tuple[str, str, Optional[str]], ...] = (
+        ("margin/", "normalized_margins", "best_margin_variable"),
+        ("output_margin/", "output_margins", None),
+    )
+    tables: Tuple[str, ...] = ("pruning_curves", "el2n")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "target": self.target, "double_descent": self.double_descent, "anchor": self.anchor,
+            "feature_groups": [{"prefix": p, "derived": d, "best": b} for p, d, b in self.feature_groups],
+            "tables": list(self.tables),
+        }
+
+
+@dataclass(frozen=True)
 class FaultInjection:
     """Test-only: make every trial raise once when it reaches ``epoch`` (not part of trial ids)."""
 
@@ -73,6 +98,7 @@ class SweepConfig:
     max_failures: int = 2
     storage: Optional[str] = None
     measures: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    analysis: AnalysisOptions = AnalysisOptions()
     fault_injection: Optional[FaultInjection] = None
     source: Mapping[str, Any] = field(default_factory=dict)
 
@@ -103,6 +129,8 @@ class SweepConfig:
             out["storage"] = self.storage
         if self.measures:
             out["measures"] = {k: dict(v) for k, v in self.measures.items()}
+        if self.analysis != AnalysisOptions():
+            out["analysis"] = self.analysis.to_dict()
         if self.fault_injection:
             out["fault_injection"] = {"epoch": self.fault_injection.epoch}
         return out
@@ -213,6 +241,7 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
         if not isinstance(settings, dict):
             raise SweepConfigError(f"measures.{family}: got {settings!r}, allowed: a mapping of settings")
     _check_measures(measures)
+    analysis = _analysis_options(_mapping(document, "analysis"))
 
     fault = None
     if "fault_injection" in document:
@@ -225,7 +254,7 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     config = SweepConfig(
         experiment=experiment, base=base, axes=tuple(axes),
         resources=Resources(cpus=float(cpus), gpus=float(gpus)), max_failures=max_failures,
-        storage=storage, measures=measures, fault_injection=fault, source=document,
+        storage=storage, measures=measures, analysis=analysis, fault_injection=fault, source=document,
     )
     ids = [t.trial_id for t in config.trials()]
     if len(set(ids)) != len(ids):
@@ -244,6 +273,48 @@ def _check_measures(measures: Mapping[str, Mapping[str, Any]]) -> None:
             registry.settings_for(family, settings)
         except registry.MeasureError as exc:
             raise SweepConfigError(str(exc)) from None
+
+
+def _analysis_options(block: Mapping[str, Any]) -> AnalysisOptions:
+    from analysis.data import TARGETS
+
+    allowed = [f.name for f in fields(AnalysisOptions)]
+    for key in block:
+        if key not in allowed:
+            raise SweepConfigError(f"analysis.{key}: unknown field, allowed: {', '.join(allowed)}")
+    values: Dict[str, Any] = {}
+    if "target" in block:
+        if block["target"] not in TARGETS:
+            raise SweepConfigError(f"analysis.target: got {block['target']!r}, allowed: {', '.join(TARGETS)}")
+        values["target"] = block["target"]
+    if "double_descent" in block:
+        if not isinstance(block["double_descent"], bool):
+            raise SweepConfigError(f"analysis.double_descent: got {block['double_descent']!r}, allowed: true or false")
+        values["double_descent"] = block["double_descent"]
+    if "anchor" in block:
+        if not isinstance(block["anchor"], str) or not block["anchor"]:
+            raise SweepConfigError(f"analysis.anchor: got {block['anchor']!r}, allowed: a measure name")
+        values["anchor"] = block["anchor"]
+    if "tables" in block:
+        tables = block["tables"]
+        if not isinstance(tables, list) or not all(isinstance(t, str) and t and "/" not in t for t in tables):
+            raise SweepConfigError(f"analysis.tables: got {tables!r}, allowed: a list of table folder names")
+        values["tables"] = tuple(tables)
+    if "feature_groups" in block:
+        groups = block["feature_groups"]
+        bad = SweepConfigError(f"analysis.feature_groups: got {groups!r}, allowed: a list of "
+                               "{prefix: str, derived: str, best: str or null}")
+        if not isinstance(groups, list):
+            raise bad
+        parsed = []
+        for group in groups:
+            if not isinstance(group, dict) or set(group) - {"prefix", "derived", "best"} or \
+                    not all(isinstance(group.get(k), str) and group.get(k) for k in ("prefix", "derived")) or \
+                    not (group.get("best") is None or isinstance(group.get("best"), str)):
+                raise bad
+            parsed.append((group["prefix"], group["derived"], group.get("best")))
+        values["feature_groups"] = tuple(parsed)
+    return AnalysisOptions(**values)
 
 
 def with_gpus(config: SweepConfig, gpus: float) -> SweepConfig:

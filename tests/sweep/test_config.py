@@ -123,3 +123,17 @@ def test_mode_and_its_settings_come_from_the_sweep_file(tmp_path):
         sweep_config.parse({"mode": "ema", "mode_settings": {"decay": 2}})
     with pytest.raises(sweep_config.SweepConfigError, match=r"^train\.mode: got 'imp'"):
         sweep_config.parse({"mode": "imp"})
+
+
+def test_the_analysis_block_carries_the_papers_choices():
+    assert sweep_config.load("double_descent_cnn").analysis.target == "test_loss"
+    assert sweep_config.load("double_descent_cnn").analysis.double_descent
+    assert sweep_config.load("demo").analysis == sweep_config.AnalysisOptions()
+    config = sweep_config.parse({"analysis": {"anchor": "sum_of_fro", "tables": ["el2n"],
+                                              "feature_groups": [{"prefix": "margin/", "derived": "m"}]}})
+    assert config.analysis.feature_groups == (("margin/", "m", None),) and config.analysis.tables == ("el2n",)
+    assert sweep_config.parse(config.to_dict()).analysis == config.analysis
+    for block, field in [({"target": "accuracy"}, "target"), ({"double_descent": "yes"}, "double_descent"),
+                         ({"colour": 1}, "colour"), ({"feature_groups": [{"prefix": 1}]}, "feature_groups")]:
+        with pytest.raises(SweepConfigError, match=rf"^analysis\.{field}:"):
+            sweep_config.parse({"analysis": block})
