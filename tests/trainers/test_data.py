@@ -1,4 +1,4 @@
-"""Tests of trainers/data.py: CIFAR files, the digits dataset, label noise, the device loader."""
+"""Tests of trainers/data/: CIFAR files, the digits dataset, label noise, the device loader."""
 
 from __future__ import annotations
 
