@@ -22,7 +22,7 @@ import pandas as pd
 
 from analysis.report import analyze
 from measures import registry
-from sweep.driver import read_resolved_config
+from sweep.config import read_resolved_config
 from sweep.store import COMPLETED, Store, model_key
 
 ANALYSIS_DIR = "analysis"

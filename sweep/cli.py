@@ -169,12 +169,13 @@ def _sweep(args: argparse.Namespace) -> int:
     from sweep import config as sweep_config
     from sweep import driver
     from sweep.store import Store
+    from sweep.trials_table import status_text
 
     if args.sweep_command == "plan":
         print(driver.plan_text(sweep_config.load(args.sweep)))
         return 0
     if args.sweep_command == "status":
-        print(driver.status_text(Store(args.storage, args.experiment)))
+        print(status_text(Store(args.storage, args.experiment)))
         return 0
     if args.sweep_command == "run":
         config = sweep_config.load(args.sweep)

@@ -346,3 +346,13 @@ def _mapping(document: Mapping[str, Any], key: str) -> Dict[str, Any]:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_resolved_config(store) -> SweepConfig:
+    """The resolved config an experiment recorded in its ``sweep.yaml`` (a :class:`sweep.store.Store`)."""
+    if not store.exists("sweep.yaml"):
+        raise SweepConfigError(f"experiment: no sweep.yaml in {store.uri} (was it started with `genzoo sweep run`?)")
+    document = yaml.safe_load(store.read_text("sweep.yaml"))
+    document.pop("versions", None)
+    document.pop("store_version", None)
+    return parse(document)

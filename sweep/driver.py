@@ -18,23 +18,22 @@ reports.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import shutil
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import pandas as pd
 import yaml
 
 from sweep import trial
-from sweep.config import SweepConfig, SweepConfigError, parse
-from sweep.store import COMPLETED, DIVERGED, ERROR, FINISHED, INCOMPLETE, PENDING, RUNNING, STORE_VERSION, Store
+from sweep.cluster import check_cluster, connect_ray
+from sweep.config import SweepConfig, SweepConfigError, read_resolved_config
+from sweep.progress import _trial_name, _tune_callback_class
+from sweep.store import DIVERGED, FINISHED, RUNNING, STORE_VERSION, Store
+from sweep.trials_table import FINAL_METRICS, TrialsTable
 from trainers import checkpoint
 from trainers.config import TrainConfig
 
@@ -46,7 +45,6 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 TUNE_DIR = "_tune"
-FINAL_METRICS = ("epoch", "minibatch_loss", "train_loss", "train_acc", "test_loss", "test_acc")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,206 +126,7 @@ def _metrics(trial_id: str, config: TrainConfig, record: Dict[str, Any]) -> Dict
 
 
 # ---------------------------------------------------------------------------------------------
-# trials.parquet and status
-
-
-@dataclass
-class TrialRow:
-    config: TrainConfig
-    status: str = PENDING
-    epochs_done: int = 0
-    final: Optional[Dict[str, Any]] = None
-    error: Optional[str] = None
-
-
-class TrialsTable:
-    """The driver's view of every trial, rebuilt from the store and kept in ``trials.parquet``."""
-
-    def __init__(self, store: Store, configs: List[TrainConfig]):
-        self.store = store
-        self.rows: Dict[str, TrialRow] = {c.trial_id: TrialRow(c) for c in configs}
-        previous = store.trials()
-        self.errors = {}
-        if "error" in previous.columns:
-            self.errors = {
-                r.trial_id: r.error for r in previous.itertuples() if isinstance(r.error, str) and r.status == ERROR
-            }
-        for trial_id in self.rows:
-            self.refresh(trial_id)
-
-    def refresh(self, trial_id: str, *, error: Optional[str] = None) -> TrialRow:
-        row = self.rows[trial_id]
-        records = self.store.epochs(trial_id)
-        row.epochs_done = len(records)
-        row.final = records.iloc[-1].to_dict() if len(records) else None
-        if error is not None:
-            self.errors[trial_id] = error
-        if trial.is_complete(self.store, row.config):
-            row.status = DIVERGED if row.final and row.final["status"] == DIVERGED else COMPLETED
-            row.error = None
-            self.errors.pop(trial_id, None)
-        elif trial_id in self.errors:
-            row.status, row.error = ERROR, self.errors[trial_id]
-        else:
-            row.status = INCOMPLETE if row.epochs_done else PENDING
-        return row
-
-    def mark_running(self, trial_id: str) -> None:
-        if trial_id in self.rows and self.rows[trial_id].status in (PENDING, INCOMPLETE, ERROR):
-            self.rows[trial_id].status = RUNNING
-            self.rows[trial_id].error = None
-            self.errors.pop(trial_id, None)
-
-    def frame(self) -> pd.DataFrame:
-        out = []
-        for trial_id, row in self.rows.items():
-            hparams = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v) for k, v in row.config.to_dict().items()}
-            final = row.final or {}
-            out.append({
-                "trial_id": trial_id, **hparams, "status": row.status,
-                "epochs_done": row.epochs_done, "epochs_total": trial.total_epochs(row.config),
-                **{m: final.get(m) for m in FINAL_METRICS if m != "epoch"},
-                "error": row.error,
-            })
-        return pd.DataFrame(out)
-
-    def write(self) -> None:
-        self.store.write_table(self.frame(), "trials.parquet")
-
-    def counts(self) -> Dict[str, int]:
-        counts: Dict[str, int] = {}
-        for row in self.rows.values():
-            counts[row.status] = counts.get(row.status, 0) + 1
-        return counts
-
-
-def status_text(store: Store) -> str:
-    from sweep.migrate import upgrade
-
-    upgrade(store)
-    config = read_resolved_config(store)
-    table = TrialsTable(store, config.trials())
-    frame = table.frame()
-    done = int(frame["epochs_done"].sum())
-    total = int(frame["epochs_total"].sum())
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(table.counts().items()))
-    lines = [f"experiment {store.experiment} ({store.uri}): {len(frame)} trials: {counts}",
-             f"epochs: {done}/{total} done"]
-    failed = frame[frame["status"] == ERROR]
-    for r in failed.itertuples():
-        lines.append(f"  failed {r.trial_id}: {r.error}")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# progress, from Tune's callbacks in the driver
-
-
-def _tune_callback_class():
-    from ray import tune
-
-    class StoreProgress(tune.Callback):
-        """Keeps ``trials.parquet`` current and prints one progress line at a time instead of
-        Tune's tables. Its state is rebuilt from the store in ``setup``, so it survives the
-        pickling of Tune's experiment state."""
-
-        def __init__(self, storage: str, experiment: str, config_dicts: List[Dict[str, Any]], every: float = 10.0):
-            self.storage, self.experiment, self.config_dicts, self.every = storage, experiment, config_dicts, every
-
-        def setup(self, **info):
-            self.store = Store(self.storage, self.experiment)
-            self.table = TrialsTable(self.store, [TrainConfig.from_dict(c) for c in self.config_dicts])
-            self.started = time.monotonic()
-            self.epochs_at_start = sum(r.epochs_done for r in self.table.rows.values())
-            self.live_epochs: Dict[str, int] = {}
-            self.last_print = 0.0
-            self.table.write()
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            # Tune overwrites result["trial_id"] with its own id; ours is in the config.
-            trial_id = _trial_name(trial)
-            if trial_id in self.table.rows:
-                self.table.mark_running(trial_id)
-                self.live_epochs[trial_id] = int(result.get("epoch", 0))
-            self._maybe_print()
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._finish(trial)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._finish(trial, error=_last_error_line(trial))
-
-        def on_step_end(self, iteration, trials, **info):
-            self._maybe_print()
-
-        def on_experiment_end(self, trials, **info):
-            self.table.write()
-            self._print()
-
-        def _finish(self, trial, error: Optional[str] = None):
-            trial_id = _trial_name(trial)
-            self.live_epochs.pop(trial_id, None)
-            self.table.refresh(trial_id, error=error)
-            self.table.write()
-            self._print()
-
-        def _maybe_print(self):
-            if time.monotonic() - self.last_print >= self.every:
-                self._print()
-
-        def _print(self):
-            self.last_print = time.monotonic()
-            rows = self.table.rows.values()
-            done = sum(r.status in FINISHED for r in rows)
-            failed = sum(r.status == ERROR for r in rows)
-            running = sum(r.status == RUNNING for r in rows)
-            epochs_total = sum(trial.total_epochs(r.config) for r in rows)
-            epochs_done = sum(
-                trial.total_epochs(r.config) if r.status in FINISHED
-                else max(self.live_epochs.get(r.config.trial_id, 0), r.epochs_done)
-                for r in rows
-            )
-            elapsed = time.monotonic() - self.started
-            trained = epochs_done - self.epochs_at_start
-            remaining = epochs_total - epochs_done
-            eta = _duration(elapsed / trained * remaining) if trained > 0 else "?"
-            print(
-                f"[{self.experiment}] trials {done}/{len(self.table.rows)} done, {running} running, "
-                f"{failed} failed | epochs {epochs_done}/{epochs_total} | "
-                f"elapsed {_duration(elapsed)}, ETA {eta}",
-                flush=True,
-            )
-
-    return StoreProgress
-
-
-def _last_error_line(trial) -> str:
-    path = trial.error_file
-    if path and os.path.exists(path):
-        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-        if lines:
-            return lines[-1][:500]
-    return "trial failed (no error file)"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
-# ---------------------------------------------------------------------------------------------
 # run and resume
-
-
-def read_resolved_config(store: Store) -> SweepConfig:
-    if not store.exists("sweep.yaml"):
-        raise SweepConfigError(f"experiment: no sweep.yaml in {store.uri} (was it started with `genzoo sweep run`?)")
-    document = yaml.safe_load(store.read_text("sweep.yaml"))
-    document.pop("versions", None)
-    document.pop("store_version", None)
-    return parse(document)
 
 
 def _provenance(config: SweepConfig) -> str:
@@ -345,47 +144,6 @@ def _provenance(config: SweepConfig) -> str:
         "numpy": numpy.__version__, "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
     }
     return yaml.safe_dump(document, sort_keys=False)
-
-
-def connect_ray(address: Optional[str] = None):
-    """Use the Ray already initialized in this process, else connect to ``address``, else
-    start an embedded local Ray."""
-    import ray
-
-    if ray.is_initialized():
-        return ray
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    return ray
-
-
-def check_cluster(available: Dict[str, float], *, cpus: float, gpus: float, what: str, gpu_field: str,
-                  gpu_flag: str, autoscale: bool = False) -> Optional[str]:
-    """Whether a cluster whose current total resources are ``available`` (``ray.cluster_resources()``)
-    can ever run a task of ``cpus`` CPUs and ``gpus`` GPUs. Raises one line naming
-    ``gpu_field`` (the field or flag that asked for GPUs; ``gpu_flag`` is the flag that changes
-    it) when it cannot: Tune and Ray would otherwise wait forever on an infeasible request.
-
-    With ``autoscale`` the cluster may still add nodes (the launcher's or KubeRay's
-    autoscaler), so nothing is refused: the return value is a warning to print when the
-    resources are not there yet, else None.
-    """
-    missing = []
-    if gpus > 0 and available.get("GPU", 0) <= 0:
-        missing.append((gpu_field, f"{gpus:g} GPU per {what} requested but the Ray cluster has no GPU",
-                        f"use {gpu_flag} 0"))
-    if available.get("CPU", 0) < cpus:
-        missing.append(("resources.cpus", f"{cpus:g} CPUs per {what} but the Ray cluster has "
-                        f"{available.get('CPU', 0):g} CPUs", "lower resources.cpus"))
-    if not missing:
-        return None
-    if autoscale:
-        return "; ".join(f"{field}: {problem} yet" for field, problem, _ in missing) + \
-            f"; each {what} waits until the autoscaler adds a node that has them"
-    field, problem, fix = missing[0]
-    raise SweepConfigError(f"{field}: {problem} ({fix}, or --autoscale if the cluster adds nodes on demand)")
 
 
 def run(
@@ -486,10 +244,6 @@ def _next_run_name(store: Store) -> str:
     numbers = [int(i.base_name[4:]) for i in infos
                if i.type == pafs.FileType.Directory and i.base_name.startswith("run-") and i.base_name[4:].isdigit()]
     return f"run-{max(numbers, default=0) + 1}"
-
-
-def _trial_name(trial) -> str:
-    return trial.config["trial"]["trial_id"]
 
 
 def resume(experiment: str, *, storage: Optional[str] = None, address: Optional[str] = None,

@@ -148,7 +148,8 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
     that adds GPU nodes on demand, pass it explicitly together with ``autoscale`` (see
     :func:`sweep.driver.check_cluster`). ``overrides``: ``FAMILY.SETTING=VALUE`` strings.
     """
-    from sweep.driver import check_cluster, connect_ray, read_resolved_config
+    from sweep.cluster import check_cluster, connect_ray
+    from sweep.config import read_resolved_config
     from sweep.migrate import upgrade
 
     store = Store(storage, experiment)

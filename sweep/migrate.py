@@ -64,7 +64,7 @@ def upgrade(store: Store, out: Callable[[str], None] = print) -> bool:
 
         raise SweepConfigError(f"sweep.yaml: store_version {version} is newer than this genzoo ({STORE_VERSION}); "
                                "upgrade genzoo")
-    from sweep.driver import read_resolved_config
+    from sweep.config import read_resolved_config
 
     config = read_resolved_config(store)
     ids = {v1_trial_id(c): c for c in config.trials()}

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from sweep import config as sweep_config
-from sweep import driver
+from sweep import cluster, driver
 from sweep.cli import main
 from sweep.store import Store
 from trainers.config import TrainConfig
@@ -133,18 +133,18 @@ def test_killed_driver_is_resumed_without_retraining_or_duplicate_rows(ray_addre
 def test_check_cluster_refuses_a_request_the_cluster_cannot_run_unless_it_autoscales(available, cpus, gpus, field):
     kwargs = dict(cpus=cpus, gpus=gpus, what="trial", gpu_field="resources.gpus", gpu_flag="--gpus-per-trial")
     with pytest.raises(sweep_config.SweepConfigError) as raised:
-        driver.check_cluster(available, **kwargs)
+        cluster.check_cluster(available, **kwargs)
     message = str(raised.value)
     assert message.startswith(field) and "--autoscale" in message and "\n" not in message
-    warning = driver.check_cluster(available, autoscale=True, **kwargs)
+    warning = cluster.check_cluster(available, autoscale=True, **kwargs)
     assert warning.startswith(field) and "waits until the autoscaler adds a node" in warning
 
 
 def test_check_cluster_accepts_what_the_cluster_has_now():
     kwargs = dict(what="trial", gpu_field="resources.gpus", gpu_flag="--gpus-per-trial")
-    assert driver.check_cluster({"CPU": 2.0}, cpus=2, gpus=0, **kwargs) is None
-    assert driver.check_cluster({"CPU": 16.0, "GPU": 1.0}, cpus=2, gpus=0.25, **kwargs) is None
-    assert driver.check_cluster({"CPU": 16.0, "GPU": 1.0}, cpus=2, gpus=0.25, autoscale=True, **kwargs) is None
+    assert cluster.check_cluster({"CPU": 2.0}, cpus=2, gpus=0, **kwargs) is None
+    assert cluster.check_cluster({"CPU": 16.0, "GPU": 1.0}, cpus=2, gpus=0.25, **kwargs) is None
+    assert cluster.check_cluster({"CPU": 16.0, "GPU": 1.0}, cpus=2, gpus=0.25, autoscale=True, **kwargs) is None
 
 
 def test_sweep_asking_for_a_gpu_on_a_cluster_without_one_exits_2_and_writes_nothing(ray_address, tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sweep.cli import main
-from sweep.driver import read_resolved_config
+from sweep.config import read_resolved_config
 from sweep.migrate import store_version, upgrade, v1_trial_id
 from sweep.store import STORE_VERSION, Store
 

@@ -1,0 +1,112 @@
+"""The sweep's progress, from Tune's callbacks in the driver: ``trials.parquet`` kept current
+and one progress line at a time instead of Tune's tables."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from sweep import trial
+from sweep.store import ERROR, FINISHED, RUNNING, Store
+from sweep.trials_table import TrialsTable
+from trainers.config import TrainConfig
+
+
+def _trial_name(trial) -> str:
+    return trial.config["trial"]["trial_id"]
+
+
+def _tune_callback_class():
+    from ray import tune
+
+    class StoreProgress(tune.Callback):
+        """Keeps ``trials.parquet`` current and prints one progress line at a time instead of
+        Tune's tables. Its state is rebuilt from the store in ``setup``, so it survives the
+        pickling of Tune's experiment state."""
+
+        def __init__(self, storage: str, experiment: str, config_dicts: List[Dict[str, Any]], every: float = 10.0):
+            self.storage, self.experiment, self.config_dicts, self.every = storage, experiment, config_dicts, every
+
+        def setup(self, **info):
+            self.store = Store(self.storage, self.experiment)
+            self.table = TrialsTable(self.store, [TrainConfig.from_dict(c) for c in self.config_dicts])
+            self.started = time.monotonic()
+            self.epochs_at_start = sum(r.epochs_done for r in self.table.rows.values())
+            self.live_epochs: Dict[str, int] = {}
+            self.last_print = 0.0
+            self.table.write()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            # Tune overwrites result["trial_id"] with its own id; ours is in the config.
+            trial_id = _trial_name(trial)
+            if trial_id in self.table.rows:
+                self.table.mark_running(trial_id)
+                self.live_epochs[trial_id] = int(result.get("epoch", 0))
+            self._maybe_print()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._finish(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._finish(trial, error=_last_error_line(trial))
+
+        def on_step_end(self, iteration, trials, **info):
+            self._maybe_print()
+
+        def on_experiment_end(self, trials, **info):
+            self.table.write()
+            self._print()
+
+        def _finish(self, trial, error: Optional[str] = None):
+            trial_id = _trial_name(trial)
+            self.live_epochs.pop(trial_id, None)
+            self.table.refresh(trial_id, error=error)
+            self.table.write()
+            self._print()
+
+        def _maybe_print(self):
+            if time.monotonic() - self.last_print >= self.every:
+                self._print()
+
+        def _print(self):
+            self.last_print = time.monotonic()
+            rows = self.table.rows.values()
+            done = sum(r.status in FINISHED for r in rows)
+            failed = sum(r.status == ERROR for r in rows)
+            running = sum(r.status == RUNNING for r in rows)
+            epochs_total = sum(trial.total_epochs(r.config) for r in rows)
+            epochs_done = sum(
+                trial.total_epochs(r.config) if r.status in FINISHED
+                else max(self.live_epochs.get(r.config.trial_id, 0), r.epochs_done)
+                for r in rows
+            )
+            elapsed = time.monotonic() - self.started
+            trained = epochs_done - self.epochs_at_start
+            remaining = epochs_total - epochs_done
+            eta = _duration(elapsed / trained * remaining) if trained > 0 else "?"
+            print(
+                f"[{self.experiment}] trials {done}/{len(self.table.rows)} done, {running} running, "
+                f"{failed} failed | epochs {epochs_done}/{epochs_total} | "
+                f"elapsed {_duration(elapsed)}, ETA {eta}",
+                flush=True,
+            )
+
+    return StoreProgress
+
+
+def _last_error_line(trial) -> str:
+    path = trial.error_file
+    if path and os.path.exists(path):
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+        if lines:
+            return lines[-1][:500]
+    return "trial failed (no error file)"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,105 @@
+"""``trials.parquet`` and ``genzoo sweep status``: every trial's status, derived from the
+store (the source of truth) plus the errors Tune reported."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import pandas as pd
+
+from sweep import trial
+from sweep.config import read_resolved_config
+from sweep.store import COMPLETED, DIVERGED, ERROR, INCOMPLETE, PENDING, RUNNING, Store
+from trainers.config import TrainConfig
+
+FINAL_METRICS = ("epoch", "minibatch_loss", "train_loss", "train_acc", "test_loss", "test_acc")
+
+
+@dataclass
+class TrialRow:
+    config: TrainConfig
+    status: str = PENDING
+    epochs_done: int = 0
+    final: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+
+
+class TrialsTable:
+    """The driver's view of every trial, rebuilt from the store and kept in ``trials.parquet``."""
+
+    def __init__(self, store: Store, configs: List[TrainConfig]):
+        self.store = store
+        self.rows: Dict[str, TrialRow] = {c.trial_id: TrialRow(c) for c in configs}
+        previous = store.trials()
+        self.errors = {}
+        if "error" in previous.columns:
+            self.errors = {
+                r.trial_id: r.error for r in previous.itertuples() if isinstance(r.error, str) and r.status == ERROR
+            }
+        for trial_id in self.rows:
+            self.refresh(trial_id)
+
+    def refresh(self, trial_id: str, *, error: Optional[str] = None) -> TrialRow:
+        row = self.rows[trial_id]
+        records = self.store.epochs(trial_id)
+        row.epochs_done = len(records)
+        row.final = records.iloc[-1].to_dict() if len(records) else None
+        if error is not None:
+            self.errors[trial_id] = error
+        if trial.is_complete(self.store, row.config):
+            row.status = DIVERGED if row.final and row.final["status"] == DIVERGED else COMPLETED
+            row.error = None
+            self.errors.pop(trial_id, None)
+        elif trial_id in self.errors:
+            row.status, row.error = ERROR, self.errors[trial_id]
+        else:
+            row.status = INCOMPLETE if row.epochs_done else PENDING
+        return row
+
+    def mark_running(self, trial_id: str) -> None:
+        if trial_id in self.rows and self.rows[trial_id].status in (PENDING, INCOMPLETE, ERROR):
+            self.rows[trial_id].status = RUNNING
+            self.rows[trial_id].error = None
+            self.errors.pop(trial_id, None)
+
+    def frame(self) -> pd.DataFrame:
+        out = []
+        for trial_id, row in self.rows.items():
+            hparams = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v) for k, v in row.config.to_dict().items()}
+            final = row.final or {}
+            out.append({
+                "trial_id": trial_id, **hparams, "status": row.status,
+                "epochs_done": row.epochs_done, "epochs_total": trial.total_epochs(row.config),
+                **{m: final.get(m) for m in FINAL_METRICS if m != "epoch"},
+                "error": row.error,
+            })
+        return pd.DataFrame(out)
+
+    def write(self) -> None:
+        self.store.write_table(self.frame(), "trials.parquet")
+
+    def counts(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for row in self.rows.values():
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+
+def status_text(store: Store) -> str:
+    from sweep.migrate import upgrade
+
+    upgrade(store)
+    config = read_resolved_config(store)
+    table = TrialsTable(store, config.trials())
+    frame = table.frame()
+    done = int(frame["epochs_done"].sum())
+    total = int(frame["epochs_total"].sum())
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(table.counts().items()))
+    lines = [f"experiment {store.experiment} ({store.uri}): {len(frame)} trials: {counts}",
+             f"epochs: {done}/{total} done"]
+    failed = frame[frame["status"] == ERROR]
+    for r in failed.itertuples():
+        lines.append(f"  failed {r.trial_id}: {r.error}")
+    return "\n".join(lines)
