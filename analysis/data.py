@@ -20,6 +20,8 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 
+# The store's words for a completed trial and a computed measure row (docs/store.md); the
+# analysis reads them but must not import the store (sweep) or the trainer.
 COMPLETED = "completed"
 OK = "ok"
 MIN_MODELS = 3

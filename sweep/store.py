@@ -41,6 +41,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from trainers.status import COMPLETED, DIVERGED
+
 DEFAULT_STORAGE = "./results"
 
 # Version of the layout. 1: the first slice (trial ids hashed every field, no models table,
@@ -48,11 +50,9 @@ DEFAULT_STORAGE = "./results"
 # older version is upgraded in place by :func:`sweep.migrate.upgrade`.
 STORE_VERSION = 2
 
-# The status vocabulary, one definition for the whole orchestration layer.
-# A trial: trained to its last epoch, or stopped by a non-finite loss (both final);
+# The status vocabulary, one definition for the whole orchestration layer. A trial is
+# finished when COMPLETED or DIVERGED (the trainer's outcome words, trainers.status), else
 # not started, partly trained, training now, or failed in its last attempt.
-COMPLETED = "completed"
-DIVERGED = "diverged"
 PENDING = "pending"
 INCOMPLETE = "incomplete"
 RUNNING = "running"

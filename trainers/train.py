@@ -40,9 +40,8 @@ from torch import nn
 from trainers import checkpoint, data, models, pruning
 from trainers.config import TrainConfig
 from trainers.modes import callbacks as mode_callbacks
+from trainers.status import COMPLETED, DIVERGED
 
-COMPLETED = "completed"
-DIVERGED = "diverged"
 
 
 
