@@ -149,6 +149,38 @@ def pruning_curves_figure(curves: pd.DataFrame) -> Figure:
     return figure
 
 
+SPECTRUM_COLUMNS = ("trial_id", "rank", "eigenvalue")
+
+
+def hessian_spectrum_figure(spectra: pd.DataFrame, target: pd.Series, target_label: str) -> Figure:
+    """The top Hessian eigenvalues of every model against their rank (the ``hessian_eigenvalues``
+    table of the flatness family), one line per model coloured by its ``target`` value. The
+    y axis is logarithmic when every eigenvalue is positive, else symmetric-logarithmic."""
+    check_columns(spectra, SPECTRUM_COLUMNS, "hessian_eigenvalues")
+    from matplotlib import cm
+    from matplotlib.colors import Normalize
+
+    figure = Figure(figsize=(5.2, 3.6))
+    axis = figure.add_subplot(1, 1, 1)
+    values = target.astype(float)
+    norm = Normalize(vmin=float(values.min()), vmax=float(values.max()))
+    for trial_id, group in spectra.groupby("trial_id", sort=True):
+        group = group.sort_values("rank")
+        colour = cm.viridis(norm(float(values.get(trial_id, np.nan))))
+        axis.plot(group["rank"], group["eigenvalue"], color=colour, linewidth=0.8, alpha=0.8)
+    if (spectra["eigenvalue"] > 0).all():
+        axis.set_yscale("log")
+    else:
+        axis.set_yscale("symlog")
+    axis.set_xlabel("rank")
+    axis.set_ylabel("Hessian eigenvalue")
+    axis.set_title(f"top Hessian eigenvalues ({spectra['trial_id'].nunique()} models)", fontsize=9)
+    axis.grid(True, alpha=0.3)
+    figure.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axis, label=target_label)
+    figure.tight_layout()
+    return figure
+
+
 def el2n_loss_column(el2n: pd.DataFrame) -> Optional[str]:
     for column in EL2N_LOSS_COLUMNS:
         if column in el2n.columns:

@@ -26,6 +26,7 @@ from analysis.errors import AnalysisError
 from analysis.report_text import report_text
 from analysis.figures import (
     double_descent_figure,
+    hessian_spectrum_figure,
     el2n_figure,
     el2n_loss_column,
     el2n_summaries,
@@ -274,7 +275,7 @@ def _write_figures(
         figures.append(("test loss and every measure against width (double descent)", relative))
 
     tables = dict(tables or {})
-    for unknown in sorted(set(tables) - {"pruning_curves", "el2n"}):
+    for unknown in sorted(set(tables) - {"pruning_curves", "el2n", "hessian_eigenvalues"}):
         notes.append(f"tables[{unknown!r}] is not used by the analysis")
     curves_table = tables.get("pruning_curves")
     if curves_table is not None:
@@ -285,6 +286,15 @@ def _write_figures(
             figures.append(("loss after pruning versus a random perturbation of the same weights", relative))
         else:
             notes.append("tables['pruning_curves'] has no rows for the completed trials: no pruning figure")
+    spectra = tables.get("hessian_eigenvalues")
+    if spectra is not None:
+        part = spectra[spectra["trial_id"].isin(models.index)] if "trial_id" in spectra.columns else spectra
+        if len(part):
+            relative = "figures/hessian_spectrum.png"
+            _write(out / relative, png_bytes(hessian_spectrum_figure(part, target_series, target)), written)
+            figures.append(("top Hessian eigenvalues of every model by rank, coloured by the target", relative))
+        else:
+            notes.append("tables['hessian_eigenvalues'] has no rows for the completed trials: no spectrum figure")
     el2n = tables.get("el2n")
     if el2n is not None:
         part = el2n[el2n["trial_id"].isin(models.index)] if "trial_id" in el2n.columns else el2n

@@ -68,7 +68,7 @@ def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["model_id"])
 
 
-def zoo_frames(store: Store, table_names=("pruning_curves", "el2n")):
+def zoo_frames(store: Store, table_names=("pruning_curves", "el2n", "hessian_eigenvalues")):
     """(models, measures, long tables) of an experiment for :func:`analysis.report.analyze`:
     one row per model of every completed trial, with the trial's columns and the model's
     metrics (and ``model_id``, ``sparsity``, ``model_epoch`` columns), keyed by model."""

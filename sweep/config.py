@@ -72,7 +72,7 @@ class AnalysisOptions:
         ("margin/", "normalized_margins", "best_margin_variable"),
         ("output_margin/", "output_margins", None),
     )
-    tables: Tuple[str, ...] = ("pruning_curves", "el2n")
+    tables: Tuple[str, ...] = ("pruning_curves", "el2n", "hessian_eigenvalues")
 
     def to_dict(self) -> Dict[str, Any]:
         return {

@@ -60,7 +60,9 @@ def synthetic_store(seed: int = 0):
             noisy = index % 5 == 0
             score = rng.random() + (0.5 if noisy else 0.0)
             el2n_rows.append({"trial_id": t, "index": index, "score": score, "noisy": noisy, "loss": 2 * score})
-    tables = {"pruning_curves": curves, "el2n": pd.DataFrame(el2n_rows)}
+    spectra = pd.DataFrame([{"trial_id": t, "rank": r, "eigenvalue": 10.0 / r} for t in completed.trial_id
+                            for r in range(1, 5)])
+    tables = {"pruning_curves": curves, "el2n": pd.DataFrame(el2n_rows), "hessian_eigenvalues": spectra}
     return trials, measures, tables
 
 
@@ -89,7 +91,7 @@ def test_analyze_writes_every_table_figure_and_the_report(result):
     figures = {p.name for p in (out / "figures").glob("*.png")}
     assert {"scatter_prunability.png", "scatter_random_measure.png", "scatter_normalized_margins.png",
             "scatter_best_margin_variable.png", "double_descent.png", "pruning_vs_perturbation.png",
-            "el2n.png"} <= figures
+            "el2n.png", "hessian_spectrum.png"} <= figures
     assert (out / "el2n_groups.csv").exists() and (out / "el2n_noisy.csv").exists()
     assert set(result.paths) >= {out / "report.md", out / "table1.csv", out / "figures" / "el2n.png"}
     assert all(p.exists() for p in result.paths)
