@@ -73,7 +73,7 @@ def trial_context(
     device = torch.device(device)
 
     def build() -> nn.Module:
-        return build_model(config, dataset.num_classes).to(device)
+        return build_model(config, dataset.num_classes, dataset.input_shape).to(device)
 
     model = build()
     model.load_state_dict(final_state)

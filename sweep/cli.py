@@ -1,6 +1,6 @@
 """The ``genzoo`` command line.
 
-    genzoo data download cifar10|cifar100 [--root DIR]
+    genzoo data download cifar10|cifar100|mnist [--root DIR]
     genzoo train [FIELD=VALUE ...]              one model, per-epoch table (no Ray)
     genzoo sweep plan PRESET|FILE
     genzoo sweep run PRESET|FILE [--storage S] [--address A] [--gpus-per-trial F] [--autoscale]
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_cmd = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     download = data_cmd.add_parser("download", help="download a dataset with torchvision's checksummed downloader")
-    download.add_argument("name", choices=["cifar10", "cifar100"])
+    download.add_argument("name", choices=["cifar10", "cifar100", "mnist"])
     download.add_argument("--root", help="data root (default: $GENZOO_DATA, else ~/.cache/genzoo)")
 
     train = commands.add_parser("train", help="train one model without Ray and print its per-epoch table")

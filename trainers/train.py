@@ -75,9 +75,11 @@ class TrainResult:
         return self.records[-1] if self.records else {}
 
 
-def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+def build_model(config: TrainConfig, num_classes: int, input_shape: Optional[Sequence[int]] = None) -> nn.Module:
+    """The model of ``config``; ``input_shape`` is one example's (C, H, W), from the dataset."""
     return models.build(
-        config.model, num_classes, width=config.width, depth=config.depth, dropout=config.dropout
+        config.model, num_classes, width=config.width, depth=config.depth, dropout=config.dropout,
+        input_shape=input_shape,
     )
 
 
@@ -131,7 +133,7 @@ def train(
         )
 
     torch.manual_seed(config.seed)
-    model = build_model(config, dataset.num_classes).to(device)
+    model = build_model(config, dataset.num_classes, dataset.input_shape).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model)

@@ -175,13 +175,13 @@ def test_data_root_falls_back_to_home_cache(tmp_path, monkeypatch):
 
 
 def test_registry_names_and_unknown_name():
-    assert data.names() == ("digits", "cifar10", "cifar100")
+    assert data.names() == ("digits", "cifar10", "cifar100", "mnist")
     assert set(data.DATASETS) == set(data.names())
     assert data.get("cifar10") is data.DATASETS["cifar10"]
-    with pytest.raises(DatasetError, match="mnist.*allowed: digits, cifar10, cifar100"):
-        data.get("mnist")
+    with pytest.raises(DatasetError, match="svhn.*allowed: digits, cifar10, cifar100, mnist"):
+        data.get("svhn")
     with pytest.raises(DatasetError, match="allowed"):
-        data.load("mnist")
+        data.load("svhn")
 
 
 def test_download_rejects_unknown_names_and_digits_needs_no_network(tmp_path):

@@ -14,8 +14,10 @@ from trainers.models import ModelError, build
 from trainers.models.nin import NiN
 
 # A small width per model keeps the forward passes fast on one CPU core.
-SMALL_WIDTH = {"nin": 8, "mcnn": 4, "resnet18k": 4, "resnet20": 4, "vgg11": 4, "vgg16": 4}
-MARGIN_LAYER_COUNT = {"nin": 3, "mcnn": 4, "resnet18k": 8, "resnet20": 9, "vgg11": 8, "vgg16": 13}
+SMALL_WIDTH = {"nin": 8, "mcnn": 4, "resnet18k": 4, "resnet20": 4, "resnet32": 4, "resnet56": 4, "vgg11": 4, "vgg16": 4,
+               "lenet_300_100": 30}
+MARGIN_LAYER_COUNT = {"nin": 3, "mcnn": 4, "resnet18k": 8, "resnet20": 9, "resnet32": 15, "resnet56": 27, "vgg11": 8,
+                      "vgg16": 13, "lenet_300_100": 2}
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -130,7 +132,8 @@ def test_resnet20_default_has_272474_parameters_with_projection_shortcuts() -> N
 
 
 def test_registry_names() -> None:
-    assert models.names() == ["mcnn", "nin", "resnet18k", "resnet20", "vgg11", "vgg16"]
+    assert models.names() == ["lenet_300_100", "mcnn", "nin", "resnet18k", "resnet20", "resnet32", "resnet56",
+                             "vgg11", "vgg16"]
     assert set(models.MODELS) == set(models.names())
     assert models.get("nin") is models.MODELS["nin"]
 
@@ -139,7 +142,7 @@ def test_registry_names() -> None:
 @pytest.mark.parametrize("num_classes", [10, 100])
 def test_every_model_maps_a_cifar_batch_to_logits(name: str, num_classes: int) -> None:
     torch.manual_seed(0)
-    model = build(name, num_classes, width=SMALL_WIDTH[name])
+    model = build(name, num_classes, width=SMALL_WIDTH[name], input_shape=(3, 32, 32))
     x = torch.randn(2, 3, 32, 32)
     for mode in (model.train, model.eval):
         mode()
@@ -243,7 +246,7 @@ def captured_margin_outputs(model: nn.Module, x: torch.Tensor):
 @pytest.mark.parametrize("name", sorted(SMALL_WIDTH))
 def test_margin_layers_name_every_block_and_keep_the_batch(name: str) -> None:
     torch.manual_seed(0)
-    model = build(name, 10, width=SMALL_WIDTH[name]).eval()
+    model = build(name, 10, width=SMALL_WIDTH[name], input_shape=(3, 32, 32)).eval()
     layers = model.margin_layers()
     expected_names = [f"block{i}" for i in range(1, MARGIN_LAYER_COUNT[name] + 1)]
     assert [n for n, _ in layers] == expected_names
@@ -251,7 +254,7 @@ def test_margin_layers_name_every_block_and_keep_the_batch(name: str) -> None:
     logits, outputs = captured_margin_outputs(model, x)
     assert list(outputs) == expected_names
     for tensor in outputs.values():
-        assert tensor.shape[0] == 2 and tensor.dim() == 4
+        assert tensor.shape[0] == 2 and tensor.dim() == (2 if name == "lenet_300_100" else 4)
     # The margin measure differentiates a logit difference with respect to each hooked
     # tensor; that needs every hooked tensor on the path to the logits, unmodified.
     grads = torch.autograd.grad(logits[:, 0].sum(), list(outputs.values()))
@@ -278,7 +281,7 @@ def test_nin_margin_layers_are_pre_relu_block_outputs(depth: int) -> None:
 
 
 def test_unknown_model_name_lists_the_allowed_names() -> None:
-    with pytest.raises(ModelError, match="unknown name 'lenet', allowed: mcnn, nin, resnet18k") as info:
+    with pytest.raises(ModelError, match="unknown name 'lenet', allowed: lenet_300_100, mcnn, nin, resnet18k") as info:
         build("lenet", 10)
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError):

@@ -26,6 +26,8 @@ from trainers.data.sources import (
     ENV_DATA_ROOT,
     EVAL_BATCH_SIZE,
     IMAGE_SIZE,
+    MNIST_MEAN,
+    MNIST_STD,
     Dataset,
     DatasetError,
     RawDataset,
@@ -37,14 +39,15 @@ from trainers.data.sources import (
     get,
     names,
     read_cifar_batch,
+    read_idx,
     stratified_split,
 )
 from trainers.data.views import corrupt_labels, load, subset_indices
 
 __all__ = [
     "AUGMENT_PADDING", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "DATASETS",
-    "DIGITS_SPLIT_SEED", "DIGITS_TEST_PER_CLASS", "ENV_DATA_ROOT", "EVAL_BATCH_SIZE", "IMAGE_SIZE",
+    "DIGITS_SPLIT_SEED", "DIGITS_TEST_PER_CLASS", "ENV_DATA_ROOT", "EVAL_BATCH_SIZE", "IMAGE_SIZE", "MNIST_MEAN", "MNIST_STD",
     "Dataset", "DatasetError", "DeviceLoader", "EpochPlan", "RawDataset", "channel_stats", "corrupt_labels",
     "crop_flip", "data_root", "derive_seed", "digits_to_images", "download", "evaluate", "get", "load",
-    "names", "normalize", "read_cifar_batch", "stratified_split", "subset_indices",
+    "names", "normalize", "read_cifar_batch", "read_idx", "stratified_split", "subset_indices",
 ]

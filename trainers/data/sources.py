@@ -69,6 +69,11 @@ class Dataset:
     mean: Triple
     std: Triple
 
+    @property
+    def input_shape(self) -> Tuple[int, int, int]:
+        """One example's (C, H, W)."""
+        return tuple(int(v) for v in self.train_images.shape[1:])  # type: ignore[return-value]
+
     def tiled(self, times: int) -> "Dataset":
         """The same dataset with its training split repeated ``times`` times (labels, clean
         labels and noise flags with it; the test split unchanged). Benchmarks use it to get a
@@ -325,14 +330,83 @@ def _load_cifar100(root: pathlib.Path) -> RawDataset:
     return _load_cifar(_CIFAR100, root)
 
 
+# --------------------------------------------------------------------------- MNIST
+
+MNIST_FOLDER = "MNIST/raw"
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte",
+}
+# Per-channel mean and std of the 60,000 MNIST training images in [0, 1] units (the constants
+# of torchvision's and open_lth's MNIST normalization).
+MNIST_MEAN: Tuple[float] = (0.1307,)
+MNIST_STD: Tuple[float] = (0.3081,)
+_IDX_MAGIC = {1: 2049, 3: 2051}  # labels (N), images (N × rows × cols), unsigned bytes
+
+
+def read_idx(path: pathlib.Path, dims: int, *, fix: str = "") -> torch.Tensor:
+    """One file of LeCun's IDX format (the on-disk MNIST), plain or gzipped (``<path>.gz``):
+    a big-endian int32 magic number (2049 for labels, 2051 for images: unsigned bytes with 1
+    or 3 dimensions), one big-endian int32 size per dimension, then the bytes. Returns a
+    uint8 tensor of that shape. A missing, truncated or foreign file raises
+    :class:`DatasetError` naming it, followed by ``fix``."""
+    import gzip
+
+    suffix = f"; {fix}" if fix else ""
+    candidates = [path, path.with_name(path.name + ".gz")]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise DatasetError(f"{path}: missing MNIST file{suffix}")
+    try:
+        raw = gzip.decompress(found.read_bytes()) if found.suffix == ".gz" else found.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"{found}: not a readable gzip file ({exc}){suffix}") from None
+    header = 4 + 4 * dims
+    if len(raw) < header or int.from_bytes(raw[:4], "big") != _IDX_MAGIC[dims]:
+        raise DatasetError(f"{found}: not an IDX file of {dims} dimension(s) (magic {_IDX_MAGIC[dims]}){suffix}")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+    if len(raw) != header + int(np.prod(shape)):
+        raise DatasetError(f"{found}: has {len(raw) - header} data bytes, its header says {int(np.prod(shape))}{suffix}")
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=header).copy()).reshape(shape)
+
+
+def _load_mnist(root: pathlib.Path) -> RawDataset:
+    """MNIST from ``<root>/MNIST/raw`` (torchvision's layout of the four IDX files, plain or
+    gzipped): 60,000 training and 10,000 test images as uint8 ``N×1×28×28``, 10 classes.
+
+    mean = ``MNIST_MEAN`` = (0.1307,), std = ``MNIST_STD`` = (0.3081,).
+    """
+    folder = root / MNIST_FOLDER
+    fix = _fix_command("mnist", root)
+    arrays = {key: read_idx(folder / name, 3 if key.endswith("images") else 1, fix=fix)
+              for key, name in MNIST_FILES.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if len(images) != len(labels):
+            raise DatasetError(f"{folder / MNIST_FILES[split + '_labels']}: {len(labels)} labels for "
+                               f"{len(images)} images; {fix}")
+        if len(labels) and int(labels.max()) > 9:
+            raise DatasetError(f"{folder / MNIST_FILES[split + '_labels']}: labels must be in [0, 10); {fix}")
+    return RawDataset(
+        train_images=arrays["train_images"].unsqueeze(1),
+        train_labels=arrays["train_labels"].to(torch.int64),
+        test_images=arrays["test_images"].unsqueeze(1),
+        test_labels=arrays["test_labels"].to(torch.int64),
+        num_classes=10,
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
+    )
+
+
 # --------------------------------------------------------------------------- registry
 
 Loader = Callable[[pathlib.Path], RawDataset]
 
 DATASETS: Mapping[str, Loader] = MappingProxyType(
-    {"digits": _load_digits, "cifar10": _load_cifar10, "cifar100": _load_cifar100}
+    {"digits": _load_digits, "cifar10": _load_cifar10, "cifar100": _load_cifar100, "mnist": _load_mnist}
 )
-_DOWNLOADABLE = {"cifar10": ("CIFAR10", _CIFAR10.folder), "cifar100": ("CIFAR100", _CIFAR100.folder)}
+_DOWNLOADABLE = {"cifar10": ("CIFAR10", _CIFAR10.folder), "cifar100": ("CIFAR100", _CIFAR100.folder),
+                 "mnist": ("MNIST", MNIST_FOLDER)}
 
 
 def names() -> Tuple[str, ...]:

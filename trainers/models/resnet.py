@@ -10,14 +10,15 @@ last block (that BatchNorm would add 16k parameters and break the count below). 
 convolution applied to the block's pre-activated input. At k = 64 with 10 classes it has
 11,171,146 parameters.
 
-``resnet20``: the CIFAR ResNet of He et al. 2016, "Deep residual learning for image
-recognition" (section 4.2, n = 3): a 3×3 stem convolution, three stages of three
-post-activation basic blocks with w, 2w, 4w channels (w = 16 by default), a global average
-pool and a linear layer. Shortcuts that change shape are projections (1×1 convolution with
+``resnet20``, ``resnet32``, ``resnet56``: the CIFAR ResNets of He et al. 2016, "Deep residual
+learning for image recognition" (section 4.2, depth 6n + 2 with n = 3, 5, 9): a 3×3 stem
+convolution, three stages of n post-activation basic blocks with w, 2w, 4w channels (w = 16
+by default), a global average pool and a linear layer. Shortcuts that change shape are projections (1×1 convolution with
 stride 2, then BatchNorm; option B of the paper), as in open_lth (the lottery-ticket code base of
 Frankle et al., whose IMP setup "Pruning's effect on generalization" follows): every parameter then lives in a Conv2d, Linear or BatchNorm, so
-pruning and weight norms see all of them, and any width works. At w = 16 with 10 classes it
-has 272,474 parameters (option A's parameter-free shortcuts would give 269,722).
+pruning and weight norms see all of them, and any width works. At w = 16 with 10 classes
+ResNet20 has 272,474 parameters (option A's parameter-free shortcuts would give 269,722),
+ResNet32 466,906 and ResNet56 855,770.
 
 Initialization: PyTorch defaults.
 """
@@ -33,7 +34,6 @@ from torch import nn
 RESNET18K_DEFAULT_WIDTH = 64
 RESNET20_DEFAULT_WIDTH = 16
 _RESNET18_BLOCKS_PER_STAGE = 2
-_RESNET20_BLOCKS_PER_STAGE = 3
 
 
 class PreActBlock(nn.Module):
@@ -103,14 +103,16 @@ class BasicBlock(nn.Module):
         return F.relu(self.preact(out + self.shortcut(x)))
 
 
-class ResNet20(nn.Module):
-    """CIFAR ResNet20 with stage widths w, 2w, 4w; see the module docstring."""
+class CifarResNet(nn.Module):
+    """CIFAR ResNet of depth 6n + 2 with stage widths w, 2w, 4w; see the module docstring."""
 
-    def __init__(self, num_classes: int, *, width: int = RESNET20_DEFAULT_WIDTH) -> None:
+    def __init__(self, num_classes: int, *, depth: int = 20, width: int = RESNET20_DEFAULT_WIDTH) -> None:
         super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"depth: got {depth}, allowed: 6n + 2 with n >= 1 (20, 32, 56, ...)")
         self.stem = nn.Conv2d(3, width, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(width)
-        self.blocks = nn.Sequential(*_stages(BasicBlock, width, (1, 2, 4), _RESNET20_BLOCKS_PER_STAGE))
+        self.blocks = nn.Sequential(*_stages(BasicBlock, width, (1, 2, 4), (depth - 2) // 6))
         self.fc = nn.Linear(4 * width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,7 +120,7 @@ class ResNet20(nn.Module):
         return self.fc(out.mean(dim=(2, 3)))
 
     def margin_layers(self) -> List[Tuple[str, nn.Module]]:
-        """("block<i>", module) for the nine residual blocks; the module outputs the block's
+        """("block<i>", module) for every residual block; the module outputs the block's
         residual sum before its final ReLU (the same pre-activation point as the other
         models)."""
         return [(f"block{i + 1}", block.preact) for i, block in enumerate(self.blocks)]
@@ -142,6 +144,16 @@ def build_resnet18k(num_classes: int, *, width: int = RESNET18K_DEFAULT_WIDTH) -
     return PreActResNet18(num_classes, width=width)
 
 
-def build_resnet20(num_classes: int, *, width: int = RESNET20_DEFAULT_WIDTH) -> ResNet20:
+def build_resnet20(num_classes: int, *, width: int = RESNET20_DEFAULT_WIDTH) -> CifarResNet:
     """The registry's ``resnet20``: w = 16 by default."""
-    return ResNet20(num_classes, width=width)
+    return CifarResNet(num_classes, depth=20, width=width)
+
+
+def build_resnet32(num_classes: int, *, width: int = RESNET20_DEFAULT_WIDTH) -> CifarResNet:
+    """The registry's ``resnet32``: w = 16 by default."""
+    return CifarResNet(num_classes, depth=32, width=width)
+
+
+def build_resnet56(num_classes: int, *, width: int = RESNET20_DEFAULT_WIDTH) -> CifarResNet:
+    """The registry's ``resnet56``: w = 16 by default."""
+    return CifarResNet(num_classes, depth=56, width=width)
