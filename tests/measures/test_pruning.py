@@ -251,6 +251,8 @@ def test_default_scan_finds_the_smallest_passing_fraction_where_bisection_does_n
     assert result.loss_evaluations <= 30
     bisection = prunability(model, x, y, beta=BETA, search="bisection")
     assert bisection.alpha > result.alpha + 1e-9
+    exhaustive = prunability(model, x, y, beta=BETA, coarse_step=0.005)  # m = 1: every grid point
+    assert exhaustive.alpha == result.alpha and exhaustive.loss_evaluations == smallest + 2
 
 
 class FakeLoss:
