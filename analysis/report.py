@@ -24,6 +24,8 @@ from analysis.data import (
 )
 from analysis.errors import AnalysisError
 from analysis.report_text import report_text
+from analysis.sections import SECTIONS, SectionInput
+from analysis.sections import names as section_names
 from analysis.figures import (
     double_descent_figure,
     hessian_spectrum_figure,
@@ -103,6 +105,7 @@ def analyze(
     double_descent: bool = False,
     anchor: str = ANCHOR_MEASURE,
     feature_groups: Sequence[Tuple[str, str, Optional[str]]] = FEATURE_GROUPS,
+    sections: Sequence[str] = (),
 ) -> AnalysisResult:
     """Compute and write the analysis of one experiment into ``out_dir``.
 
@@ -118,7 +121,8 @@ def analyze(
     τ with the test loss and test error and the double-descent discussion; ``anchor`` is the
     measure Table 3 conditions on (the first paper's prunability); ``feature_groups`` are the
     (feature prefix, derived measure, best-single-variable measure or None) regressions of
-    :data:`FEATURE_GROUPS`.
+    :data:`FEATURE_GROUPS`; ``sections`` names the paper-specific sections to add
+    (:mod:`analysis.sections`), each given every model of ``trials`` and the ``tables``.
 
     Only completed trials with a finite target and measure rows with status "ok" and a finite
     value enter the statistics. Writes ``table1|2|3.md/.csv``, ``figures/*.png``, the EL2N
@@ -185,11 +189,24 @@ def analyze(
         _write(out / f"{name}.md", f"# {titles[name]}\n\n{to_markdown(table)}".encode(), written)
 
     figures = _write_figures(out, models, table_measures, target_series, target, axes, t1, tables, written, notes)
+    extra: List[str] = []
+    for name in sections:
+        if name not in SECTIONS:
+            raise AnalysisError(f"sections: unknown section {name!r}, allowed: {', '.join(section_names()) or 'none'}")
+        every_model = trials.set_index("trial_id", drop=False).rename_axis(None)
+        output = SECTIONS[name](SectionInput(
+            models=every_model, measures=measures_wide(measures, list(every_model.index)),
+            tables=dict(tables or {}), hparams=list(hparams), target=target,
+        ))
+        for relative, content in output.files.items():
+            _write(out / relative, content, written)
+        extra += ["", *output.markdown]
+        notes.extend(output.notes)
     report_path = out / "report.md"
     report = report_text(
         experiment=experiment, trials=trials, models=models, target=target, target_series=target_series,
         axes=axes, hold_fixed=hold_fixed, t1=t1, t2=t2, t3=t3, figures=figures, settings=settings or {},
-        measures=measures, notes=notes, double_descent=double_descent, anchor=anchor,
+        measures=measures, notes=notes, double_descent=double_descent, anchor=anchor, sections=extra,
     )
     _write(report_path, report.encode(), written)
 
@@ -275,8 +292,6 @@ def _write_figures(
         figures.append(("test loss and every measure against width (double descent)", relative))
 
     tables = dict(tables or {})
-    for unknown in sorted(set(tables) - {"pruning_curves", "el2n", "hessian_eigenvalues"}):
-        notes.append(f"tables[{unknown!r}] is not used by the analysis")
     curves_table = tables.get("pruning_curves")
     if curves_table is not None:
         part = curves_table[curves_table["trial_id"].isin(models.index)] if "trial_id" in curves_table.columns else curves_table

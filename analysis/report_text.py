@@ -77,6 +77,7 @@ def report_text(
     measures: pd.DataFrame,
     notes: List[str],
     double_descent: bool,
+    sections: Sequence[str] = (),
 ) -> str:
     ids = list(models.index)
     status_counts = trials["status"].astype(str).value_counts().sort_index()
@@ -162,6 +163,7 @@ def report_text(
     else:
         lines.append("- no axis varies, so ψ is undefined")
 
+    lines += list(sections)
     coverage = measure_coverage(measures, ids) if "measure" in measures.columns else pd.DataFrame()
     lines += ["", "## Measure coverage (completed trials)", ""]
     lines.append(to_markdown(coverage) if not coverage.empty else "- no measure rows")

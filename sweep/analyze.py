@@ -37,6 +37,8 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
     options = config.analysis
     target = target or options.target
     models, measures, tables = zoo_frames(store, options.tables)
+    if options.sections:
+        tables["epochs"] = store.epochs()
     settings = {
         name: registry.settings_for(name, config.measures.get(name))
         for name in registry.names()
@@ -47,6 +49,7 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
             models, measures, scratch, target=target, tables=tables,
             experiment=experiment, settings={"measures": settings}, hparams=hparams,
             double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
+            sections=options.sections,
         )
         root = Path(scratch)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):

@@ -63,7 +63,9 @@ class AnalysisOptions:
     """The choices of the paper a sweep reproduces, for ``genzoo analyze`` (see
     :func:`analysis.report.analyze`): the default ``target`` (gap, test_loss or test_error),
     whether the zoo is a ``double_descent`` width sweep, the ``anchor`` measure of Table 3,
-    the ``feature_groups`` regressed into one measure each, and the long ``tables`` to read."""
+    the ``feature_groups`` regressed into one measure each, the long ``tables`` to read
+    (besides the store's per-epoch ``epochs``, always given to the sections), and the
+    paper-specific ``sections`` of the report (:mod:`analysis.sections`)."""
 
     target: str = "gap"
     double_descent: bool = False
@@ -73,12 +75,13 @@ class AnalysisOptions:
         ("output_margin/", "output_margins", None),
     )
     tables: Tuple[str, ...] = ("pruning_curves", "el2n", "hessian_eigenvalues")
+    sections: Tuple[str, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "target": self.target, "double_descent": self.double_descent, "anchor": self.anchor,
             "feature_groups": [{"prefix": p, "derived": d, "best": b} for p, d, b in self.feature_groups],
-            "tables": list(self.tables),
+            "tables": list(self.tables), "sections": list(self.sections),
         }
 
 
@@ -300,6 +303,14 @@ def _analysis_options(block: Mapping[str, Any]) -> AnalysisOptions:
         if not isinstance(tables, list) or not all(isinstance(t, str) and t and "/" not in t for t in tables):
             raise SweepConfigError(f"analysis.tables: got {tables!r}, allowed: a list of table folder names")
         values["tables"] = tuple(tables)
+    if "sections" in block:
+        from analysis.sections import names as section_names
+
+        sections = block["sections"]
+        if not isinstance(sections, list) or not all(s in section_names() for s in sections):
+            raise SweepConfigError(f"analysis.sections: got {sections!r}, allowed: a list of "
+                                   f"{', '.join(section_names()) or '(none registered)'}")
+        values["sections"] = tuple(sections)
     if "feature_groups" in block:
         groups = block["feature_groups"]
         bad = SweepConfigError(f"analysis.feature_groups: got {groups!r}, allowed: a list of "

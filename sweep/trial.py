@@ -4,7 +4,8 @@
 with :func:`trainers.train.train` and commits every epoch to the store in this order:
 
 1. new checkpoint files (``init.pt``, ``epoch_<k>.pt``, each model's ``<model_id>.pt``);
-2. ``epochs/<trial_id>.parquet``, then ``models/<trial_id>.parquet`` once models exist;
+2. ``epochs/<trial_id>.parquet``, the mode's own tables (``<table>/<trial_id>.parquet``, e.g.
+   pruning events), then ``models/<trial_id>.parquet`` once models exist;
 3. ``checkpoints/<trial_id>/state.pt`` last: the commit marker of the epoch.
 
 A crash at any write therefore resumes from the previous epoch's state and redoes the epoch,
@@ -20,6 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
+
+import pandas as pd
 
 from sweep.store import DIVERGED, Store
 from trainers import checkpoint
@@ -111,6 +114,8 @@ def train_trial(
                     store.upload(path, *store.checkpoint_parts(trial_id, path.name))
                     uploaded.add(path.name)
             store.write_epochs(trial_id, state.records)
+            for name, rows in sorted(state.tables.items()):
+                store.write_table(pd.DataFrame(rows), name, f"{trial_id}.parquet")
             if state.models:
                 store.write_models(trial_id, state.models)
 
@@ -139,3 +144,4 @@ class _Finished:
     def __init__(self, result):
         self.records = result.records
         self.models = result.models
+        self.tables = result.tables

@@ -47,8 +47,10 @@ from trainers.status import COMPLETED, DIVERGED
 
 @dataclass
 class TrainState:
-    """What hooks see: the live model and optimizer, the epoch being trained (0-based) and the
-    number of optimizer steps taken so far."""
+    """What hooks and mode callbacks see: the live model and optimizer, the epoch being trained
+    (0-based), the number of optimizer steps taken so far, the masks, the records so far, and
+    ``evaluate(model) -> {"train_loss", "train_acc", "test_loss", "test_acc"}`` (the loop's own
+    full-set evaluation, eval mode, model's mode restored; set once the data is loaded)."""
 
     config: TrainConfig
     model: nn.Module
@@ -59,6 +61,9 @@ class TrainState:
     masks: Dict[str, torch.Tensor] = field(default_factory=dict)
     records: List[Dict[str, Any]] = field(default_factory=list)
     models: List[Dict[str, Any]] = field(default_factory=list)
+    evaluate: Optional[Callable[[nn.Module], Dict[str, float]]] = None
+    # The mode's per-trial tables (ModeCallbacks.tables), current after every epoch.
+    tables: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,6 +74,7 @@ class TrainResult:
     model: nn.Module
     run_dir: Optional[Path] = None
     models: List[Dict[str, Any]] = field(default_factory=list)
+    tables: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def final(self) -> Dict[str, Any]:
@@ -157,7 +163,7 @@ def train(
         checkpoint.save(checkpoint.cpu_state_dict(model.state_dict()), run_dir / checkpoint.INIT)
 
     if records and records[-1].get("status") == DIVERGED:
-        return TrainResult(config.trial_id, DIVERGED, records, model, run_dir, state.models)
+        return TrainResult(config.trial_id, DIVERGED, records, model, run_dir, state.models, mode.tables())
 
     loader = data.DeviceLoader(
         dataset.train_images, dataset.train_labels, batch_size=config.batch_size,
@@ -178,6 +184,8 @@ def train(
             net, test_images, test_labels, mean=dataset.mean, std=dataset.std, device=device,
         )
         return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
+
+    state.evaluate = evaluate_both
 
     status = COMPLETED
     while state.epoch < total_epochs:
@@ -231,6 +239,7 @@ def train(
         produced = {} if diverged else mode.models(state)
         for model_id, weights in produced.items():
             state.models.append(_model_record(model_id, weights, state, record, metrics, evaluate_both))
+        state.tables = mode.tables()
         if run_dir is not None:
             weights = checkpoint.cpu_state_dict(model.state_dict())
             if state.epoch in config.checkpoint_epochs:
@@ -250,7 +259,7 @@ def train(
         for model_id, model_weights in mode.models(state).items():
             if not (run_dir / checkpoint.model_name(model_id)).exists():
                 checkpoint.save(model_weights, run_dir / checkpoint.model_name(model_id))
-    return TrainResult(config.trial_id, status, records, model, run_dir, state.models)
+    return TrainResult(config.trial_id, status, records, model, run_dir, state.models, mode.tables())
 
 
 def _model_record(model_id: str, weights: Dict[str, torch.Tensor], state: TrainState, record: Dict[str, Any],

@@ -68,6 +68,13 @@ class ModeCallbacks:
             return {FINAL: cpu_weights(state.model)}
         return {}
 
+    def tables(self) -> Dict[str, list]:
+        """The mode's own per-trial tables so far (table name -> rows as dicts of plain
+        values), e.g. one row per pruning event. They must be derivable from the mode's state
+        (so a resumed run has the same rows); the store writes each as
+        ``<table>/<trial_id>.parquet`` with every epoch's commit, before ``state.pt``."""
+        return {}
+
 
 class Ema(ModeCallbacks):
     """``ema``: see :class:`trainers.modes.settings.EmaSettings`."""
