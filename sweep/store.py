@@ -83,6 +83,7 @@ MODEL_SCHEMA = pa.schema([
     ("model_id", pa.string()),
     ("epoch", pa.int64()),
     ("step", pa.int64()),
+    ("weights", pa.int64()),
     ("sparsity", pa.float64()),
     ("train_loss", pa.float64()),
     ("train_acc", pa.float64()),

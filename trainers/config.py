@@ -141,6 +141,11 @@ class TrainConfig:
             raise bad("seed", "an integer >= 0")
         if not all(_is_int(e) and 1 <= e <= self.epochs for e in self.checkpoint_epochs):
             raise bad("checkpoint_epochs", f"a list of epochs in [1, {self.epochs}]")
+        if hasattr(self.mode_settings, "check_against"):
+            try:
+                self.mode_settings.check_against(self.epochs, "mode_settings.")
+            except mode_settings_.ModeError as exc:
+                raise ConfigError(str(exc)) from None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], *, where: str = "") -> "TrainConfig":

@@ -264,9 +264,9 @@ def train(
 
 def _model_record(model_id: str, weights: Dict[str, torch.Tensor], state: TrainState, record: Dict[str, Any],
                   live_metrics: Dict[str, float], evaluate_both: Callable[[nn.Module], Dict[str, float]]) -> Dict[str, Any]:
-    """One row of the models table: which model, after how many epochs and steps, its
-    sparsity (fraction of conv/linear weights that are exactly zero) and its full-set metrics
-    (those of the epoch record when the model is the live one)."""
+    """One row of the models table: which model, after how many epochs and steps, its number
+    of conv/linear weights, its sparsity (the fraction of them that are exactly zero) and its
+    full-set metrics (those of the epoch record when the model is the live one)."""
     live = state.model.state_dict()
     is_live = all(torch.equal(weights[k], live[k].detach().cpu()) for k in live)
     if is_live:
@@ -282,6 +282,7 @@ def _model_record(model_id: str, weights: Dict[str, torch.Tensor], state: TrainS
         "model_id": model_id,
         "epoch": record["epoch"],
         "step": state.step,
+        "weights": total,
         "sparsity": zeros / total if total else 0.0,
         **metrics,
     }

@@ -117,7 +117,14 @@ class Ema(ModeCallbacks):
         return {FINAL: final, self.EMA: averaged}
 
 
-CALLBACKS = {"standard": ModeCallbacks, "ema": Ema}
+def _registry():
+    # The mode modules subclass ModeCallbacks, so they are imported after it is defined.
+    from trainers.modes.imp import ExtendedDense, Imp
+
+    return {"standard": ModeCallbacks, "ema": Ema, "imp": Imp, "extended_dense": ExtendedDense}
+
+
+CALLBACKS = _registry()
 
 
 def build(config: TrainConfig) -> ModeCallbacks:

@@ -51,9 +51,61 @@ class EmaSettings:
             raise ModeError(f"{prefix}start_epoch: got {self.start_epoch!r}, allowed: an integer >= 0")
 
 
+@dataclass(frozen=True)
+class ImpSettings:
+    """``imp``: iterative magnitude pruning with learning-rate rewinding (Renda et al. 2020, as
+    used by Paul et al. 2022, "Pruning's effect on generalization through the lens of
+    training and regularization", Section 2).
+
+    Level 0 trains the dense network for ``epochs``. Each level k = 1..``levels`` then
+    removes ``prune_fraction`` of the *remaining* conv and linear weights by global magnitude
+    (so the model keeps round((1 − prune_fraction)^k · N) of the N weights), resets the
+    learning-rate schedule to its value at epoch ``rewind_epoch`` (t; the paper's t = 10, and
+    0 for LeNet on MNIST) and retrains from the current weights for ``epochs − t`` epochs with
+    a fresh optimizer state. Every level is a model of the zoo (``level_00`` is dense).
+    ``levels = 20`` at 20% reaches 1.2% of the weights, about where the paper stops.
+    """
+
+    levels: int = 20
+    prune_fraction: float = 0.2
+    rewind_epoch: int = 10
+
+    def validate(self, prefix: str) -> None:
+        if not _is_int(self.levels) or self.levels < 1:
+            raise ModeError(f"{prefix}levels: got {self.levels!r}, allowed: an integer >= 1")
+        if not _is_number(self.prune_fraction) or not 0.0 < self.prune_fraction < 1.0:
+            raise ModeError(f"{prefix}prune_fraction: got {self.prune_fraction!r}, allowed: a fraction in (0, 1)")
+        if not _is_int(self.rewind_epoch) or self.rewind_epoch < 0:
+            raise ModeError(f"{prefix}rewind_epoch: got {self.rewind_epoch!r}, allowed: an integer >= 0")
+
+    def check_against(self, epochs: int, prefix: str) -> None:
+        if self.rewind_epoch >= epochs:
+            raise ModeError(f"{prefix}rewind_epoch: got {self.rewind_epoch}, allowed: an epoch in [0, {epochs}) "
+                            f"(train.epochs is {epochs})")
+
+
+@dataclass(frozen=True)
+class ExtendedDenseSettings:
+    """``extended_dense`` (Paul et al. 2022, Section 5.1): the control of ``imp`` that trains
+    exactly as long, with the same replayed (cyclic) learning-rate schedule and the same
+    optimizer resets, but removes no weight. Level k ends after as many optimizer steps as
+    ``imp``'s level k; every level is a model (``level_00`` ... ``level_<levels>``)."""
+
+    levels: int = 20
+    rewind_epoch: int = 10
+
+    def validate(self, prefix: str) -> None:
+        ImpSettings(levels=self.levels, rewind_epoch=self.rewind_epoch).validate(prefix)
+
+    def check_against(self, epochs: int, prefix: str) -> None:
+        ImpSettings(levels=self.levels, rewind_epoch=self.rewind_epoch).check_against(epochs, prefix)
+
+
 SETTINGS: Mapping[str, Type] = MappingProxyType({
     "standard": StandardSettings,
     "ema": EmaSettings,
+    "imp": ImpSettings,
+    "extended_dense": ExtendedDenseSettings,
 })
 
 
