@@ -20,10 +20,9 @@ import math
 from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-import yaml
-
 from measures import el2n, flatness, hessian, margins, norms, perturbation, pruning, training
 from measures.context import Family
+from trainers import yamlio
 
 FAMILIES: Mapping[str, Family] = MappingProxyType({
     **pruning.FAMILIES, **perturbation.FAMILIES, **norms.FAMILIES, **training.FAMILIES,
@@ -76,15 +75,11 @@ SPECIAL: Mapping[Tuple[str, str], Callable[[Any], Optional[str]]] = MappingProxy
 
 def parse_value(text: str) -> Any:
     """A setting typed on a command line, read as YAML with numbers as people type them
-    (``1e-3`` and ``.5`` are numbers; PyYAML alone reads ``1e-3`` as a string)."""
-    value = yaml.safe_load(text) if text.strip() else None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return value
-        return number if math.isfinite(number) else value
-    return value
+    (``1e-3`` and ``.5`` are numbers: :mod:`trainers.yamlio`); an empty text is None."""
+    try:
+        return yamlio.parse_value(text, source="--set value")
+    except yamlio.YamlError as exc:
+        raise MeasureError(str(exc)) from None
 
 
 def _is_number(value: Any) -> bool:

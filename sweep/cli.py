@@ -2,8 +2,8 @@
 
     genzoo data download cifar10|cifar100|mnist [--root DIR]
     genzoo train [FIELD=VALUE ...]              one model, per-epoch table (no Ray)
-    genzoo sweep plan PRESET|FILE
-    genzoo sweep run PRESET|FILE [--storage S] [--address A] [--gpus-per-trial F] [--autoscale]
+    genzoo sweep plan PRESET|FILE [KEY=VALUE ...]
+    genzoo sweep run PRESET|FILE [KEY=VALUE ...] [--storage S] [--address A] [--gpus-per-trial F] [--autoscale]
     genzoo sweep resume EXPERIMENT [--storage S] [--address A] [--autoscale]
     genzoo sweep status EXPERIMENT [--storage S]
     genzoo measure EXPERIMENT [--measures a,b] [--set FAMILY.SETTING=VALUE ...] [--gpus-per-task F]
@@ -21,8 +21,6 @@ import argparse
 import sys
 from typing import List, Optional
 
-import yaml
-
 EXIT_BAD_INPUT = 2
 
 
@@ -33,8 +31,9 @@ def _user_errors() -> tuple:
     from trainers.config import ConfigError
     from trainers.data import DatasetError
     from trainers.models import ModelError
+    from trainers.yamlio import YamlError
 
-    errors = [SweepConfigError, StoreError, CheckpointError, ConfigError, DatasetError, ModelError]
+    errors = [SweepConfigError, StoreError, CheckpointError, ConfigError, DatasetError, ModelError, YamlError]
     try:
         from sweep.measure_job import MeasureJobError
         errors.append(MeasureJobError)
@@ -74,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="plan, run, resume or inspect a sweep").add_subparsers(
         dest="sweep_command", required=True)
     plan = sweep.add_parser("plan", help="print the trials and resources of a sweep without starting it")
-    plan.add_argument("sweep", metavar="PRESET|FILE")
     run = sweep.add_parser("run", help="train every trial of a sweep on Ray Tune")
-    run.add_argument("sweep", metavar="PRESET|FILE")
+    for sub in (plan, run):
+        sub.add_argument("sweep", metavar="PRESET|FILE")
+        sub.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                         help="set a field of the sweep file, e.g. train.epochs=2 grid.width=[8,16] seeds=[0,1] "
+                              "measures.flatness.subset=128 (values read as YAML)")
     resume = sweep.add_parser("resume", help="continue an interrupted sweep")
     resume.add_argument("experiment")
     for sub in (run, resume):
@@ -147,6 +149,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from trainers import yamlio
     from trainers.config import ConfigError, TrainConfig
     from trainers.train import format_table, train
 
@@ -155,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"{item}: expected FIELD=VALUE")
-        values[key] = yaml.safe_load(raw)
+        values[key] = yamlio.parse_value(raw, source=key)
     config = TrainConfig.from_dict(values)
     print(f"training {config.trial_id} on {config.dataset}", flush=True)
     result = train(config, run_dir=args.run_dir, data_root=args.data_root,
@@ -172,13 +175,13 @@ def _sweep(args: argparse.Namespace) -> int:
     from sweep.trials_table import status_text
 
     if args.sweep_command == "plan":
-        print(driver.plan_text(sweep_config.load(args.sweep)))
+        print(driver.plan_text(sweep_config.load(args.sweep, args.overrides)))
         return 0
     if args.sweep_command == "status":
         print(status_text(Store(args.storage, args.experiment)))
         return 0
     if args.sweep_command == "run":
-        config = sweep_config.load(args.sweep)
+        config = sweep_config.load(args.sweep, args.overrides)
         if args.gpus_per_trial is not None:
             config = sweep_config.with_gpus(config, args.gpus_per_trial)
         counts = driver.run(config, storage=args.storage, address=args.address, data_root=args.data_root,

@@ -1,4 +1,4 @@
-"""Sweep files: YAML read with ``yaml.safe_load``, validated into frozen dataclasses, expanded
+"""Sweep files: YAML read with :func:`trainers.yamlio.load` (YAML 1.2 numbers), validated into frozen dataclasses, expanded
 into one :class:`~trainers.config.TrainConfig` per grid point.
 
 A sweep file::
@@ -25,14 +25,13 @@ of each value), so a typo fails ``sweep plan`` and ``sweep run`` before anything
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import yaml
-
-from trainers import data, models
+from trainers import data, models, yamlio
 from trainers.config import ConfigError, TrainConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -43,6 +42,8 @@ TOP_LEVEL = (
 # Top-level shorthands for fields of ``train``.
 SHORTHANDS = ("dataset", "model", "mode", "mode_settings", "checkpoint_epochs")
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
+# Keys sweep.yaml records besides the resolved config (sweep.driver writes them).
+RECORD_ONLY = ("versions", "store_version", "provenance")
 
 
 class SweepConfigError(ValueError):
@@ -143,8 +144,10 @@ def presets() -> List[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def load(name_or_path: str) -> SweepConfig:
-    """A preset name (see :func:`presets`) or the path of a YAML file."""
+def load(name_or_path: str, overrides: Sequence[str] = ()) -> SweepConfig:
+    """A preset name (see :func:`presets`) or the path of a YAML file, with ``overrides``
+    (``train.epochs=2``, ``grid.width=[8,16]``: :func:`apply_overrides`) applied to the
+    document before it is validated."""
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
         path = PRESET_DIR / f"{name_or_path}.yaml"
@@ -153,12 +156,43 @@ def load(name_or_path: str) -> SweepConfig:
                 f"sweep: {name_or_path!r} is neither a file nor a preset (presets: {', '.join(presets())})"
             )
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yamlio.load(path.read_text(), str(path))
     except OSError as exc:
         raise SweepConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise SweepConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    return parse(document, default_experiment=path.stem)
+    except yamlio.YamlError as exc:
+        raise SweepConfigError(str(exc)) from None
+    return parse(apply_overrides(document, overrides), default_experiment=path.stem)
+
+
+def apply_overrides(document: Any, overrides: Sequence[str]) -> Any:
+    """A copy of ``document`` with each ``DOTTED.KEY=VALUE`` set (the value read as YAML, so
+    ``1e-3``, ``[8, 16]`` and ``true`` are typed); missing mappings on the way are created."""
+    if not overrides:
+        return document
+    if not isinstance(document, dict):
+        raise SweepConfigError("sweep: the file must hold a mapping of fields")
+    document = copy.deepcopy(document)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise SweepConfigError(f"override: got {item!r}, allowed: FIELD=VALUE or SECTION.FIELD=VALUE "
+                                   "(e.g. train.epochs=2, grid.width=[8,16])")
+        try:
+            value = yamlio.parse_value(raw, source=f"override {key}")
+        except yamlio.YamlError as exc:
+            raise SweepConfigError(str(exc)) from None
+        node = document
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[:depth + 1])
+                raise SweepConfigError(f"override {key}: {where} is {child!r}, not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return document
 
 
 def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
@@ -363,7 +397,12 @@ def read_resolved_config(store) -> SweepConfig:
     """The resolved config an experiment recorded in its ``sweep.yaml`` (a :class:`sweep.store.Store`)."""
     if not store.exists("sweep.yaml"):
         raise SweepConfigError(f"experiment: no sweep.yaml in {store.uri} (was it started with `genzoo sweep run`?)")
-    document = yaml.safe_load(store.read_text("sweep.yaml"))
-    document.pop("versions", None)
-    document.pop("store_version", None)
+    try:
+        document = yamlio.load(store.read_text("sweep.yaml"), f"{store.uri}/sweep.yaml")
+    except yamlio.YamlError as exc:
+        raise SweepConfigError(str(exc)) from None
+    if not isinstance(document, dict):
+        raise SweepConfigError(f"{store.uri}/sweep.yaml: not a mapping of fields")
+    for key in RECORD_ONLY:
+        document.pop(key, None)
     return parse(document)

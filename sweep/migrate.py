@@ -27,7 +27,7 @@ from typing import Callable
 import yaml
 
 from sweep.store import DIVERGED, FINAL_MODEL, MEASURE_SCHEMA, STORE_VERSION, Store
-from trainers import checkpoint
+from trainers import checkpoint, yamlio
 from trainers.config import TrainConfig
 
 # The fields of TrainConfig in version 1, whose canonical JSON the version-1 id hashed.
@@ -43,7 +43,7 @@ def store_version(store: Store) -> int:
     """The layout version of an experiment (0 when it has no ``sweep.yaml`` yet)."""
     if not store.exists("sweep.yaml"):
         return 0
-    document = yaml.safe_load(store.read_text("sweep.yaml")) or {}
+    document = yamlio.load(store.read_text("sweep.yaml"), f"{store.uri}/sweep.yaml", allow_empty=True) or {}
     return int(document.get("store_version", 1))
 
 
@@ -78,7 +78,7 @@ def upgrade(store: Store, out: Callable[[str], None] = print) -> bool:
         renamed = {old: c.trial_id for old, c in ids.items()}
         trials["trial_id"] = trials["trial_id"].map(lambda t: renamed.get(t, t))
         store.write_table(trials, "trials.parquet")
-    document = yaml.safe_load(store.read_text("sweep.yaml"))
+    document = yamlio.load(store.read_text("sweep.yaml"), f"{store.uri}/sweep.yaml")
     document["store_version"] = STORE_VERSION
     store.write_text(yaml.safe_dump(document, sort_keys=False), "sweep.yaml")
     return True
