@@ -18,6 +18,7 @@ reports.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -56,6 +57,14 @@ def plan_text(config: SweepConfig) -> str:
     lines = [f"experiment {config.experiment}: {len(trials)} trials"]
     for name, values in config.axes:
         lines.append(f"  axis {name} ({len(values)}): {', '.join(map(str, values))}")
+    for index, variant in enumerate(config.variants):
+        count = math.prod(len(v) for _, v in config.axes) * math.prod(
+            len(v) for _, v in variant if isinstance(v, tuple))
+        fields = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in variant)
+        lines.append(f"  variant {index} ({count} trials): {fields}")
+        widths = dict(variant).get("width")
+        if isinstance(widths, tuple) and len(widths) > 1:
+            lines.append("    " + _width_fractions(config.base, widths))
     fixed = {k: v for k, v in config.base.to_dict().items() if k not in config.axis_names}
     lines.append("  fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     res = config.resources
@@ -63,8 +72,21 @@ def plan_text(config: SweepConfig) -> str:
         f"  resources per trial: {res.cpus:g} CPU, {res.gpus:g} GPU; "
         f"{res.gpus * len(trials):g} GPU-trial units in total" + _concurrency(res)
     )
-    lines.append(f"  epochs: {config.base.epochs} per trial, {config.base.epochs * len(trials)} in total")
+    per_trial = sorted({trial.total_epochs(t) for t in trials})
+    per_text = f"{per_trial[0]}" if len(per_trial) == 1 else f"{per_trial[0]} to {per_trial[-1]}"
+    lines.append(f"  epochs: {per_text} per trial, {sum(trial.total_epochs(t) for t in trials)} in total")
     return "\n".join(lines)
+
+
+def _width_fractions(base: TrainConfig, widths) -> str:
+    """Each width's conv/linear weight count as a fraction of the first width's, next to
+    IMP's 0.8^k at the same step k (width down-scaling, Paul et al. 2022, Section 5.2)."""
+    from trainers import models
+    from trainers.pruning import prunable_parameters
+
+    counts = [sum(p.numel() for _, p in prunable_parameters(models.build(base.model, 10, width=w))) for w in widths]
+    return "weights remaining: " + ", ".join(
+        f"width {w}: {c / counts[0]:.3f} (0.8^{k} = {0.8 ** k:.3f})" for k, (w, c) in enumerate(zip(widths, counts)))
 
 
 def _concurrency(res) -> str:

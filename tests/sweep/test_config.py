@@ -121,8 +121,8 @@ def test_mode_and_its_settings_come_from_the_sweep_file(tmp_path):
     assert {c.mode for c in config.trials()} == {"ema"} and config.base.mode_settings.decay == 0.9
     with pytest.raises(sweep_config.SweepConfigError, match=r"^train\.mode_settings\.decay: got 2\.0"):
         sweep_config.parse({"mode": "ema", "mode_settings": {"decay": 2}})
-    with pytest.raises(sweep_config.SweepConfigError, match=r"^train\.mode: got 'imp'"):
-        sweep_config.parse({"mode": "imp"})
+    with pytest.raises(sweep_config.SweepConfigError, match=r"^train\.mode: got 'lottery'"):
+        sweep_config.parse({"mode": "lottery"})
 
 
 def test_the_analysis_block_carries_the_papers_choices():
@@ -137,3 +137,49 @@ def test_the_analysis_block_carries_the_papers_choices():
                          ({"colour": 1}, "colour"), ({"feature_groups": [{"prefix": 1}]}, "feature_groups")]:
         with pytest.raises(SweepConfigError, match=rf"^analysis\.{field}:"):
             sweep_config.parse({"analysis": block})
+
+
+VARIANTS = {
+    "train": {"epochs": 3, "width": 16, "depth": 2}, "grid": {"label_noise": [0.0, 0.2]}, "seeds": [0, 1],
+    "variants": [
+        {"mode": "imp", "mode_settings": {"levels": 2, "rewind_epoch": 1}},
+        {"mode": "extended_dense", "mode_settings": {"levels": 2, "rewind_epoch": 1}},
+        {"width": {"scale_from": 16, "factor": 0.8, "steps": 3}},
+    ],
+}
+
+
+def test_variants_train_the_grid_once_per_variant_and_round_trip():
+    config = sweep_config.parse(VARIANTS)
+    trials = config.trials()
+    assert len(trials) == 4 + 4 + 4 * 4
+    assert [t.mode for t in trials[:8]] == ["imp"] * 4 + ["extended_dense"] * 4
+    assert sorted({t.width for t in trials[8:]}) == [8, 10, 13, 16] and {t.mode for t in trials[8:]} == {"standard"}
+    assert config.axis_names == ["label_noise", "seed", "mode", "mode_settings", "width"]
+    again = sweep_config.parse(config.to_dict())
+    assert [t.trial_id for t in again.trials()] == [t.trial_id for t in trials]
+
+
+def test_width_scaling_rounds_and_drops_repeats():
+    assert sweep_config.scaled_widths(16, 0.8, 3) == [16, 13, 10, 8]  # 16, 12.8, 10.24, 8.192
+    assert sweep_config.scaled_widths(4, 0.8, 6) == [4, 3, 2, 1]  # 4, 3.2, 2.56, 2.048, 1.6384, 1.31, 1.05
+
+
+@pytest.mark.parametrize("variants, message", [
+    ([{"colour": 1}], r"^variants\[0\]\.colour: unknown field"),
+    ([{"label_noise": 0.1}], r"^variants\[0\]\.label_noise: also a grid axis"),
+    ([{"width": {"scale_from": 16, "factor": 1.5, "steps": 2}}], r"^variants\[0\]\.width: got"),
+    ("imp", r"^variants: got 'imp'"),
+])
+def test_bad_variants_are_one_line_errors(variants, message):
+    with pytest.raises(SweepConfigError, match=message):
+        sweep_config.parse({**VARIANTS, "variants": variants})
+
+
+def test_plan_shows_each_variant_and_the_width_fractions():
+    from sweep.driver import plan_text
+
+    text = plan_text(sweep_config.parse(VARIANTS))
+    assert "variant 0 (4 trials): mode=imp" in text and "variant 2 (16 trials): width=[16, 13, 10, 8]" in text
+    assert "width 13: 0.7" in text and "(0.8^1 = 0.800)" in text
+    assert "epochs: 3 to 7 per trial, 104 in total" in text
