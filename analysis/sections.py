@@ -41,7 +41,14 @@ class SectionOutput:
     notes: List[str] = field(default_factory=list)
 
 
-SECTIONS: Mapping[str, Callable[[SectionInput], SectionOutput]] = MappingProxyType({})
+def _registry() -> Mapping[str, Callable[[SectionInput], SectionOutput]]:
+    # The section modules import SectionInput/SectionOutput from here, so they load after them.
+    from analysis.imp import imp_section
+
+    return MappingProxyType({"imp": imp_section})
+
+
+SECTIONS = _registry()
 
 
 def names() -> List[str]:

@@ -63,12 +63,14 @@ METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
 def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``trial_id`` replaced by the model key and ``model_id`` dropped."""
+    """``frame`` with ``trial_id`` replaced by the model key, the trial's id kept as ``trial``
+    and ``model_id`` kept (both for the report sections; the generic analysis ignores them)."""
     if not len(frame) or "model_id" not in frame.columns:
         return frame
     frame = frame.copy()
+    frame.insert(0, "trial", frame["trial_id"])
     frame["trial_id"] = [model_key(t, m) for t, m in zip(frame["trial_id"], frame["model_id"])]
-    return frame.drop(columns=["model_id"])
+    return frame
 
 
 def zoo_frames(store: Store, table_names=("pruning_curves", "el2n", "hessian_eigenvalues")):
@@ -80,7 +82,7 @@ def zoo_frames(store: Store, table_names=("pruning_curves", "el2n", "hessian_eig
     models = store.models()
     rows = completed.drop(columns=[c for c in METRICS if c in completed.columns]).merge(
         models.rename(columns={"epoch": "model_epoch"}), on="trial_id", how="inner")
-    rows["trial_id"] = [model_key(t, m) for t, m in zip(rows["trial_id"], rows["model_id"])]
+    rows = _keyed(rows)
     tables = {name: _keyed(store.read_folder(name)) for name in table_names
               if store.list(name, suffix=".parquet")}
     return rows, _keyed(store.measures()), tables
