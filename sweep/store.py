@@ -9,7 +9,8 @@ Layout (``<storage>/<experiment>/``)::
 
     sweep.yaml                    resolved sweep config + package versions (provenance) +
                                   store_version
-    trials.parquet                one row per trial: trial_id, every hparam, status, final metrics
+    trials.parquet                one row per trial (see TRIALS_SCHEMA): trial_id, every
+                                  TrainConfig field, status, final metrics, host, device, times
     epochs/<trial_id>.parquet     one row per epoch (see EPOCH_SCHEMA)
     models/<trial_id>.parquet     one row per model the trial produced (see MODEL_SCHEMA):
                                   ``final`` for plain training, one per level or event otherwise
@@ -30,17 +31,22 @@ trial's file replaces its rows rather than appending to them.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
+import math
 import os
+import typing
 import uuid
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from trainers.config import TrainConfig
 from trainers.status import COMPLETED, DIVERGED
 
 DEFAULT_STORAGE = "./results"
@@ -76,6 +82,10 @@ EPOCH_SCHEMA = pa.schema([
     ("seconds", pa.float64()),
     ("images_per_second", pa.float64()),
     ("status", pa.string()),
+    # Where and when the epoch ran (sweep.provenance); null in stores written before them.
+    ("host", pa.string()),
+    ("device", pa.string()),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
 ])
 
 MODEL_SCHEMA = pa.schema([
@@ -102,6 +112,85 @@ MEASURE_SCHEMA = pa.schema([
     ("error", pa.string()),
     ("settings", pa.string()),
 ])
+
+
+# trials.parquet: one column per TrainConfig field, typed from the field's annotation
+# (tuples as lists, ``mode_settings`` as JSON text: its keys depend on the mode), then the
+# trial's status, final metrics, where and when it ran, and its last error.
+TRIAL_STATUS_COLUMNS = (
+    ("status", pa.string()),
+    ("epochs_done", pa.int64()),
+    ("epochs_total", pa.int64()),
+    ("minibatch_loss", pa.float64()),
+    ("train_loss", pa.float64()),
+    ("train_acc", pa.float64()),
+    ("test_loss", pa.float64()),
+    ("test_acc", pa.float64()),
+    ("host", pa.string()),
+    ("device", pa.string()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("error", pa.string()),
+)
+
+
+def _arrow_type(name: str, hint: Any) -> pa.DataType:
+    """The Arrow type of a TrainConfig field from its annotation (Optional[X] is X, nullable)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union and type(None) in args:
+        (hint,) = [a for a in args if a is not type(None)]
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return pa.string()  # JSON text (mode_settings)
+    if origin is tuple:
+        return pa.list_(_arrow_type(name, args[0]))
+    types = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+    if hint not in types:
+        raise TypeError(f"TrainConfig.{name}: no Arrow type for {hint!r}; add one in sweep/store.py")
+    return types[hint]
+
+
+def _trials_schema() -> pa.Schema:
+    hints = typing.get_type_hints(TrainConfig)
+    config = [(f.name, _arrow_type(f.name, hints[f.name])) for f in dataclasses.fields(TrainConfig)]
+    return pa.schema([("trial_id", pa.string()), *config, *TRIAL_STATUS_COLUMNS])
+
+
+TRIALS_SCHEMA = _trials_schema()
+CONFIG_COLUMNS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def config_columns(config: TrainConfig) -> Dict[str, Any]:
+    """A config's values for the TrainConfig columns of trials.parquet."""
+    values = config.to_dict()
+    for name in CONFIG_COLUMNS:
+        if TRIALS_SCHEMA.field(name).type == pa.string() and not isinstance(values[name], (str, type(None))):
+            values[name] = json.dumps(values[name], sort_keys=True)
+    return values
+
+
+def config_from_row(row: Mapping[str, Any]) -> TrainConfig:
+    """The TrainConfig of one row of trials.parquet (a dict or a pandas row), whatever the
+    reader turned the Arrow types into (NaN for a null int, numpy arrays for lists)."""
+    values = {}
+    for name in CONFIG_COLUMNS:
+        if name not in row:
+            continue
+        value, kind = row[name], TRIALS_SCHEMA.field(name).type
+        if pa.types.is_list(kind):
+            value = [int(v) for v in value] if value is not None else []
+        elif value is None or (isinstance(value, float) and math.isnan(value)):
+            value = None
+        elif pa.types.is_integer(kind):
+            value = int(value)
+        elif pa.types.is_floating(kind):
+            value = float(value)
+        elif pa.types.is_boolean(kind):
+            value = bool(value)
+        elif name == "mode_settings" and isinstance(value, str):
+            value = json.loads(value)
+        values[name] = value
+    return TrainConfig.from_dict(values)
 
 
 class StoreError(ValueError):
@@ -192,6 +281,12 @@ class Store:
         self.write_bytes(text.encode(), *parts)
 
     def write_table(self, frame: pd.DataFrame, *parts: str, schema: Optional[pa.Schema] = None) -> None:
+        if schema is not None:
+            # A column with no value at all (NaN for a missing key) takes its schema's type.
+            empty = [n for n in schema.names if n in frame.columns and len(frame) and frame[n].isna().all()]
+            if empty:
+                frame = frame.assign(**{n: pd.Series([None] * len(frame), index=frame.index, dtype=object)
+                                        for n in empty})
         table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         sink = io.BytesIO()
         pq.write_table(table, sink)
@@ -241,7 +336,7 @@ class Store:
     # the experiment's tables -------------------------------------------------------------
     def trials(self) -> pd.DataFrame:
         if not self.exists("trials.parquet"):
-            return pd.DataFrame(columns=["trial_id", "status"])
+            return TRIALS_SCHEMA.empty_table().to_pandas()
         return self.read_table("trials.parquet")
 
     def epochs(self, trial_id: Optional[str] = None) -> pd.DataFrame:

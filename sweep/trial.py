@@ -24,11 +24,14 @@ from typing import Any, Callable, Dict, Optional
 
 import pandas as pd
 
+from sweep import provenance
 from sweep.store import DIVERGED, Store
 from trainers import checkpoint
 from trainers.config import TrainConfig
 
 FAULTS_DIR = "_faults"
+# The epoch columns train_trial adds to the trainer's records (see EPOCH_SCHEMA).
+STAMPS = ("host", "device", "finished_at")
 
 
 class InjectedFault(RuntimeError):
@@ -107,19 +110,23 @@ def train_trial(
         if local_state.exists() and not _usable_state(store, config, local_state):
             local_state.unlink()
         uploaded = set(store.list("checkpoints", trial_id)) - {checkpoint.STATE}
+        # Where and when each epoch ran: kept from the store for the epochs before a resume.
+        where = {"host": provenance.host(), "device": provenance.device_name(device)}
+        stamps = {int(r["epoch"]): {k: r.get(k) for k in STAMPS} for r in store.epochs(trial_id).to_dict("records")}
 
         def commit(state) -> None:
             for path in sorted(run_dir.glob("*.pt")):
                 if path.name != checkpoint.STATE and path.name not in uploaded:
                     store.upload(path, *store.checkpoint_parts(trial_id, path.name))
                     uploaded.add(path.name)
-            store.write_epochs(trial_id, state.records)
+            store.write_epochs(trial_id, [{**r, **stamps.get(int(r["epoch"]), {})} for r in state.records])
             for name, rows in sorted(state.tables.items()):
                 store.write_table(pd.DataFrame(rows), name, f"{trial_id}.parquet")
             if state.models:
                 store.write_models(trial_id, state.models)
 
         def on_epoch(record: Dict[str, Any], state) -> None:
+            stamps[int(record["epoch"])] = {**where, "finished_at": provenance.now()}
             commit(state)
             store.upload(local_state, *state_parts)
             if fault_epoch == record["epoch"] and not store.exists(FAULTS_DIR, trial_id):

@@ -3,7 +3,6 @@ store (the source of truth) plus the errors Tune reported."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -11,7 +10,8 @@ import pandas as pd
 
 from sweep import trial
 from sweep.config import read_resolved_config
-from sweep.store import COMPLETED, DIVERGED, ERROR, INCOMPLETE, PENDING, RUNNING, Store
+from sweep.store import (COMPLETED, DIVERGED, ERROR, FINISHED, INCOMPLETE, PENDING, RUNNING, TRIALS_SCHEMA, Store,
+                         config_columns)
 from trainers.config import TrainConfig
 
 FINAL_METRICS = ("epoch", "minibatch_loss", "train_loss", "train_acc", "test_loss", "test_acc")
@@ -24,6 +24,7 @@ class TrialRow:
     epochs_done: int = 0
     final: Optional[Dict[str, Any]] = None
     error: Optional[str] = None
+    started_at: Any = None  # the start of the first epoch (its finish time less its seconds)
 
 
 class TrialsTable:
@@ -46,6 +47,10 @@ class TrialsTable:
         records = self.store.epochs(trial_id)
         row.epochs_done = len(records)
         row.final = records.iloc[-1].to_dict() if len(records) else None
+        row.started_at = None
+        if len(records) and "finished_at" in records.columns and not pd.isna(records["finished_at"].iloc[0]):
+            first = records.iloc[0]
+            row.started_at = (first["finished_at"] - pd.Timedelta(seconds=float(first["seconds"]))).floor("us")
         if error is not None:
             self.errors[trial_id] = error
         if trial.is_complete(self.store, row.config):
@@ -67,18 +72,19 @@ class TrialsTable:
     def frame(self) -> pd.DataFrame:
         out = []
         for trial_id, row in self.rows.items():
-            hparams = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v) for k, v in row.config.to_dict().items()}
             final = row.final or {}
             out.append({
-                "trial_id": trial_id, **hparams, "status": row.status,
+                "trial_id": trial_id, **config_columns(row.config), "status": row.status,
                 "epochs_done": row.epochs_done, "epochs_total": trial.total_epochs(row.config),
                 **{m: final.get(m) for m in FINAL_METRICS if m != "epoch"},
+                "host": final.get("host"), "device": final.get("device"), "started_at": row.started_at,
+                "finished_at": final.get("finished_at") if row.status in FINISHED else None,
                 "error": row.error,
             })
-        return pd.DataFrame(out)
+        return pd.DataFrame(out, columns=TRIALS_SCHEMA.names)
 
     def write(self) -> None:
-        self.store.write_table(self.frame(), "trials.parquet")
+        self.store.write_table(self.frame(), "trials.parquet", schema=TRIALS_SCHEMA)
 
     def counts(self) -> Dict[str, int]:
         counts: Dict[str, int] = {}

@@ -15,7 +15,7 @@ from trainers.config import TrainConfig
 
 CONFIG = dict(dataset="digits", model="nin", width=8, depth=2, train_size=96, batch_size=32,
               epochs=3, lr=0.05, dropout=0.2, checkpoint_epochs=(1,))
-TIMING = ("seconds", "images_per_second")
+TIMING = ("seconds", "images_per_second", "finished_at")  # when, not what
 
 
 class Crash(Exception):
