@@ -22,6 +22,7 @@ import pandas as pd
 
 from analysis.report import analyze
 from measures import registry
+from sweep import provenance
 from sweep.config import read_resolved_config
 from sweep.store import COMPLETED, Store, model_key
 
@@ -47,7 +48,8 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
     with tempfile.TemporaryDirectory(prefix="genzoo-analysis-") as scratch:
         result = analyze(
             models, measures, scratch, target=target, tables=tables,
-            experiment=experiment, settings={"measures": settings}, hparams=hparams,
+            experiment=experiment, settings={"measures": settings, "provenance": provenance.recorded(store)},
+            hparams=hparams,
             double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
             sections=options.sections,
         )

@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional
 import pandas as pd
 import yaml
 
-from sweep import trial
+from sweep import provenance, trial
 from sweep.cluster import check_cluster, connect_ray
 from sweep.config import SweepConfig, SweepConfigError, read_resolved_config
 from sweep.progress import _trial_name, _tune_callback_class
@@ -151,20 +151,13 @@ def _metrics(trial_id: str, config: TrainConfig, record: Dict[str, Any]) -> Dict
 # run and resume
 
 
-def _provenance(config: SweepConfig) -> str:
-    import platform
-
-    import numpy
-    import pyarrow
-    import ray
-    import torch
-
+def _provenance(config: SweepConfig, started_at, finished_at=None) -> str:
+    """sweep.yaml: the resolved config, the store version, every dependency's version and the
+    provenance of this launch (:mod:`sweep.provenance`)."""
     document = config.to_dict()
     document["store_version"] = STORE_VERSION
-    document["versions"] = {
-        "python": platform.python_version(), "torch": str(torch.__version__), "ray": ray.__version__,
-        "numpy": numpy.__version__, "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
-    }
+    document["versions"] = provenance.versions()
+    document["provenance"] = provenance.sweep_provenance(started_at, finished_at)
     return yaml.safe_dump(document, sort_keys=False)
 
 
@@ -185,6 +178,7 @@ def run(
     """
     from sweep.migrate import upgrade
 
+    started_at = provenance.now()
     store = Store(storage or config.storage, config.experiment)
     store.check_writable()
     configs = config.trials()
@@ -205,9 +199,10 @@ def run(
                                 autoscale=autoscale)
         if warning:
             out(f"[{config.experiment}] {warning}")
-    store.write_text(_provenance(config), "sweep.yaml")
+    store.write_text(_provenance(config, started_at), "sweep.yaml")
     table.write()
     if not pending:
+        store.write_text(_provenance(config, started_at, provenance.now()), "sweep.yaml")
         out(f"[{config.experiment}] all {len(configs)} trials are complete in {store.uri}; nothing to train")
         return table.counts()
 
@@ -253,6 +248,7 @@ def run(
     for trial_id, message in errors.items():
         table.refresh(trial_id, error=message)
     table.write()
+    store.write_text(_provenance(config, started_at, provenance.now()), "sweep.yaml")
     counts = table.counts()
     out(f"[{config.experiment}] " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return counts

@@ -82,3 +82,15 @@ def sweep_provenance(started_at: datetime.datetime, finished_at: Optional[dateti
         "started_at": started_at.isoformat(), "finished_at": finished_at.isoformat() if finished_at else None,
     })
     return block
+
+
+def recorded(store) -> Dict[str, Any]:
+    """What an experiment's sweep.yaml records of its last launch (a :class:`sweep.store.Store`):
+    the ``provenance:`` block with the ``versions:`` under ``versions`` (empty when the store
+    predates them)."""
+    from trainers import yamlio
+
+    if not store.exists("sweep.yaml"):
+        return {}
+    document = yamlio.load(store.read_text("sweep.yaml"), f"{store.uri}/sweep.yaml", allow_empty=True) or {}
+    return {**(document.get("provenance") or {}), "versions": document.get("versions") or {}}
