@@ -84,7 +84,9 @@ def _width_fractions(base: TrainConfig, widths) -> str:
     from trainers import models
     from trainers.pruning import prunable_parameters
 
-    counts = [sum(p.numel() for _, p in prunable_parameters(models.build(base.model, 10, width=w))) for w in widths]
+    shape = (1, 28, 28) if base.dataset == "mnist" else models.IMAGE_SHAPE
+    counts = [sum(p.numel() for _, p in prunable_parameters(models.build(base.model, 10, width=w, input_shape=shape)))
+              for w in widths]
     return "weights remaining: " + ", ".join(
         f"width {w}: {c / counts[0]:.3f} (0.8^{k} = {0.8 ** k:.3f})" for k, (w, c) in enumerate(zip(widths, counts)))
 
