@@ -15,6 +15,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from analysis.bootstrap import adjusted_r2_ci, kendall_tau_ci, psi_ci
 from analysis.cmi import conditional_mutual_information
 from analysis.kendall import granulated_kendall, kendall_tau, kendall_tau_se
 from analysis.regression import CV_FOLDS, CV_SEED, adjusted_r2, cv_r2
@@ -22,6 +23,9 @@ from analysis.regression import CV_FOLDS, CV_SEED, adjusted_r2, cv_r2
 MEASURE = "_measure"
 TARGET = "_target"
 ANCHOR_MEASURE = "prunability"
+# Bootstrap interval columns, appended after the paper's columns (which keep their order).
+CI_COLUMNS = ("kendall_tau_ci_low", "kendall_tau_ci_high", "adjusted_r2_ci_low", "adjusted_r2_ci_high")
+PSI_CI_COLUMNS = ("psi_ci_low", "psi_ci_high")
 
 
 def model_frame(
@@ -60,6 +64,12 @@ def table1(
     ``joint_fits`` replaces (adjusted R², cv R²) of regression-derived measures by those of
     their joint fit on all features. A statistic that is undefined for the models at hand
     (too few models, constant target) is NaN.
+
+    Last come the 95% percentile bootstrap intervals over models (:mod:`analysis.bootstrap`):
+    ``kendall_tau_ci_low``/``_high`` and ``adjusted_r2_ci_low``/``_high`` (NaN for a joint
+    fit, whose interval would need the whole regression refitted per resample). Unlike
+    ``kendall_tau_se`` (the paper's null-hypothesis s_τ, the same for every measure), they
+    say how precisely this zoo pins down each measure's τ and R̄².
     """
     extra_targets = dict(extra_targets or {})
     joint_fits = dict(joint_fits or {})
@@ -88,9 +98,15 @@ def table1(
             record[f"kendall_tau_{extra_name}"] = (
                 kendall_tau(other[MEASURE], other[TARGET]) if len(other) >= 2 else math.nan
             )
+        record["kendall_tau_ci_low"], record["kendall_tau_ci_high"] = kendall_tau_ci(mu, g)
+        if name in joint_fits or not math.isfinite(record["adjusted_r2"]):
+            record["adjusted_r2_ci_low"] = record["adjusted_r2_ci_high"] = math.nan
+        else:
+            record["adjusted_r2_ci_low"], record["adjusted_r2_ci_high"] = adjusted_r2_ci(mu, g)
         records.append(record)
     columns = ["measure", "n_models", "kendall_tau", "kendall_tau_se", "adjusted_r2", "cv_r2", "cmi", "cmi_pgdl"]
     columns += [f"kendall_tau_{e}" for e in extra_targets]
+    columns += list(CI_COLUMNS)
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -102,8 +118,9 @@ def table2(
     hold_fixed: Sequence[str] = (),
 ) -> pd.DataFrame:
     """One row per measure: ``measure``, ``n_models``, one column per axis (ψ_axis, the mean τ
-    when only that hyperparameter varies; :func:`granulated_kendall`), ``kendall_tau`` and
-    ``psi``."""
+    when only that hyperparameter varies; :func:`granulated_kendall`), ``kendall_tau``,
+    ``psi`` and its 95% percentile bootstrap interval over models ``psi_ci_low``/``_high``
+    (:func:`analysis.bootstrap.psi_ci`)."""
     records = []
     for name in measures.columns:
         frame = model_frame(hparams, measures[name], target, [*axes, *hold_fixed])
@@ -114,8 +131,10 @@ def table2(
         record.update(granulated.per_axis)
         record["kendall_tau"] = kendall_tau(frame[MEASURE], frame[TARGET])
         record["psi"] = granulated.psi
+        record["psi_ci_low"], record["psi_ci_high"] = psi_ci(frame, MEASURE, TARGET, axes, hold_fixed=hold_fixed)
         records.append(record)
-    return pd.DataFrame.from_records(records, columns=["measure", "n_models", *axes, "kendall_tau", "psi"])
+    return pd.DataFrame.from_records(records, columns=["measure", "n_models", *axes, "kendall_tau", "psi",
+                                                       *PSI_CI_COLUMNS])
 
 
 def table3(

@@ -1,0 +1,202 @@
+"""Bootstrap confidence intervals over models for Kendall's τ, the granulated ψ and the
+adjusted R² of Table 1 and Table 2.
+
+The unit resampled is the model: a bootstrap sample draws n models with replacement from the
+n models of the zoo (Efron and Tibshirani 1993, ch. 6 and 13), and the statistic is recomputed
+on it. ``scipy.stats.bootstrap`` draws the samples and forms the interval; the statistics
+below are written for its ``vectorized=True`` form, which hands over many resamples at once
+as rows of model indices.
+
+A resample repeats models. Two copies of one model are not a pair of models: counted as a tie
+(0 in the numerator, 1 in the denominator) they would shrink every resampled τ towards 0 by
+about 1/n, and the τ of a granulated-Kendall group of 2 to 4 models by far more, so the
+interval would miss the estimate. τ* therefore averages over the pairs of distinct models of
+the resample, each pair weighted by its number of copies: with c_i the number of copies of
+model i and P_ij = sign(x_i − x_j)·sign(y_i − y_j),
+
+    τ* = Σ_{i≠j} c_i c_j P_ij / Σ_{i≠j} c_i c_j,
+
+which is :func:`analysis.kendall.kendall_tau` (τ-a, real ties count 0) when every c_i = 1.
+ψ* applies the same rule within each group of :func:`analysis.kendall.granulated_kendall`; a
+group with fewer than two distinct models or a constant target is skipped.
+
+Constants: ``N_RESAMPLES`` = 1000 resamples, ``CONFIDENCE`` = 0.95, ``SEED`` = 0 (one
+``numpy.random.Generator`` per statistic, so a measure's interval does not depend on which
+other measures were analysed), method ``"percentile"``. Percentile rather than BCa: τ and ψ
+are bounded, discrete statistics with many ties on small zoos, where BCa's jackknife
+acceleration is unstable or undefined (scipy then returns NaN); the percentile interval is
+transformation-respecting and always defined when the resamples are.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+N_RESAMPLES = 1000
+CONFIDENCE = 0.95
+SEED = 0
+METHOD = "percentile"
+# Resamples evaluated per call of a vectorized statistic (bounds memory at BATCH × n × n).
+BATCH = 250
+
+
+def _signs(values: np.ndarray) -> np.ndarray:
+    return np.sign(values[:, None] - values[None, :]).astype(float)
+
+
+def _counts(indices: np.ndarray, n: int) -> np.ndarray:
+    """Rows of model indices (resamples × n) as rows of copy counts c_i."""
+    indices = np.atleast_2d(indices).astype(np.int64)
+    counts = np.zeros((indices.shape[0], n))
+    np.add.at(counts, (np.arange(indices.shape[0])[:, None], indices), 1.0)
+    return counts
+
+
+def _interval(statistic: Callable[[np.ndarray], np.ndarray], n: int, seed: int,
+              n_resamples: int, confidence: float) -> Tuple[float, float]:
+    """The percentile interval of ``statistic`` (resample index rows -> values) over
+    ``n_resamples`` bootstrap samples of the n models; NaN when n < 3 or when any resample's
+    statistic is undefined (NaN)."""
+    if n < 3:
+        return math.nan, math.nan
+    with warnings.catch_warnings():
+        # A degenerate bootstrap distribution (all resamples equal) is reported by scipy as a
+        # warning and an interval of NaN; the caller reads the NaN.
+        warnings.simplefilter("ignore")
+        result = stats.bootstrap(
+            (np.arange(n),), lambda idx, axis=-1: statistic(np.moveaxis(idx, axis, -1)),
+            vectorized=True, n_resamples=n_resamples, batch=BATCH, confidence_level=confidence,
+            method=METHOD, rng=np.random.default_rng(seed),
+        )
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else (math.nan, math.nan)
+
+
+def kendall_tau_ci(x: Sequence[float], y: Sequence[float], *, n_resamples: int = N_RESAMPLES,
+                   confidence: float = CONFIDENCE, seed: int = SEED) -> Tuple[float, float]:
+    """Percentile bootstrap interval over models of Kendall's τ-a (module docstring)."""
+    return _interval(tau_statistic(x, y), len(x), seed, n_resamples, confidence)
+
+
+def tau_statistic(x: Sequence[float], y: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
+    """τ* of resamples given as rows of model indices (module docstring)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(x)
+    pairs = _signs(x) * _signs(y)
+
+    def statistic(indices: np.ndarray) -> np.ndarray:
+        counts = _counts(indices, n)
+        distinct_pairs = n * n - np.sum(counts * counts, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.einsum("bi,ij,bj->b", counts, pairs, counts) / distinct_pairs
+
+    return statistic
+
+
+def adjusted_r2_ci(x: Sequence[float], y: Sequence[float], *, n_resamples: int = N_RESAMPLES,
+                   confidence: float = CONFIDENCE, seed: int = SEED) -> Tuple[float, float]:
+    """Percentile bootstrap interval over models of :func:`adjusted_r2_statistic`."""
+    return _interval(adjusted_r2_statistic(x, y), len(x), seed, n_resamples, confidence)
+
+
+def adjusted_r2_statistic(x: Sequence[float], y: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
+    """The univariate adjusted R² of
+    :func:`analysis.regression.adjusted_r2` (p = 1): R² of a least-squares line with intercept
+    is the squared Pearson correlation, R̄² = 1 − (1 − R²)(n − 1)/(n − 2). A resample with a
+    constant measure has R² = 0 (the fit is the mean); one with a constant target has none,
+    which makes the interval NaN."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(x)
+    # Centre first: the weighted moments below then lose no precision for large offsets.
+    x = x - x.mean()
+    y = y - y.mean()
+
+    def statistic(indices: np.ndarray) -> np.ndarray:
+        weights = _counts(indices, n) / n
+        mx, my = weights @ x, weights @ y
+        sxx = weights @ (x * x) - mx * mx
+        syy = weights @ (y * y) - my * my
+        sxy = weights @ (x * y) - mx * my
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r2 = np.where(sxx > 1e-300 * (1 + np.abs(mx)), sxy * sxy / (sxx * syy), 0.0)
+        r2 = np.where(syy > 0, r2, np.nan)
+        return 1.0 - (1.0 - r2) * (n - 1) / (n - 2)
+
+    return statistic
+
+
+def _group_codes(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
+    if not keys:
+        return np.zeros(len(frame), dtype=np.int64)
+    return frame.groupby(list(keys), dropna=False, sort=True).ngroup().to_numpy()
+
+
+def psi_ci(frame: pd.DataFrame, measure_col: str, target_col: str, axes: Sequence[str], *,
+           hold_fixed: Sequence[str] = (), n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+           seed: int = SEED) -> Tuple[float, float]:
+    """Percentile bootstrap interval over models of :func:`psi_statistic` (NaN without axes)."""
+    data = frame[np.isfinite(frame[measure_col].astype(float)) & np.isfinite(frame[target_col].astype(float))]
+    if not list(axes) or len(data) < 3:
+        return math.nan, math.nan
+    return _interval(psi_statistic(data, measure_col, target_col, axes, hold_fixed=hold_fixed), len(data), seed,
+                     n_resamples, confidence)
+
+
+def psi_statistic(frame: pd.DataFrame, measure_col: str, target_col: str, axes: Sequence[str], *,
+                  hold_fixed: Sequence[str] = ()) -> Callable[[np.ndarray], np.ndarray]:
+    """ψ* of resamples (rows of indices into the rows of ``frame`` with a finite measure and
+    target): the granulated Kendall ψ of
+    :func:`analysis.kendall.granulated_kendall`, with its rules on every resample: per axis,
+    the groups in which the other axes and ``hold_fixed`` are equal; a group with fewer than
+    two distinct resampled models or a constant target is skipped; ψ_i is the mean τ* of the used groups,
+    ψ the mean of the defined ψ_i. A resample with no defined ψ_i makes the interval NaN."""
+    axes = list(axes)
+    data = frame[np.isfinite(frame[measure_col].astype(float)) & np.isfinite(frame[target_col].astype(float))]
+    n = len(data)
+    x = data[measure_col].to_numpy(dtype=float)
+    y = data[target_col].to_numpy(dtype=float)
+    target_signs = _signs(y)
+    pairs = _signs(x) * target_signs
+    untied = np.abs(target_signs)
+    per_axis = []
+    for axis in axes:
+        keys = [a for a in axes if a != axis] + [c for c in hold_fixed if c != axis]
+        codes = _group_codes(data, keys)
+        same = (codes[:, None] == codes[None, :]).astype(float)
+        onehot = np.eye(int(codes.max()) + 1)[codes]  # models × groups
+        per_axis.append((pairs * same, untied * same, same - np.eye(n), onehot))
+
+    def statistic(indices: np.ndarray) -> np.ndarray:
+        counts = _counts(indices, n)
+        psis = []
+        for pair_matrix, untied_matrix, distinct_matrix, onehot in per_axis:
+            total = (counts * (counts @ pair_matrix)) @ onehot
+            varied = (counts * (counts @ untied_matrix)) @ onehot
+            distinct_pairs = (counts * (counts @ distinct_matrix)) @ onehot
+            used = (distinct_pairs > 0) & (varied > 0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                taus = np.where(used, total / np.where(used, distinct_pairs, 1.0), 0.0)
+                psis.append(np.where(used.any(axis=1), taus.sum(axis=1) / used.sum(axis=1), np.nan))
+        stacked = np.vstack(psis)
+        defined = np.isfinite(stacked)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(defined.any(axis=0), np.where(defined, stacked, 0.0).sum(axis=0) / defined.sum(axis=0),
+                            np.nan)
+
+    return statistic
+
+
+def covers(interval: Tuple[float, float], value: float) -> Optional[bool]:
+    """Whether ``value`` lies in the closed ``interval``; None when the interval is NaN."""
+    low, high = interval
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return low <= value <= high
