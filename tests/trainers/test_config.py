@@ -25,6 +25,10 @@ PRESET_IDS = {
     "double_descent_cnn": (160, "baf50766282a6f20"),
     "double_descent_resnet18": (160, "14819928447b8f9c"),
     "label_noise": (36, "042c91c8e1412a05"),
+    "imp_demo": (36, "226db4e51cc173fc"),
+    "imp_resnet20_cifar10": (132, "c5461088477ef89f"),
+    "imp_vgg16_cifar10": (204, "c517df348c037869"),
+    "imp_lenet_mnist": (216, "54e766aa706baf90"),
 }
 
 
