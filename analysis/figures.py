@@ -7,7 +7,13 @@ no global backend state and no display needed).
 - pruning versus random perturbation: train and test loss against the fraction of weights
   kept (first paper, Figure 2 / Figure 5);
 - EL2N: mean train loss by EL2N-percentile group (20 groups) and noisy versus clean examples
-  (third paper, Figures 2 and 5, per label-noise level).
+  (third paper, Figures 2 and 5, per label-noise level); the noisy panels only when some
+  labels are noisy;
+- the overview: τ and ψ of every measure with their bootstrap intervals as error bars;
+- learning curves: train and test loss and accuracy per epoch for a sample of models.
+
+Every figure is written as PNG and as SVG (:func:`figure_files`). A measure axis is
+logarithmic when the measure spans at least ``LOG_DECADES`` = 2 decades (:func:`value_scale`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,13 @@ MAX_LINES = 8
 PRUNING_COLUMNS = ("trial_id", "kept_fraction", "intervention", "split", "loss")
 EL2N_COLUMNS = ("trial_id", "index", "score", "noisy")
 EL2N_LOSS_COLUMNS = ("loss", "train_loss")
+# A measure spanning at least this many decades gets a logarithmic axis.
+LOG_DECADES = 2.0
+# At most this many distinct values of the colouring hyperparameter get discrete colours.
+MAX_DISCRETE_COLOURS = 10
+# Models drawn in the learning-curve figure.
+LEARNING_CURVE_MODELS = 8
+EPOCH_COLUMNS = ("trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 
 
 def png_bytes(figure: Figure) -> bytes:
@@ -42,23 +55,169 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def svg_bytes(figure: Figure) -> bytes:
+    """The figure as SVG, without the date and with fixed element ids, so that equal figures
+    give equal bytes."""
+    import matplotlib
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "genzoo", "svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    return buffer.getvalue()
+
+
+def figure_files(figure: Figure, stem: str) -> Dict[str, bytes]:
+    """``{stem}.png`` and ``{stem}.svg`` of one figure."""
+    return {f"{stem}.png": png_bytes(figure), f"{stem}.svg": svg_bytes(figure)}
+
+
+def value_scale(values: Sequence[float]) -> Tuple[str, Dict[str, float]]:
+    """(scale, keyword arguments) for an axis of ``values``: ``"log"`` when every finite value is
+    positive and max/min ≥ 10^LOG_DECADES; ``"symlog"`` (linear within ± the smallest non-zero
+    |value|) when some are zero or negative and max|v| / min non-zero |v| ≥ 10^LOG_DECADES;
+    else ``"linear"``. ``pac_bayes_flat`` spanning 0 to 170,000 gets a symlog axis."""
+    array = np.asarray(values, dtype=float)
+    array = array[np.isfinite(array)]
+    magnitudes = np.abs(array[array != 0])
+    if len(magnitudes) < 2 or magnitudes.max() < magnitudes.min() * 10 ** LOG_DECADES:
+        return "linear", {}
+    if np.all(array > 0):
+        return "log", {}
+    return "symlog", {"linthresh": float(magnitudes.min())}
+
+
+def _set_scale(axis, which: str, values: Sequence[float]) -> None:
+    scale, kwargs = value_scale(values)
+    (axis.set_xscale if which == "x" else axis.set_yscale)(scale, **kwargs)
+
+
 def slug(name: str) -> str:
     """A file-name-safe version of a measure name (``margin/b1/q1`` -> ``margin_b1_q1``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "measure"
 
 
-def scatter_figure(measure: pd.Series, target: pd.Series, name: str, target_label: str, tau: float) -> Figure:
-    """One measure (x) against the target (y), one point per model."""
+def scatter_figure(measure: pd.Series, target: pd.Series, name: str, target_label: str, tau: float,
+                   colour: Optional[pd.Series] = None) -> Figure:
+    """One measure (x) against the target (y), one point per model, coloured by the
+    hyperparameter ``colour`` (a named Series per model; discrete colours and a legend for at
+    most MAX_DISCRETE_COLOURS values, else a colour bar); the x axis is logarithmic when the
+    measure spans decades (:func:`value_scale`)."""
     common = measure.dropna().index.intersection(target.dropna().index)
-    figure = Figure(figsize=(4.5, 3.6))
+    figure = Figure(figsize=(4.8, 3.6))
     axis = figure.add_subplot()
-    axis.scatter(measure.loc[common], target.loc[common], s=14, alpha=0.75, color="tab:blue", edgecolors="none")
+    x, y = measure.loc[common], target.loc[common]
+    if colour is None:
+        axis.scatter(x, y, s=14, alpha=0.75, color="tab:blue", edgecolors="none")
+    else:
+        _coloured_scatter(figure, axis, x, y, colour.reindex(common))
+    _set_scale(axis, "x", x.to_numpy())
     axis.set_xlabel(name)
     axis.set_ylabel(target_label)
     title = f"{name}  (n = {len(common)}"
     title += f", τ = {tau:.3f})" if math.isfinite(tau) else ")"
     axis.set_title(title, fontsize=9)
     axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def _coloured_scatter(figure: Figure, axis, x: pd.Series, y: pd.Series, colour: pd.Series) -> None:
+    from matplotlib import cm
+    from matplotlib.colors import Normalize
+
+    levels = list(pd.unique(colour))
+    try:
+        levels = sorted(levels)
+    except TypeError:
+        levels = sorted(levels, key=str)
+    numeric = pd.api.types.is_numeric_dtype(colour) and not pd.api.types.is_bool_dtype(colour)
+    if len(levels) <= MAX_DISCRETE_COLOURS or not numeric:
+        palette = cm.tab10 if len(levels) <= MAX_DISCRETE_COLOURS else cm.viridis
+        for position, level in enumerate(levels):
+            mask = (colour == level).to_numpy() if level == level else colour.isna().to_numpy()
+            shade = palette(position if len(levels) <= MAX_DISCRETE_COLOURS else position / max(len(levels) - 1, 1))
+            axis.scatter(x[mask], y[mask], s=14, alpha=0.8, color=shade, edgecolors="none", label=str(level))
+        axis.legend(title=str(colour.name), fontsize=6, title_fontsize=7, loc="best")
+        return
+    norm = Normalize(vmin=float(colour.min()), vmax=float(colour.max()))
+    points = axis.scatter(x, y, s=14, alpha=0.8, c=colour.astype(float), cmap="viridis", norm=norm, edgecolors="none")
+    figure.colorbar(points, ax=axis, label=str(colour.name))
+
+
+def overview_figure(t1: pd.DataFrame, t2: pd.DataFrame, null_se: float) -> Figure:
+    """τ (Table 1) and ψ (Table 2) of every measure with their bootstrap intervals as error
+    bars, measures sorted by τ; the band ±2 s_τ (the paper's null-hypothesis standard error)
+    marks the τ indistinguishable from chance."""
+    table = t1[["measure", "kendall_tau", "kendall_tau_ci_low", "kendall_tau_ci_high"]].merge(
+        t2[["measure", "psi", "psi_ci_low", "psi_ci_high"]] if "psi_ci_low" in t2.columns else
+        pd.DataFrame(columns=["measure", "psi", "psi_ci_low", "psi_ci_high"]), on="measure", how="left")
+    table = table.sort_values(["kendall_tau", "measure"], kind="stable").reset_index(drop=True)
+    positions = np.arange(len(table))
+    figure = Figure(figsize=(7.0, max(2.5, 0.28 * len(table) + 1.2)))
+    axis = figure.add_subplot()
+    if math.isfinite(null_se):
+        axis.axvspan(-2 * null_se, 2 * null_se, color="0.85", label=f"±2 s_τ (null) = ±{2 * null_se:.3f}")
+    for column, low, high, offset, label, colour in (
+        ("kendall_tau", "kendall_tau_ci_low", "kendall_tau_ci_high", -0.15, "τ", "tab:blue"),
+        ("psi", "psi_ci_low", "psi_ci_high", 0.15, "ψ", "tab:orange"),
+    ):
+        values = table[column].astype(float).to_numpy()
+        if not np.isfinite(values).any():
+            continue
+        # The bars are drawn from the interval's ends, not as ± errors: a percentile interval
+        # need not contain the estimate.
+        axis.hlines(positions + offset, table[low].astype(float), table[high].astype(float), color=colour,
+                    linewidth=1.2)
+        axis.plot(values, positions + offset, "o", markersize=3, color=colour, label=f"{label} (95% bootstrap interval)")
+    axis.axvline(0.0, color="0.4", linewidth=0.8)
+    axis.set_yticks(positions, table["measure"].astype(str).tolist(), fontsize=7)
+    axis.set_xlim(-1.05, 1.05)
+    axis.set_xlabel("Kendall τ / granulated ψ with the target")
+    axis.grid(True, axis="x", alpha=0.3)
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def learning_curve_sample(target: pd.Series, count: int = LEARNING_CURVE_MODELS) -> List[str]:
+    """``count`` models evenly spaced in the ranking by the target (ties by key), so the sample
+    spans the zoo from the smallest to the largest target."""
+    ordered = sorted(target.dropna().index, key=lambda key: (float(target[key]), str(key)))
+    if len(ordered) <= count:
+        return ordered
+    picks = np.unique(np.round(np.linspace(0, len(ordered) - 1, count)).astype(int))
+    return [ordered[i] for i in picks]
+
+
+def learning_curves_figure(epochs: pd.DataFrame, target: pd.Series, target_label: str) -> Figure:
+    """Train and test loss (left) and accuracy (right) per epoch of each model in ``epochs``
+    (the store's epochs table), one colour per model, coloured by its target value; solid
+    lines train, dashed test. The loss axis is logarithmic when it spans decades."""
+    check_columns(epochs, EPOCH_COLUMNS, "epochs")
+    from matplotlib import cm
+    from matplotlib.colors import Normalize
+
+    figure = Figure(figsize=(10.0, 3.8))
+    values = target.astype(float)
+    norm = Normalize(vmin=float(values.min()), vmax=float(values.max()))
+    loss_axis = figure.add_subplot(1, 2, 1)
+    acc_axis = figure.add_subplot(1, 2, 2)
+    for trial_id, group in epochs.groupby("trial_id", sort=True):
+        group = group.sort_values("epoch")
+        shade = cm.viridis(norm(float(values.get(trial_id, np.nan))))
+        for split, style in (("train", "-"), ("test", "--")):
+            loss_axis.plot(group["epoch"], group[f"{split}_loss"], style, color=shade, linewidth=0.9)
+            acc_axis.plot(group["epoch"], group[f"{split}_acc"], style, color=shade, linewidth=0.9)
+    losses = epochs[["train_loss", "test_loss"]].to_numpy(dtype=float).ravel()
+    _set_scale(loss_axis, "y", losses)
+    loss_axis.set_ylabel("loss (solid train, dashed test)")
+    acc_axis.set_ylabel("accuracy (solid train, dashed test)")
+    for axis in (loss_axis, acc_axis):
+        axis.set_xlabel("epoch")
+        axis.grid(True, alpha=0.3)
+    loss_axis.set_title(f"learning curves of {epochs['trial_id'].nunique()} models", fontsize=9)
+    figure.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=acc_axis, label=target_label)
     figure.tight_layout()
     return figure
 
@@ -109,6 +268,7 @@ def double_descent_figure(
             group = group.sort_values(x)
             axis.plot(group[x], group["mean"], marker="o", markersize=3, label=_label(keys, group_values))
             axis.fill_between(group[x], group["mean"] - group["se"], group["mean"] + group["se"], alpha=0.2)
+        _set_scale(axis, "y", frame["value"].to_numpy())
         axis.set_title(name, fontsize=9)
         axis.set_xlabel(x)
         axis.grid(True, alpha=0.3)
@@ -246,12 +406,15 @@ def _noise_label(level: object) -> str:
 def el2n_figure(by_group: pd.DataFrame, by_noisy: pd.DataFrame, has_loss: bool) -> Figure:
     """Three panels: (a) mean train loss (or mean EL2N score when no per-example loss was
     stored) by EL2N-percentile group, (b) fraction of noisy examples by group, (c) mean train
-    loss (or score) of noisy versus clean examples, one line / bar pair per noise level."""
+    loss (or score) of noisy versus clean examples, one line / bar pair per noise level.
+    Without any noisy example (no label noise) (b) and (c) would be empty: only (a) is drawn."""
     value = "mean_loss" if has_loss else "mean_score"
     value_label = "mean train loss" if has_loss else "mean EL2N score"
-    figure = Figure(figsize=(13.0, 3.6))
+    any_noisy = bool(by_noisy["noisy"].astype(bool).any()) and bool((by_group["noisy_fraction"] > 0).any())
+    panels = 3 if any_noisy else 1
+    figure = Figure(figsize=(13.0 if any_noisy else 4.8, 3.6))
     by_level = list(by_group.groupby("label_noise", sort=True, dropna=False))
-    axis = figure.add_subplot(1, 3, 1)
+    axis = figure.add_subplot(1, panels, 1)
     for level, part in by_level:
         axis.plot(part["percentile_high"], part[value], marker="o", markersize=3, label=_noise_label(level))
     axis.set_xlabel("EL2N percentile group (upper edge, %)")
@@ -259,6 +422,9 @@ def el2n_figure(by_group: pd.DataFrame, by_noisy: pd.DataFrame, has_loss: bool) 
     axis.set_title(f"(a) {value_label} by EL2N group", fontsize=9)
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=7)
+    if not any_noisy:
+        figure.tight_layout()
+        return figure
     axis = figure.add_subplot(1, 3, 2)
     for level, part in by_level:
         axis.plot(part["percentile_high"], part["noisy_fraction"], marker="o", markersize=3, label=_noise_label(level))

@@ -22,7 +22,16 @@ from analysis.data import (
     measures_wide,
     target_values,
 )
+from analysis.checks import (
+    bound_warnings,
+    degenerate_warnings,
+    fit_warnings,
+    noise_warnings,
+    target_noise_warnings,
+)
+from analysis.data import measure_settings
 from analysis.errors import AnalysisError
+from analysis.kendall import kendall_tau, kendall_tau_se
 from analysis.report_text import report_text
 from analysis.sections import SECTIONS, SectionInput
 from analysis.sections import names as section_names
@@ -32,7 +41,10 @@ from analysis.figures import (
     el2n_figure,
     el2n_loss_column,
     el2n_summaries,
-    png_bytes,
+    figure_files,
+    learning_curve_sample,
+    learning_curves_figure,
+    overview_figure,
     pruning_curves_figure,
     scatter_figure,
     slug,
@@ -51,6 +63,8 @@ FEATURE_GROUPS: Tuple[Tuple[str, str, Optional[str]], ...] = (
     ("output_margin/", "output_margins", None),
 )
 WIDTH = "width"
+# The per-(family, settings) table of the measure rows, linked from the report.
+SETTINGS_CSV = "measure_settings.csv"
 # A width axis with at least this many values is a width sweep (gets the double-descent plot).
 MIN_SWEEP_WIDTHS = 3
 
@@ -73,6 +87,7 @@ class AnalysisResult:
     axes: Tuple[str, ...]
     n_models: int
     notes: Tuple[str, ...] = field(default=())
+    warnings: Tuple[str, ...] = field(default=())
 
 
 def _write(path: Path, data: bytes, written: List[Path]) -> None:
@@ -106,6 +121,8 @@ def analyze(
     anchor: str = ANCHOR_MEASURE,
     feature_groups: Sequence[Tuple[str, str, Optional[str]]] = FEATURE_GROUPS,
     sections: Sequence[str] = (),
+    test_examples: Optional[int] = None,
+    colour_by: Optional[str] = None,
 ) -> AnalysisResult:
     """Compute and write the analysis of one experiment into ``out_dir``.
 
@@ -124,10 +141,16 @@ def analyze(
     :data:`FEATURE_GROUPS`; ``sections`` names the paper-specific sections to add
     (:mod:`analysis.sections`), each given every model of ``trials`` and the ``tables``.
 
+    ``test_examples`` (the size of the test set) lets the report warn when the target's spread
+    is below one model's test-set noise (:mod:`analysis.checks`); ``colour_by`` names the
+    hyperparameter that colours the scatter plots (default :func:`colour_axis`). With
+    ``tables["epochs"]`` (the store's per-epoch records) the report draws learning curves.
+
     Only completed trials with a finite target and measure rows with status "ok" and a finite
-    value enter the statistics. Writes ``table1|2|3.md/.csv``, ``figures/*.png``, the EL2N
-    summaries when given, and ``report.md``. Same inputs give byte-identical files: rows are
-    sorted by trial_id, measures by name, and every random choice (CV folds) has a fixed seed.
+    value enter the statistics. Writes ``table1|2|3.md/.csv``, ``figures/*.png`` and ``*.svg``,
+    ``measure_settings.csv``, the EL2N summaries when given, and ``report.md``. Same inputs give
+    byte-identical files: rows are sorted by trial_id, measures by name, and every random choice
+    (CV folds, bootstrap resamples) has a fixed seed.
 
     Raises :class:`AnalysisError` (one line) for an unknown target, fewer than
     ``MIN_MODELS`` = 3 completed trials, a constant target, or no measure values.
@@ -188,7 +211,13 @@ def analyze(
         _write(out / f"{name}.csv", to_csv_text(table).encode(), written)
         _write(out / f"{name}.md", f"# {titles[name]}\n\n{to_markdown(table)}".encode(), written)
 
-    figures = _write_figures(out, models, table_measures, target_series, target, axes, t1, tables, written, notes)
+    warnings = _warnings(models, table_measures, measures, target, target_series, test_examples)
+    _write(out / SETTINGS_CSV, to_csv_text(measure_settings(measures, ids)).encode(), written)
+    colour = colour_by if colour_by is not None else colour_axis(models, target_series, axes)
+    if colour is not None and colour not in models.columns:
+        raise AnalysisError(f"colour_by: {colour!r} is not a column of trials")
+    figures = _write_figures(out, models, table_measures, target_series, target, axes, t1, tables, written, notes,
+                             t2=t2, colour=colour)
     extra: List[str] = []
     for name in sections:
         if name not in SECTIONS:
@@ -207,6 +236,7 @@ def analyze(
         experiment=experiment, trials=trials, models=models, target=target, target_series=target_series,
         axes=axes, hold_fixed=hold_fixed, t1=t1, t2=t2, t3=t3, figures=figures, settings=settings or {},
         measures=measures, notes=notes, double_descent=double_descent, anchor=anchor, sections=extra,
+        warnings=warnings, colour=colour, settings_csv=SETTINGS_CSV,
     )
     _write(report_path, report.encode(), written)
 
@@ -214,7 +244,40 @@ def analyze(
     return AnalysisResult(
         table1=t1, table2=t2, table3=t3, paths=written, table1_text=header + to_text(t1),
         report_path=report_path, target=target, axes=tuple(axes), n_models=len(models), notes=tuple(notes),
+        warnings=tuple(warnings),
     )
+
+
+def colour_axis(models: pd.DataFrame, target: pd.Series, axes: Sequence[str]) -> Optional[str]:
+    """The grid axis that orders the target best: the numeric axis with the largest |Kendall τ|
+    between its value and the target (ties: the first in ``axes``); the first axis when none is
+    numeric; None without axes."""
+    best, best_tau = None, -1.0
+    for axis in axes:
+        column = models[axis]
+        if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+            values = column.astype(float).to_numpy()
+            if np.all(np.isfinite(values)):
+                tau = abs(kendall_tau(values, target.reindex(models.index).to_numpy(dtype=float)))
+                if tau > best_tau:
+                    best, best_tau = axis, tau
+    if best is None and axes:
+        best = axes[0]
+    return best
+
+
+def _warnings(models: pd.DataFrame, table_measures: pd.DataFrame, measures: pd.DataFrame,
+              target: str, target_series: pd.Series, test_examples: Optional[int]) -> List[str]:
+    """Every check of :mod:`analysis.checks`, one line each: the target's spread against its
+    test-set noise, the fit of the models, then per Table 1 measure (sorted by name) a degenerate
+    value distribution, a value at a bound of its settings, a large stochastic error."""
+    found = target_noise_warnings(target, target_series, models.get("test_acc"), test_examples)
+    found += fit_warnings(models.get("train_acc"))
+    ids = list(models.index)
+    per_measure = [degenerate_warnings(table_measures), bound_warnings(measures, ids), noise_warnings(measures, ids)]
+    for name in sorted(set().union(*per_measure)):
+        found += [checks[name] for checks in per_measure if name in checks]
+    return found
 
 
 def _measures_for_tables(wide: pd.DataFrame, target: pd.Series, feature_groups: Sequence[Tuple[str, str, Optional[str]]]
@@ -267,19 +330,32 @@ def _write_figures(
     tables: Optional[Mapping[str, pd.DataFrame]],
     written: List[Path],
     notes: List[str],
+    *,
+    t2: Optional[pd.DataFrame] = None,
+    colour: Optional[str] = None,
 ) -> List[Tuple[str, str]]:
-    """Draw and write every figure; returns (title, path relative to ``out``)."""
+    """Draw and write every figure, each as PNG and SVG; returns (title, path of the PNG
+    relative to ``out``). The overview comes first."""
     figures: List[Tuple[str, str]] = []
+
+    def save(figure, stem: str) -> str:
+        for relative, content in figure_files(figure, f"figures/{stem}").items():
+            _write(out / relative, content, written)
+        return f"figures/{stem}.png"
+
+    if len(t1):
+        relative = save(overview_figure(t1, t2 if t2 is not None else pd.DataFrame(), kendall_tau_se(len(models))),
+                        "overview")
+        figures.append(("overview: τ and ψ of every measure with 95% bootstrap intervals", relative))
     taus = dict(zip(t1["measure"], t1["kendall_tau"]))
+    colours = models[colour] if colour is not None else None
     used_names: Dict[str, int] = {}
     for name in t1["measure"]:
         base = f"scatter_{slug(name)}"
         used_names[base] = used_names.get(base, 0) + 1
         file_name = base if used_names[base] == 1 else f"{base}_{used_names[base]}"
-        relative = f"figures/{file_name}.png"
-        figure = scatter_figure(table_measures[name], target_series, name, target, float(taus[name]))
-        _write(out / relative, png_bytes(figure), written)
-        figures.append((f"{name} against {target}", relative))
+        figure = scatter_figure(table_measures[name], target_series, name, target, float(taus[name]), colour=colours)
+        figures.append((f"{name} against {target}", save(figure, file_name)))
 
     if is_width_sweep(models, axes):
         curves: Dict[str, pd.Series] = {}
@@ -287,8 +363,7 @@ def _write_figures(
             curves["test loss"] = models["test_loss"].astype(float)
         for name in t1["measure"]:
             curves[name] = table_measures[name]
-        relative = "figures/double_descent.png"
-        _write(out / relative, png_bytes(double_descent_figure(models, curves, axes, WIDTH)), written)
+        relative = save(double_descent_figure(models, curves, axes, WIDTH), "double_descent")
         figures.append(("test loss and every measure against width (double descent)", relative))
 
     tables = dict(tables or {})
@@ -296,8 +371,7 @@ def _write_figures(
     if curves_table is not None:
         part = curves_table[curves_table["trial_id"].isin(models.index)] if "trial_id" in curves_table.columns else curves_table
         if len(part):
-            relative = "figures/pruning_vs_perturbation.png"
-            _write(out / relative, png_bytes(pruning_curves_figure(part)), written)
+            relative = save(pruning_curves_figure(part), "pruning_vs_perturbation")
             figures.append(("loss after pruning versus a random perturbation of the same weights", relative))
         else:
             notes.append("tables['pruning_curves'] has no rows for the completed trials: no pruning figure")
@@ -305,8 +379,7 @@ def _write_figures(
     if spectra is not None:
         part = spectra[spectra["trial_id"].isin(models.index)] if "trial_id" in spectra.columns else spectra
         if len(part):
-            relative = "figures/hessian_spectrum.png"
-            _write(out / relative, png_bytes(hessian_spectrum_figure(part, target_series, target)), written)
+            relative = save(hessian_spectrum_figure(part, target_series, target), "hessian_spectrum")
             figures.append(("top Hessian eigenvalues of every model by rank, coloured by the target", relative))
         else:
             notes.append("tables['hessian_eigenvalues'] has no rows for the completed trials: no spectrum figure")
@@ -321,9 +394,27 @@ def _write_figures(
                 notes.append("tables['el2n'] has no per-example loss column (loss or train_loss): the EL2N figure shows scores")
             _write(out / "el2n_groups.csv", to_csv_text(by_group).encode(), written)
             _write(out / "el2n_noisy.csv", to_csv_text(by_noisy).encode(), written)
-            relative = "figures/el2n.png"
-            _write(out / relative, png_bytes(el2n_figure(by_group, by_noisy, has_loss)), written)
-            figures.append(("train loss by EL2N percentile group (20 groups), noisy versus clean", relative))
+            relative = save(el2n_figure(by_group, by_noisy, has_loss), "el2n")
+            any_noisy = bool(by_noisy["noisy"].astype(bool).any())
+            figures.append(("train loss by EL2N percentile group (20 groups)" + (", noisy versus clean" if any_noisy
+                            else "; no label noise, so no noisy-versus-clean panels"), relative))
         else:
             notes.append("tables['el2n'] has no rows for the completed trials: no EL2N figure")
+    epochs = tables.get("epochs")
+    if epochs is not None and len(epochs):
+        sample = learning_curve_sample(target_series)
+        trial_of = models["trial"] if "trial" in models.columns else pd.Series(models.index, index=models.index)
+        # The epochs table is per trial: a trial's curves stand for its models (keyed by model here).
+        rows = []
+        for key in sample:
+            part = epochs[epochs["trial_id"] == trial_of[key]]
+            if len(part):
+                rows.append(part.assign(trial_id=key))
+        if rows:
+            relative = save(learning_curves_figure(pd.concat(rows, ignore_index=True), target_series, target),
+                            "learning_curves")
+            figures.append((f"learning curves (train and test loss and accuracy per epoch) of {len(rows)} models "
+                            f"spanning the {target}", relative))
+        else:
+            notes.append("tables['epochs'] has no rows for the sampled models: no learning curves")
     return figures

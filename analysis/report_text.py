@@ -11,6 +11,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from analysis.bootstrap import CONFIDENCE, METHOD, N_RESAMPLES, SEED
 from analysis.data import SEED_COLUMN, TARGETS, measure_coverage, measure_settings
 from analysis.kendall import granulated_kendall, kendall_tau_se
 from analysis.regression import CV_FOLDS, CV_SEED
@@ -53,6 +54,33 @@ def _best_row(table: pd.DataFrame, column: str) -> Optional[pd.Series]:
     return table.loc[magnitude.idxmax()]
 
 
+def _interval(row: pd.Series, column: str) -> str:
+    low, high = row.get(f"{column}_ci_low"), row.get(f"{column}_ci_high")
+    if low is None or high is None or not (math.isfinite(float(low)) and math.isfinite(float(high))):
+        return ""
+    return f" [{float(low):.4f}, {float(high):.4f}]"
+
+
+def _resolved_settings(recorded: pd.DataFrame) -> pd.DataFrame:
+    """The resolved settings per family (the ``settings`` part of the stored JSON, without the
+    per-model ``info``) and the number of models that used them."""
+    columns = ["family", "settings", "trials"]
+    if recorded.empty:
+        return pd.DataFrame(columns=columns)
+    settings = []
+    for text in recorded["settings"]:
+        try:
+            parsed = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            parsed = text
+        if isinstance(parsed, dict) and "settings" in parsed:
+            parsed = parsed["settings"]
+        settings.append(parsed if isinstance(parsed, str) else json.dumps(parsed, sort_keys=True, default=str))
+    frame = pd.DataFrame({"family": recorded["family"].astype(str), "settings": settings,
+                          "trials": recorded["trials"].astype(int)})
+    return frame.groupby(["family", "settings"], sort=True)["trials"].sum().reset_index()[columns]
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, (float, np.floating)):
         return "–" if math.isnan(value) else f"{float(value):.4f}"
@@ -78,6 +106,9 @@ def report_text(
     notes: List[str],
     double_descent: bool,
     sections: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+    colour: Optional[str] = None,
+    settings_csv: Optional[str] = None,
 ) -> str:
     ids = list(models.index)
     status_counts = trials["status"].astype(str).value_counts().sort_index()
@@ -96,28 +127,46 @@ def report_text(
     best = _best_row(t1, "kendall_tau")
     if best is not None:
         paragraph += (
-            f" The measure with the largest |Kendall τ| is **{best['measure']}** (τ = {_fmt(best['kendall_tau'])}, "
-            f"s_τ = {_fmt(best['kendall_tau_se'])}, adjusted R² = {_fmt(best['adjusted_r2'])}, "
-            f"CMI = {_fmt(best['cmi'])})."
+            f" The measure with the largest |Kendall τ| is **{best['measure']}** (τ = {_fmt(best['kendall_tau'])}"
+            f"{_interval(best, 'kendall_tau')}, adjusted R² = {_fmt(best['adjusted_r2'])}"
+            f"{_interval(best, 'adjusted_r2')}, CMI = {_fmt(best['cmi'])})."
         )
+    null_se = kendall_tau_se(len(models))
+    paragraph += (
+        f" The paper's s_τ = {null_se:.4f} is the standard error of τ under the null hypothesis of no association "
+        f"(the same for every measure): |τ| below 2 s_τ = {2 * null_se:.4f} is indistinguishable from chance. "
+        f"The intervals are {int(round(100 * CONFIDENCE))}% bootstrap intervals over models."
+    )
     best_psi = _best_row(t2, "psi")
     if best_psi is not None and axes:
         paragraph += f" The largest |ψ| is that of {best_psi['measure']} (ψ = {_fmt(best_psi['psi'])})."
     if double_descent:
         paragraph += " This is a double-descent zoo: Table 1 also gives τ against test loss and test error."
 
-    lines = [f"# Analysis of `{experiment or 'unnamed'}`", "", paragraph, "", "## Tables", ""]
+    lines = [f"# Analysis of `{experiment or 'unnamed'}`", "", paragraph, "", "## Warnings", ""]
+    lines += [f"- **{w}**" for w in warnings] or ["- none: the target's spread exceeds its test-set noise and no measure "
+                                                  "is constant, degenerate or dominated by estimation noise"]
+    lines += ["", "## Tables", ""]
     lines += [
-        "- [Table 1](table1.md) ([csv](table1.csv)): per measure, Kendall's τ with the target and its standard "
-        "error, adjusted R², 10-fold cross-validated R², conditional mutual information (Jiang and PGDL variants)"
-        + ("; τ against test loss and test error" if double_descent else "") + ".",
-        "- [Table 2](table2.md) ([csv](table2.csv)): τ when only one hyperparameter varies (ψ_i), overall τ, ψ.",
+        "- [Table 1](table1.md) ([csv](table1.csv)): per measure, Kendall's τ with the target, `kendall_tau_se` "
+        "(the paper's s_τ, the null-hypothesis standard error, not an interval), adjusted R², 10-fold "
+        "cross-validated R², conditional mutual information (Jiang and PGDL variants)"
+        + ("; τ against test loss and test error" if double_descent else "")
+        + "; bootstrap intervals of τ and adjusted R² (`*_ci_low`, `*_ci_high`).",
+        "- [Table 2](table2.md) ([csv](table2.csv)): τ when only one hyperparameter varies (ψ_i), overall τ, ψ "
+        "and its bootstrap interval.",
         f"- [Table 3](table3.md) ([csv](table3.csv)): conditional mutual information between {anchor} "
         "and each other measure.",
     ]
     if any(p.endswith("el2n.png") for _, p in figures):
         lines.append("- [EL2N groups](el2n_groups.csv) and [EL2N noisy vs clean](el2n_noisy.csv): the numbers of the EL2N figure.")
+    if settings_csv:
+        lines.append(f"- [Measure settings]({settings_csv}): the settings and details recorded with each family's rows, "
+                     "one row per distinct (family, settings), with the number of models.")
     lines += ["", "### Table 1", "", to_markdown(t1), "## Figures", ""]
+    lines.append("Every figure is also written as SVG next to its PNG."
+                 + (f" Scatter points are coloured by `{colour}`." if colour else ""))
+    lines.append("")
     for title, path in figures:
         lines.append(f"- [{title}]({path})")
     for title, path in figures:
@@ -129,7 +178,10 @@ def report_text(
         f"- target: `{target}` ({TARGETS[target][0]})",
         f"- grid axes: {', '.join(axes) if axes else 'none'}",
         f"- held fixed within granulated-Kendall groups: {', '.join(hold_fixed) if hold_fixed else 'nothing'}",
-        "- Kendall's τ: τ-a over all pairs, ties count 0; s_τ = sqrt(2(2n+5)/(9n(n−1))) (null hypothesis)",
+        "- Kendall's τ: τ-a over all pairs, ties count 0; s_τ = sqrt(2(2n+5)/(9n(n−1))) (the paper's null-hypothesis "
+        "standard error, column `kendall_tau_se`)",
+        f"- intervals: scipy.stats.bootstrap over models, {N_RESAMPLES} resamples, {METHOD} method, "
+        f"{int(round(100 * CONFIDENCE))}% level, seed {SEED}, for τ, univariate adjusted R² and ψ",
         "- ψ: groups with fewer than 2 models or a constant target skipped (counts below)",
         "- CMI (Jiang): ordered pairs of distinct models, target ties dropped, measure ties a third outcome, "
         "conditioning sets of size 0, 1, 2 weighted by pair counts, sets with H(V_g|U_S) = 0 skipped, minimum over sets",
@@ -141,12 +193,14 @@ def report_text(
     flat = flatten_settings(settings)
     lines += ["", "### Run settings", ""]
     lines += [f"- `{key}`: `{value}`" for key, value in flat] or ["- none were passed"]
-    recorded = measure_settings(measures, ids)
+    recorded = _resolved_settings(measure_settings(measures, ids))
     lines += ["", "### Measure settings recorded in the store", ""]
     if recorded.empty:
         lines.append("- none recorded")
     else:
         lines.append(to_markdown(recorded))
+        if settings_csv:
+            lines.append(f"Per-model details (loss evaluations, estimates) are in [{settings_csv}]({settings_csv}).")
 
     lines += ["", "## Granulated Kendall groups", ""]
     if axes:

@@ -25,8 +25,18 @@ from measures import registry
 from sweep import provenance
 from sweep.config import read_resolved_config
 from sweep.store import COMPLETED, Store, model_key
+from trainers.data.sources import DIGITS_TEST_PER_CLASS
 
 ANALYSIS_DIR = "analysis"
+# Test-set size per dataset (the standard test splits; digits keeps 36 images per class), for
+# the report's comparison of the target's spread with one model's test-set noise.
+TEST_EXAMPLES = {"digits": 10 * DIGITS_TEST_PER_CLASS, "cifar10": 10_000, "cifar100": 10_000, "mnist": 10_000}
+
+
+def count_test_examples(models: pd.DataFrame) -> Optional[int]:
+    """The test-set size of the zoo's one dataset (None for several or an unknown one)."""
+    names = set(models["dataset"].astype(str)) if "dataset" in models.columns else set()
+    return TEST_EXAMPLES.get(names.pop()) if len(names) == 1 else None
 
 
 def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str] = None):
@@ -38,8 +48,8 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
     options = config.analysis
     target = target or options.target
     models, measures, tables = zoo_frames(store, options.tables)
-    if options.sections:
-        tables["epochs"] = store.epochs()
+    # Per-epoch records: the learning curves of the report and the paper sections.
+    tables["epochs"] = store.epochs()
     settings = {
         name: registry.settings_for(name, config.measures.get(name))
         for name in registry.names()
@@ -51,7 +61,7 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
             experiment=experiment, settings={"measures": settings, "provenance": provenance.recorded(store)},
             hparams=hparams,
             double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
-            sections=options.sections,
+            sections=options.sections, test_examples=count_test_examples(models),
         )
         root = Path(scratch)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):

@@ -124,7 +124,8 @@ def test_table1_holds_each_measure_with_values_from_the_statistics(store, result
     assert 0 <= t1.loc["random_measure", "cmi"] <= 1
     # seed is a replicate, not an axis, even when listed in hparams.
     assert result.axes == ("width", "depth", "dropout")
-    assert list(result.table2.columns) == ["measure", "n_models", "width", "depth", "dropout", "kendall_tau", "psi"]
+    assert list(result.table2.columns) == ["measure", "n_models", "width", "depth", "dropout", "kendall_tau", "psi",
+                                           "psi_ci_low", "psi_ci_high"]
     assert set(result.table3.measure) == {"random_measure", "normalized_margins", "best_margin_variable"}
     assert "prunability" in result.table1_text and "kendall_tau" in result.table1_text
 
@@ -185,3 +186,36 @@ def test_too_small_zoo_unknown_target_and_missing_measures_are_one_line_errors(s
     assert "hparams" in one_line_error(lambda: analyze(trials, measures, tmp_path, hparams=["nope"]))
     assert "missing column" in one_line_error(
         lambda: analyze(trials.drop(columns="status"), measures, tmp_path, hparams=AXES))
+
+
+def test_figures_come_as_png_and_svg_with_overview_learning_curves_and_settings_csv(store, tmp_path):
+    trials, measures, tables = store
+    completed = trials[trials.status == "completed"]
+    epochs = pd.DataFrame([{"trial_id": t, "epoch": e, "train_loss": 2.0 / e, "train_acc": 1 - 0.5 / e,
+                            "test_loss": 2.5 / e, "test_acc": 0.9 - 0.5 / e}
+                           for t in completed.trial_id for e in range(1, 6)])
+    # No label noise: the EL2N figure must not draw the empty noisy-versus-clean panels.
+    clean = tables["el2n"].assign(noisy=False)
+    result = analyze(trials, measures, tmp_path, tables={**tables, "epochs": epochs, "el2n": clean},
+                     hparams=AXES, colour_by="dropout")
+    figures = tmp_path / "figures"
+    pngs = {p.stem for p in figures.glob("*.png")}
+    assert pngs == {p.stem for p in figures.glob("*.svg")}
+    assert {"overview", "learning_curves", "el2n"} <= pngs
+    report = result.report_path.read_text()
+    assert "coloured by `dropout`" in report
+    assert "no label noise, so no noisy-versus-clean panels" in report
+    assert "[Measure settings](measure_settings.csv)" in report and (tmp_path / "measure_settings.csv").exists()
+    assert "the paper's s_τ" in report and "bootstrap" in report
+    t1 = result.table1
+    assert list(t1.columns[:8]) == ["measure", "n_models", "kendall_tau", "kendall_tau_se", "adjusted_r2", "cv_r2",
+                                    "cmi", "cmi_pgdl"]
+    row = t1.set_index("measure").loc["prunability"]
+    assert row["kendall_tau_ci_low"] < row["kendall_tau"] < row["kendall_tau_ci_high"]
+    assert row["adjusted_r2_ci_low"] < row["adjusted_r2"] < row["adjusted_r2_ci_high"]
+    assert np.isnan(t1.set_index("measure").loc["normalized_margins", "adjusted_r2_ci_low"])  # a joint fit
+
+
+def test_scatter_colour_defaults_to_the_axis_that_orders_the_target(result):
+    # The synthetic gap falls with width most strongly (0.002 per unit of width).
+    assert "coloured by `width`" in result.report_path.read_text()
