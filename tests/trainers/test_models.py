@@ -14,9 +14,9 @@ from trainers.models import ModelError, build
 from trainers.models.nin import NiN
 
 # A small width per model keeps the forward passes fast on one CPU core.
-SMALL_WIDTH = {"nin": 8, "mcnn": 4, "resnet18k": 4, "resnet20": 4, "resnet32": 4, "resnet56": 4, "vgg11": 4, "vgg16": 4,
+SMALL_WIDTH = {"nin": 8, "mcnn": 4, "resnet18": 4, "resnet18k": 4, "resnet20": 4, "resnet32": 4, "resnet56": 4, "vgg11": 4, "vgg16": 4,
                "lenet_300_100": 30}
-MARGIN_LAYER_COUNT = {"nin": 3, "mcnn": 4, "resnet18k": 8, "resnet20": 9, "resnet32": 15, "resnet56": 27, "vgg11": 8,
+MARGIN_LAYER_COUNT = {"nin": 3, "mcnn": 4, "resnet18": 8, "resnet18k": 8, "resnet20": 9, "resnet32": 15, "resnet56": 27, "vgg11": 8,
                       "vgg16": 13, "lenet_300_100": 2}
 
 
@@ -70,6 +70,23 @@ def resnet18k_count(k: int, n: int) -> int:
     # Stage 4: 288k² + 576k² + 32k² + 24k, then 1152k² + 32k. Linear 8kn + n.
     # Total 2724k² + 133k + 8kn + n.
     return 2724 * k * k + 133 * k + 8 * k * n + n
+
+
+def resnet18_count(w: int, n: int) -> int:
+    # Post-activation (kuangliu) ResNet18: stem conv 27w + BatchNorm 2w. Per basic block two
+    # 3×3 convs and two BatchNorms (+ a 1×1 projection and its BatchNorm when the shape changes).
+    # Stage 1: 2(18w² + 4w). Stage 2: 18w² + 36w² + 8w + 2w² + 4w, then 72w² + 8w.
+    # Stage 3: 72w² + 144w² + 16w + 8w² + 8w, then 288w² + 16w.
+    # Stage 4: 288w² + 576w² + 32w + 32w² + 16w, then 1152w² + 32w. Linear 8wn + n.
+    # Total 2724w² + 177w + 8wn + n (11,173,962 at w = 64, n = 10).
+    return 2724 * w * w + 177 * w + 8 * w * n + n
+
+
+@pytest.mark.parametrize("w,n", [(1, 10), (3, 100), (64, 10)])
+def test_resnet18_count_matches_hand_derivation(w: int, n: int) -> None:
+    assert count_parameters(build("resnet18", n, width=w)) == resnet18_count(w, n)
+    if (w, n) == (64, 10):
+        assert resnet18_count(w, n) == 11_173_962
 
 
 @pytest.mark.parametrize("c", [1, 2, 5, 16])
@@ -132,7 +149,7 @@ def test_resnet20_default_has_272474_parameters_with_projection_shortcuts() -> N
 
 
 def test_registry_names() -> None:
-    assert models.names() == ["lenet_300_100", "mcnn", "nin", "resnet18k", "resnet20", "resnet32", "resnet56",
+    assert models.names() == ["lenet_300_100", "mcnn", "nin", "resnet18", "resnet18k", "resnet20", "resnet32", "resnet56",
                              "vgg11", "vgg16"]
     assert set(models.MODELS) == set(models.names())
     assert models.get("nin") is models.MODELS["nin"]

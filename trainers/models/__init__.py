@@ -11,6 +11,7 @@ Weights start from PyTorch's default initialization.
 |---------------|--------------------------------|------------|---------|
 | ``nin``       | channels of every block (192)  | blocks (3) | yes     |
 | ``mcnn``      | c of mCNN(c) (64)              | no         | no      |
+| ``resnet18``  | first-stage channels (64)      | no         | no      |
 | ``resnet18k`` | k of ResNet18k (64)            | no         | no      |
 | ``resnet20``  | first-stage channels (16)      | no         | no      |
 | ``resnet32``  | first-stage channels (16)      | no         | no      |
@@ -31,6 +32,7 @@ from torch import nn
 from trainers.models.lenet import build_lenet_300_100
 from trainers.models.mcnn import build_mcnn
 from trainers.models.nin import build_nin
+from trainers.models.resnet18 import build_resnet18
 from trainers.models.resnet import build_resnet18k, build_resnet20, build_resnet32, build_resnet56
 from trainers.models.vgg import build_vgg11, build_vgg16
 
@@ -47,6 +49,7 @@ MODELS: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(
     {
         "nin": build_nin,
         "mcnn": build_mcnn,
+        "resnet18": build_resnet18,
         "resnet18k": build_resnet18k,
         "resnet20": build_resnet20,
         "resnet32": build_resnet32,
