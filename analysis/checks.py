@@ -42,9 +42,15 @@ BOUND_TOLERANCE = 1e-3
 STANDARD_ERRORS: Dict[str, tuple] = {
     "hessian_trace": ("hutchinson_stderr", "Hutchinson"),
 }
-# measure -> info key of the setting that bounds it above (N_eff = Σ λ/(λ+z) over top_k λ ≤ top_k)
-UPPER_BOUNDS: Dict[str, str] = {
-    "effective_dimensionality": "top_k",
+def _top_k_per_parameter(info: dict) -> float:
+    top_k, parameters = info.get("top_k"), info.get("num_parameters")
+    return top_k / parameters if top_k and parameters else math.nan
+
+
+# measure -> (its upper bound from the row's info, how the bound reads, the setting to raise):
+# N_eff / k = Σ λ/(λ+z) / k over the top_k eigenvalues is below top_k / k (k parameters).
+UPPER_BOUNDS: Dict[str, tuple] = {
+    "effective_dimensionality": (_top_k_per_parameter, "top_k / parameter count", "flatness.top_k"),
 }
 # measure -> info key that is true when the search hit its cap
 CAPPED: Dict[str, str] = {
@@ -143,13 +149,13 @@ def bound_warnings(measures: pd.DataFrame, ids: List[str]) -> Dict[str, str]:
     ``SATURATED_SHARE`` of the models (:data:`UPPER_BOUNDS`, :data:`CAPPED`)."""
     found: Dict[str, str] = {}
     table = _infos(measures, ids)
-    for name, key in UPPER_BOUNDS.items():
+    for name, (bound_of, description, setting) in UPPER_BOUNDS.items():
         part = table[table["measure"] == name]
-        bounds = pd.to_numeric(part["info"].map(lambda info: info.get(key)), errors="coerce")
+        bounds = part["info"].map(bound_of).astype(float)
         at = (part["value"] >= bounds * (1 - BOUND_TOLERANCE)) & bounds.notna()
         if len(part) and at.sum() >= SATURATED_SHARE * len(part):
-            found[name] = (f"{name} is at its bound {key} = {_number(bounds[at].iloc[0])} for {int(at.sum())} of "
-                           f"{len(part)} models; raise {key}")
+            found[name] = (f"{name} is at its bound {description} for {int(at.sum())} of {len(part)} models "
+                           f"(every top eigenvalue ≫ z); raise {setting}")
     for name, key in CAPPED.items():
         part = table[table["measure"] == name]
         capped = part["info"].map(lambda info: bool(info.get(key)))

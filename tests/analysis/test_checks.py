@@ -35,7 +35,8 @@ def healthy_store():
     for t in trials.itertuples():
         gap = t.train_acc - t.test_acc
         measures.append(row(t.trial_id, "prunability", gap + rng.normal(0, 0.01), "prunability"))
-        measures.append(row(t.trial_id, "effective_dimensionality", 2 + rng.random(), "flatness", {"top_k": 4}))
+        measures.append(row(t.trial_id, "effective_dimensionality", (2 + rng.random()) / 1000, "flatness",
+                            {"top_k": 4, "num_parameters": 1000}))
         measures.append(row(t.trial_id, "hessian_trace", 100 + 50 * rng.random(), "flatness",
                             {"hutchinson_stderr": 1.0}))
         sigma = 0.1 + 0.05 * rng.random()
@@ -51,8 +52,8 @@ def degenerate_store():
         measures.append(row(t.trial_id, "constant_measure", 3.0, "norms"))
         measures.append(row(t.trial_id, "random_prunability", 0.5 if position == 0 else 1.0, "random_prunability"))
         measures.append(row(t.trial_id, "three_values", float(position % 3), "norms"))
-        measures.append(row(t.trial_id, "effective_dimensionality", 4.0 - 1e-6 * rng.random(), "flatness",
-                            {"top_k": 4}))
+        measures.append(row(t.trial_id, "effective_dimensionality", (4.0 - 1e-6 * rng.random()) / 1000, "flatness",
+                            {"top_k": 4, "num_parameters": 1000}))
         measures.append(row(t.trial_id, "eps_flatness", 1.0 + rng.random(), "flatness", {"eps_capped": True}))
         measures.append(row(t.trial_id, "hessian_trace", 100 + rng.random(), "flatness",
                             {"hutchinson_stderr": 5.0}))
@@ -78,7 +79,7 @@ def test_every_warning_fires_on_a_degenerate_zoo(tmp_path):
     assert "constant_measure is constant (3 for all 24 models)" in text
     assert "random_prunability is nearly constant (1 for 23 of 24 models)" in text
     assert "three_values takes only 3 distinct values over 24 models" in text
-    assert "effective_dimensionality is at its bound top_k = 4 for 24 of 24 models" in text
+    assert "effective_dimensionality is at its bound top_k / parameter count for 24 of 24 models" in text
     assert "eps_flatness hit its search cap" in text
     assert "hessian_trace: the Hutchinson standard error" in text
     assert "pac_bayes_flat: the Monte-Carlo σ-search half-bracket" in text
