@@ -3,9 +3,11 @@
 One Tune trial per grid point (an explicit ``tune.grid_search`` over the resolved trial
 configs), each reserving ``resources.cpus`` CPUs and ``resources.gpus`` of a GPU. A trial trains
 with :func:`trainers.train.train` in a local scratch folder and, after every epoch, writes its
-per-epoch records, its checkpoints and its resumable ``state.pt`` to the results store, and
-reports the same state to Tune as a checkpoint, so Tune's retries continue from the last epoch
-on any node.
+per-epoch records, its checkpoints and its resumable ``state.pt`` to the results store
+(:mod:`sweep.trial`), then reports the epoch's metrics to Tune. The store's ``state.pt`` is the
+only copy of the resumable state: Tune's retries continue from it, on any node, exactly as a
+later launch does; nothing is reported to Tune as a checkpoint, so the state is written once
+per epoch.
 
 Resume does not go through ``Tuner.restore``: when the driver is killed, Tune's experiment
 snapshot can name a checkpoint that ``num_to_keep`` has already deleted, and the restored
@@ -20,13 +22,10 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import pandas as pd
 import yaml
 
 from sweep import provenance, trial
@@ -38,8 +37,8 @@ from sweep.trials_table import FINAL_METRICS, TrialsTable
 from trainers import checkpoint
 from trainers.config import TrainConfig
 
-# With num_to_keep, Tune snapshots its experiment state after reported checkpoints and warns
-# about it when epochs are short; genzoo resumes from the store, so the warning is noise.
+# Tune snapshots its experiment state after reported results and warns about it when epochs
+# are short; genzoo resumes from the store, so the warning is noise.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 # Tune's newer console output ignores verbose=0 and prints its configuration table; the
 # driver prints its own progress line instead.
@@ -125,19 +124,11 @@ def run_trial(params: Dict[str, Any]) -> None:
         return
 
     def report(record: Dict[str, Any], state_path: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix="genzoo-ckpt-") as folder:
-            shutil.copy(state_path, Path(folder) / checkpoint.STATE)
-            tune.report(_metrics(trial_id, config, record), checkpoint=tune.Checkpoint.from_directory(folder))
+        tune.report(_metrics(trial_id, config, record))
 
-    restored = tune.get_checkpoint()
-    if restored is not None:  # a retry within this Tune run
-        with restored.as_directory() as folder:
-            trial.train_trial(config, store, device=device, data_root=params.get("data_root"),
-                              restored_state=Path(folder) / checkpoint.STATE, report=report,
-                              fault_epoch=params.get("fault_epoch"))
-    else:
-        trial.train_trial(config, store, device=device, data_root=params.get("data_root"), report=report,
-                          fault_epoch=params.get("fault_epoch"))
+    # A first attempt and a retry alike continue from the store's state.pt, if any.
+    trial.train_trial(config, store, device=device, data_root=params.get("data_root"), report=report,
+                      fault_epoch=params.get("fault_epoch"))
 
 
 def _metrics(trial_id: str, config: TrainConfig, record: Dict[str, Any]) -> Dict[str, Any]:
@@ -236,7 +227,6 @@ def run(
             name=run_name,
             storage_path=f"{store.uri}/{TUNE_DIR}",
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[callback],
             verbose=0,
         ),

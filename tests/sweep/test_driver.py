@@ -69,6 +69,9 @@ def test_a_trial_that_raises_is_retried_from_its_checkpoint_with_identical_resul
     store = Store(str(storage), "faulty")
     (trial_id,) = store.trials()["trial_id"]
     assert store.exists("_faults", trial_id)  # the fault really fired
+    # The retry resumed from the store's state.pt, the only copy: Tune holds no checkpoint.
+    assert not list((storage / "faulty" / "_tune").rglob("state.pt"))
+    assert not list((storage / "faulty" / "_tune").rglob("checkpoint_*"))
     swept = store.epochs(trial_id)
 
     config = TrainConfig.from_dict(sweep_config.load(str(path)).trials()[0].to_dict())
