@@ -120,8 +120,10 @@ class Ema(ModeCallbacks):
 def _registry():
     # The mode modules subclass ModeCallbacks, so they are imported after it is defined.
     from trainers.modes.imp import ExtendedDense, Imp
+    from trainers.modes.prune_during_training import PruneDuringTraining
 
-    return {"standard": ModeCallbacks, "ema": Ema, "imp": Imp, "extended_dense": ExtendedDense}
+    return {"standard": ModeCallbacks, "ema": Ema, "imp": Imp, "extended_dense": ExtendedDense,
+            "prune_during_training": PruneDuringTraining}
 
 
 CALLBACKS = _registry()
