@@ -36,7 +36,9 @@ import io
 import json
 import math
 import os
+import threading
 import typing
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
@@ -50,6 +52,9 @@ from trainers.config import TrainConfig
 from trainers.status import COMPLETED, DIVERGED
 
 DEFAULT_STORAGE = "./results"
+# How long a remote store may take to answer before a command gives up on it.
+ENV_STORAGE_TIMEOUT = "GENZOO_STORAGE_TIMEOUT"
+DEFAULT_STORAGE_TIMEOUT_S = 20.0
 
 # Version of the layout. 1: the first slice (trial ids hashed every field, no models table,
 # measures keyed by trial only); 2: stable ids, models/, model_id in measures. A store of an
@@ -214,6 +219,83 @@ def resolve_storage(storage: Optional[str]) -> str:
     return str(Path(storage).expanduser().resolve())
 
 
+def storage_timeout() -> float:
+    """Seconds a remote store may take to answer its first request (``GENZOO_STORAGE_TIMEOUT``,
+    default :data:`DEFAULT_STORAGE_TIMEOUT_S`)."""
+    raw = os.environ.get(ENV_STORAGE_TIMEOUT, "")
+    if not raw.strip():
+        return DEFAULT_STORAGE_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise StoreError(f"{ENV_STORAGE_TIMEOUT}: got {raw!r}, allowed: a number of seconds > 0")
+    return value
+
+
+S3_URI_OPTIONS = ("region", "scheme", "endpoint_override", "allow_bucket_creation", "allow_bucket_deletion")
+
+
+def _open_remote(uri: str, timeout: float):
+    """The filesystem and root path of a remote store, after one request to it made with
+    timeouts of ``timeout`` seconds and no retries, so that an unreachable store fails here
+    rather than in the middle of a sweep (the filesystem returned keeps the client's default
+    timeouts and retries)."""
+    parsed = urllib.parse.urlsplit(uri)
+    try:
+        if parsed.scheme == "s3":
+            options: Dict[str, Any] = dict(urllib.parse.parse_qsl(parsed.query))
+            for key in options:
+                if key not in S3_URI_OPTIONS:
+                    raise StoreError(f"storage: {uri}: unknown option {key!r}, allowed: {', '.join(S3_URI_OPTIONS)}")
+                if key.startswith("allow_"):
+                    options[key] = options[key].lower() in ("1", "true", "yes")
+            if "region" not in options and "endpoint_override" not in options:
+                options["region"] = (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                                     or pafs.resolve_s3_region(parsed.netloc))
+            root = (parsed.netloc + parsed.path).rstrip("/")
+            probe = pafs.S3FileSystem(connect_timeout=timeout, request_timeout=timeout,
+                                      retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1), **options)
+            probe.get_file_info(root)
+            return pafs.S3FileSystem(**options), root
+        if parsed.scheme in ("gs", "gcs"):
+            limit = f"retry_limit_seconds={max(1, int(timeout))}"
+            probe, root = pafs.FileSystem.from_uri(uri + ("&" if parsed.query else "?") + limit)
+            probe.get_file_info(root)
+            return pafs.FileSystem.from_uri(uri)
+        fs, root = pafs.FileSystem.from_uri(uri)
+        fs.get_file_info(root)
+        return fs, root
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        text = str(exc).strip()
+        raise StoreError(f"storage: cannot open {uri} ({text.splitlines()[0] if text else type(exc).__name__})") from None
+
+
+def _within_timeout(uri: str, timeout: float, open_store):
+    """``open_store()``, or a :class:`StoreError` naming the storage when it takes longer than
+    ``timeout``: a backstop for what the client's own timeouts (:func:`_open_remote`) do not
+    bound, such as credential lookups. The call runs in a daemon thread that is abandoned on
+    timeout (the command then exits with its one-line error)."""
+    outcome: Dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = open_store()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="genzoo-storage-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise StoreError(f"storage: {uri} did not answer within {timeout:g} s "
+                         f"(unreachable? the limit is ${ENV_STORAGE_TIMEOUT})")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 class Store:
     """One experiment's folder in the results store."""
 
@@ -222,11 +304,14 @@ class Store:
             raise StoreError(f"experiment: {experiment!r} is not a valid name (letters, digits, -, _; no /)")
         self.storage = resolve_storage(storage)
         self.experiment = experiment
-        self.uri = f"{self.storage}/{experiment}"
-        try:
-            self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
-            raise StoreError(f"storage: cannot open {self.uri} ({exc})") from exc
+        # A URI's options (s3://bucket/zoo?endpoint_override=host:port&scheme=http) stay at its end.
+        base, _, query = self.storage.partition("?")
+        self.uri = f"{base}/{experiment}" + (f"?{query}" if query else "")
+        if "://" not in base:
+            self.fs, self.root = pafs.LocalFileSystem(), str(Path(base) / experiment)
+            return
+        timeout = storage_timeout()
+        self.fs, self.root = _within_timeout(self.uri, timeout, lambda: _open_remote(self.uri, timeout))
 
     # paths -----------------------------------------------------------------------------
     def path(self, *parts: str) -> str:

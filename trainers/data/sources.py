@@ -409,6 +409,18 @@ _DOWNLOADABLE = {"cifar10": ("CIFAR10", _CIFAR10.folder), "cifar100": ("CIFAR100
                  "mnist": ("MNIST", MNIST_FOLDER)}
 
 
+# What to copy by hand where `genzoo data download` cannot reach the network: the folder
+# layout each loader reads (the standard layouts, as torchvision unpacks them).
+_MANUAL = {
+    "cifar10": f"fetch https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz elsewhere and unpack it "
+               f"into the data root, giving <root>/{_CIFAR10.folder}/data_batch_1..5 and test_batch",
+    "cifar100": f"fetch https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz elsewhere and unpack it "
+                f"into the data root, giving <root>/{_CIFAR100.folder}/train and test",
+    "mnist": f"fetch the four MNIST IDX files ({', '.join(MNIST_FILES.values())}; plain or .gz) from "
+             f"https://ossci-datasets.s3.amazonaws.com/mnist/ elsewhere and put them in <root>/{MNIST_FOLDER}/",
+}
+
+
 def names() -> Tuple[str, ...]:
     """The registered dataset names."""
     return tuple(DATASETS)
@@ -439,6 +451,12 @@ def download(name: str, root: Optional[PathLike] = None) -> pathlib.Path:
     target = data_root(root)
     target.mkdir(parents=True, exist_ok=True)
     dataset_class = getattr(torchvision.datasets, class_name)
-    dataset_class(str(target), train=True, download=True)
-    dataset_class(str(target), train=False, download=True)
+    try:
+        dataset_class(str(target), train=True, download=True)
+        dataset_class(str(target), train=False, download=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision's MNIST raises RuntimeError
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(exc).__name__
+        raise DatasetError(f"{name}: download failed ({reason}); without network, {_MANUAL[name]} "
+                           f"(root {target}: --root, --data-root or ${ENV_DATA_ROOT})") from None
     return target / folder
