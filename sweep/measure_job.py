@@ -1,4 +1,5 @@
-"""The measures job: every (model, measure family) of an experiment as one Ray task.
+"""The measures job: every model of an experiment as one Ray task that runs every requested
+measure family on it (the data and the checkpoints are loaded once per model).
 
 The unit is a *model* ``(trial_id, model_id)`` of the models table (``final`` for plain
 training; several per trial for the modes that yield more). Tasks load the model's
@@ -106,11 +107,14 @@ def build_context(store: Store, config: TrainConfig, model_id: str = FINAL_MODEL
     )
 
 
-def compute(storage: str, experiment: str, config_dict: Dict[str, Any], model_id: str, family: str,
-            settings: Dict[str, Any], *, threads: int = 1, use_gpu: bool = False,
-            data_root: Optional[str] = None) -> Tuple[List[dict], Dict[str, dict]]:
-    """One (model, family): rows for the measures table and the family's long tables. Never
-    raises for a failure of the measure itself: that becomes rows with status ``error``."""
+def compute_model(storage: str, experiment: str, config_dict: Dict[str, Any], model_id: str,
+                  settings: Dict[str, Dict[str, Any]], *, threads: int = 1, use_gpu: bool = False,
+                  data_root: Optional[str] = None) -> List[Tuple[str, List[dict], Dict[str, dict]]]:
+    """One model, every family of ``settings`` (family -> its settings), in one task: the data
+    and the checkpoints are loaded once. Returns (family, measure rows, long tables) per
+    family. Never raises for a failure of a measure: a family that fails becomes rows with
+    status ``error`` and the others still run; a model that cannot be loaded makes every
+    family an error."""
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -118,21 +122,41 @@ def compute(storage: str, experiment: str, config_dict: Dict[str, Any], model_id
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     try:
-        store = Store(storage, experiment)
-        ctx = build_context(store, config, model_id, device=device, data_root=data_root)
+        ctx = build_context(Store(storage, experiment), config, model_id, device=device, data_root=data_root)
+    except Exception as exc:  # a corrupt checkpoint or missing data: every family records it
+        message = _one_line(exc)
+        seconds = time.perf_counter() - started
+        return [(family, family_rows(config.trial_id, model_id, family, {}, seconds, values, {}, message), {})
+                for family, values in settings.items()]
+    # Each family gets the loaded weights as they were, whatever the previous family did.
+    weights = {name: tensor.detach().clone() for name, tensor in ctx.model.state_dict().items()}
+    results = []
+    for family, values in settings.items():
+        ctx.model.load_state_dict(weights)
+        ctx.model.eval()
+        results.append((family, *_compute_family(ctx, config.trial_id, model_id, family, values)))
+    return results
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+
+
+def _compute_family(ctx: TrialContext, trial_id: str, model_id: str, family: str,
+                    settings: Dict[str, Any]) -> Tuple[List[dict], Dict[str, dict]]:
+    started = time.perf_counter()
+    try:
         output = registry.get(family).fn(ctx, **settings)
-    except Exception as exc:  # one failing pair must not stop the job: it is recorded instead
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        logging.getLogger(__name__).debug("%s/%s/%s failed\n%s", config.trial_id, model_id, family,
-                                          traceback.format_exc())
-        return family_rows(config.trial_id, model_id, family, {}, time.perf_counter() - started, settings, {},
-                           message), {}
+    except Exception as exc:  # one failing family must not stop the others: it is recorded instead
+        logging.getLogger(__name__).debug("%s/%s/%s failed\n%s", trial_id, model_id, family, traceback.format_exc())
+        return family_rows(trial_id, model_id, family, {}, time.perf_counter() - started, settings, {},
+                           _one_line(exc)), {}
     seconds = time.perf_counter() - started
     values = {name: value for name, value in output.values.items()}
-    rows = family_rows(config.trial_id, model_id, family, values, seconds, settings, output.info)
+    rows = family_rows(trial_id, model_id, family, values, seconds, settings, output.info)
     non_finite = [name for name, value in values.items() if isinstance(value, float) and math.isnan(value)]
     if non_finite and len(non_finite) == len(values):
-        rows = family_rows(config.trial_id, model_id, family, {}, seconds, settings, output.info,
+        rows = family_rows(trial_id, model_id, family, {}, seconds, settings, output.info,
                            f"every value is NaN ({', '.join(non_finite[:3])}...)")
     return rows, {name: dict(table) for name, table in output.tables.items()}
 
@@ -193,44 +217,51 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
                             gpu_flag="--gpus-per-task", autoscale=autoscale)
     if warning:
         out(f"[measure {experiment}] {warning}")
-    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(compute)
+    by_model: Dict[Tuple[str, str], List[str]] = {}
+    for t, m, f in todo:
+        by_model.setdefault((t, m), []).append(f)
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(compute_model)
     pending = {
-        task.remote(store.storage, experiment, configs[t].to_dict(), m, f, settings[f], threads=1,
-                    use_gpu=gpus > 0, data_root=data_root): (t, m, f)
-        for t, m, f in todo
+        task.remote(store.storage, experiment, configs[t].to_dict(), m, {f: settings[f] for f in fams}, threads=1,
+                    use_gpu=gpus > 0, data_root=data_root): (t, m, fams)
+        for (t, m), fams in by_model.items()
     }
+    out(f"[measure {experiment}] {len(pending)} tasks, one per model, each running its families on one loaded model")
 
     rows_by_trial: Dict[str, pd.DataFrame] = {}
     counts = {OK: 0, ERROR: 0}
     started, last_print, finished = time.monotonic(), 0.0, 0
+    total = len(pending)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=10.0)
         for ref in ready:
-            trial_id, model_id, family = pending.pop(ref)
+            trial_id, model_id, families_done = pending.pop(ref)
             try:
-                rows, tables = ray.get(ref)
+                results = ray.get(ref)
             except Exception as exc:  # the worker itself died (killed, out of host memory)
-                rows, tables = family_rows(trial_id, model_id, family, {}, 0.0, settings[family], {},
-                                           f"task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"), {}
-            _store_rows(store, rows_by_trial, trial_id, model_id, family, rows)
-            for name, table in tables.items():
-                frame = pd.DataFrame(table)
-                frame.insert(0, "model_id", model_id)
-                frame.insert(0, "trial_id", trial_id)
-                store.write_table(frame, name, table_file(trial_id, model_id))
-            status = rows[0]["status"] if rows else OK
-            counts[status] += 1
+                message = f"task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                results = [(f, family_rows(trial_id, model_id, f, {}, 0.0, settings[f], {}, message), {})
+                           for f in families_done]
+            _store_rows(store, rows_by_trial, trial_id, model_id, results)
+            for family, rows, tables in results:
+                for name, table in tables.items():
+                    frame = pd.DataFrame(table)
+                    frame.insert(0, "model_id", model_id)
+                    frame.insert(0, "trial_id", trial_id)
+                    store.write_table(frame, name, table_file(trial_id, model_id))
+                status = rows[0]["status"] if rows else OK
+                counts[status] += 1
+                if status == ERROR:
+                    out(f"[measure {experiment}] {trial_id}/{model_id}/{family}: error: {rows[0]['error']}")
             finished += 1
-            if status == ERROR:
-                out(f"[measure {experiment}] {trial_id}/{model_id}/{family}: error: {rows[0]['error']}")
         now = time.monotonic()
         if now - last_print >= 10 or not pending:
             last_print = now
             elapsed = now - started
             eta = elapsed / finished * len(pending) if finished else float("nan")
-            out(f"[measure {experiment}] tasks {finished}/{len(todo)} done ({counts[ERROR]} errors) | "
+            out(f"[measure {experiment}] models {finished}/{total} done ({counts[ERROR]} family errors) | "
                 f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s" if finished else
-                f"[measure {experiment}] tasks 0/{len(todo)} done | elapsed {elapsed:.0f}s")
+                f"[measure {experiment}] models 0/{total} done | elapsed {elapsed:.0f}s")
     return counts
 
 
@@ -240,15 +271,18 @@ def table_file(trial_id: str, model_id: str) -> str:
     return f"{trial_id}.parquet" if model_id == FINAL_MODEL else f"{trial_id}.{model_id}.parquet"
 
 
-def _store_rows(store: Store, cache: Dict[str, pd.DataFrame], trial_id: str, model_id: str, family: str,
-                rows: List[dict]) -> None:
-    """Replace the (model, family) rows in the trial's measures file, keeping the others."""
+def _store_rows(store: Store, cache: Dict[str, pd.DataFrame], trial_id: str, model_id: str,
+                results: List[Tuple[str, List[dict], Dict[str, dict]]]) -> None:
+    """Replace the model's rows of every family in ``results`` in the trial's measures file,
+    keeping the other rows; one atomic rewrite."""
     if trial_id not in cache:
         cache[trial_id] = (store.read_table("measures", f"{trial_id}.parquet")
                            if store.exists("measures", f"{trial_id}.parquet")
                            else pd.DataFrame(columns=MEASURE_SCHEMA.names))
     current = cache[trial_id]
-    kept = current[~((current["family"] == family) & (current["model_id"] == model_id))]
+    families = [family for family, _, _ in results]
+    kept = current[~(current["family"].isin(families) & (current["model_id"] == model_id))]
+    rows = [row for _, family_rows_, _ in results for row in family_rows_]
     merged = pd.concat([kept, pd.DataFrame(rows, columns=MEASURE_SCHEMA.names)], ignore_index=True)
     merged = merged.sort_values(["model_id", "family", "measure"], kind="stable").reset_index(drop=True)
     cache[trial_id] = merged
