@@ -1,0 +1,294 @@
+"""The ``prune_during_training`` mode, each acceptance line against an independent computation:
+exact filter counts and a brute-force smaller network, t_pre/t_post by a separate evaluation,
+zeroing windows step by step, the Gaussian variance, the targets, scratch masks, E[BN] by Monte
+Carlo, and bit-for-bit resumption in the middle of a schedule and of a noise window."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainers import data
+from trainers.config import ConfigError, TrainConfig
+from trainers.train import build_model, train  # imports the mode registry first
+from trainers.modes.prune_during_training import PruneDuringTraining, ebn_scores  # noqa: I001
+
+# vgg11 at width 2: conv channels 2, 4, 8, 8, 16, 16, 16, 16; 128 examples in 4 batches of 32.
+BASE = dict(dataset="digits", model="vgg11", width=2, train_size=128, batch_size=32, epochs=4,
+            optimizer="adam", lr=1e-2, augment=False, mode="prune_during_training")
+LAST4 = ["blocks.4.conv", "blocks.5.conv", "blocks.6.conv", "blocks.7.conv"]
+TIMING = ("seconds", "images_per_second")
+
+
+class Interrupt(Exception):
+    pass
+
+
+def config(**settings):
+    values = {"layers": ["last_conv:4"], "fractions": [0.5, 0.5, 0.5, 0.75], "event_epochs": [1, 2, 3]}
+    values.update(settings)
+    return TrainConfig(**BASE, mode_settings=values)
+
+
+def zero_filters(model, layer):
+    modules = dict(model.named_modules())
+    conv, bn = modules[layer], modules[layer.replace(".conv", ".bn")]
+    dead = (conv.weight.detach().flatten(1) == 0).all(dim=1) & (conv.bias == 0) & (bn.weight == 0) & (bn.bias == 0)
+    return set(torch.nonzero(dead).flatten().tolist())
+
+
+def smaller_vgg_forward(model, kept, x):
+    """The network rebuilt from the kept filters only (eval mode): every conv keeps its kept
+    output channels and the input channels its predecessor kept; the linear layer the last."""
+    keep_in = torch.arange(3)
+    for index, block in enumerate(model.blocks):
+        name = f"blocks.{index}.conv"
+        keep_out = kept.get(name, torch.arange(block.conv.out_channels))
+        weight = block.conv.weight.detach()[keep_out][:, keep_in]
+        x = F.conv2d(x, weight, block.conv.bias.detach()[keep_out], padding=1)
+        bn = block.bn
+        x = F.batch_norm(x, bn.running_mean[keep_out], bn.running_var[keep_out], bn.weight.detach()[keep_out],
+                         bn.bias.detach()[keep_out], training=False, eps=bn.eps)
+        x = block.pool(F.relu(x))
+        keep_in = keep_out
+    return F.linear(torch.flatten(x, 1), model.fc.weight.detach()[:, keep_in], model.fc.bias.detach())
+
+
+def test_every_event_removes_the_scheduled_filters_and_the_net_is_the_smaller_net(one_thread):
+    # By hand: 16 filters, p = 0.5 leaves ⌈8⌉ = 8, removed round(j·8/3) = 3, 5, 8 after event j;
+    # p = 0.75 leaves 4, removed round(j·12/3) = 4, 8, 12.
+    expected = {1: {"a": 0, "b": 0}, 2: {"a": 3, "b": 4}, 3: {"a": 5, "b": 8}, 4: {"a": 8, "b": 12}}
+    x = torch.rand(5, 3, 32, 32)
+    checked = []
+
+    class Check:
+        def on_epoch_end(self, state, record):
+            counts = expected[state.epoch]
+            for layer in LAST4:
+                dead = zero_filters(state.model, layer)
+                assert len(dead) == (counts["b"] if layer == LAST4[-1] else counts["a"]), (state.epoch, layer)
+                mask = state.masks.get(f"{layer}.weight")
+                if dead:
+                    assert set(torch.nonzero(~mask.flatten(1).any(dim=1)).flatten().tolist()) == dead
+            kept = {layer: torch.tensor(sorted(set(range(16)) - zero_filters(state.model, layer)))
+                    for layer in LAST4}
+            state.model.eval()
+            with torch.no_grad():
+                assert torch.allclose(state.model(x), smaller_vgg_forward(state.model, kept, x), atol=1e-5)
+            state.model.train()
+            checked.append(state.epoch)
+
+    result = train(config(), device="cpu", hooks=[Check()])
+    assert checked == [1, 2, 3, 4]
+    rows = result.tables["events"]
+    assert [(r["epoch"], r["layer"], r["filters_removed"], r["filters_remaining"]) for r in rows if r["layer"] == LAST4[-1]] \
+        == [(1, LAST4[-1], 4, 12), (2, LAST4[-1], 4, 8), (3, LAST4[-1], 4, 4)]
+    assert [r["step"] for r in rows[::4]] == [4, 8, 12]
+
+
+def test_t_pre_and_t_post_equal_an_independent_evaluation(one_thread):
+    cfg = config(target="L")
+    before = {}
+
+    class Snapshot:
+        def on_epoch_end(self, state, record):
+            before[state.epoch] = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+
+    result = train(cfg, device="cpu", hooks=[Snapshot()])
+    dataset = data.load("digits", train_size=128, seed=0)
+    net = build_model(cfg, dataset.num_classes)
+
+    def accuracy(weights):
+        net.load_state_dict(weights)
+        return data.evaluate(net, dataset.test_images, dataset.test_labels, mean=dataset.mean, std=dataset.std)[1]
+
+    rows = result.tables["events"]
+    for epoch in (1, 2, 3):
+        weights = dict(before[epoch])
+        assert all(r["t_pre"] == pytest.approx(accuracy(weights), abs=1e-12) for r in rows if r["epoch"] == epoch)
+        # after: remove, by hand, every filter listed so far (this event's and the earlier ones)
+        for r in rows:
+            if r["epoch"] <= epoch and r["filters"]:
+                index = torch.tensor([int(i) for i in r["filters"].split(",")])
+                bn = r["layer"].replace(".conv", ".bn")
+                for key in (f"{r['layer']}.weight", f"{r['layer']}.bias", f"{bn}.weight", f"{bn}.bias"):
+                    weights[key] = weights[key].clone()
+                    weights[key][index] = 0.0
+        t_post = accuracy(weights)
+        for r in (r for r in rows if r["epoch"] == epoch):
+            assert r["t_post"] == pytest.approx(t_post, abs=1e-12)
+            assert r["instability"] == pytest.approx((r["t_pre"] - r["t_post"]) / r["t_pre"])
+            assert r["stability"] == pytest.approx(1 - r["instability"])
+
+
+@pytest.mark.parametrize("variant", ["zero_return_zero", "zero_return_saved"])
+def test_zeroing_holds_the_targets_at_zero_for_exactly_n_steps(variant, one_thread):
+    # Event at epoch 1 (after step 4); N = 6 spans steps 5..10, across the epoch boundary at 8.
+    cfg = config(intervention=variant, noise_batches=6, event_epochs=[1], layers=["blocks.7.conv"],
+                 fractions=[0.5])
+    seen, at_event = {}, {}
+
+    class Watch:
+        def on_step_end(self, state):
+            seen[state.step] = state.model.blocks[7].conv.weight.detach().clone()
+
+        def on_epoch_end(self, state, record):
+            if state.epoch == 1:
+                at_event["w"] = state.model.blocks[7].conv.weight.detach().clone()
+
+    result = train(cfg, device="cpu", hooks=[Watch()])
+    (row,) = result.tables["events"]
+    targets = torch.tensor([int(i) for i in row["filters"].split(",")])
+    assert len(targets) == 8 and row["filters_removed"] == 0 and row["filters_remaining"] == 16
+    others = torch.tensor(sorted(set(range(16)) - set(targets.tolist())))
+    for step in range(5, 10):  # after steps 1..N-1 of the window
+        assert (seen[step][targets] == 0).all(), step
+        assert (seen[step][others] != 0).any(), step
+    if variant == "zero_return_zero":
+        assert (seen[10][targets] == 0).all()
+        assert (seen[11][targets] != 0).any()  # trains on from zero
+    else:
+        assert torch.equal(seen[10][targets], at_event["w"][targets])
+    assert (seen[4][targets] != 0).any()  # before the event
+
+
+def _direct(settings, model):
+    cfg = TrainConfig(dataset="digits", model="nin", epochs=4, mode="prune_during_training", mode_settings=settings)
+    mode = PruneDuringTraining(cfg)
+    state = SimpleNamespace(model=model, epoch=1, step=0, masks={}, evaluate=lambda m: {"test_acc": 1.0})
+    return mode, state
+
+
+def test_gaussian_noise_has_the_documented_variance():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 64, 3), nn.BatchNorm2d(64))
+    mode, state = _direct({"layers": ["0"], "rates": [0.5], "event_epochs": [1], "intervention": "gaussian",
+                           "noise_batches": 3, "epoch_noise_factor": 79.0}, model)
+    weight = model[0].weight
+    w0 = weight.detach().clone()
+    sigma2 = float(w0.double().var())
+    mode.on_epoch_start(state)  # the event: the first batch of an epoch gets 79·σ²
+    targets = mode.window["targets"]["0"]
+    others = torch.tensor(sorted(set(range(64)) - set(targets.tolist())))
+    assert len(targets) == 32 and torch.equal(weight[others], w0[others])
+    # 32·144 = 4608 draws: the variance estimate has a relative s.d. of about 2%.
+    first = (weight.detach() - w0)[targets].double()
+    assert first.mean().abs() < 0.1 * math.sqrt(79 * sigma2)
+    assert first.var().item() == pytest.approx(79 * sigma2, rel=0.08)
+    w1 = weight.detach().clone()
+    state.step = 1
+    mode.on_step_end(state)  # the second batch, inside the epoch: σ²
+    assert (weight.detach() - w1)[targets].double().var().item() == pytest.approx(sigma2, rel=0.08)
+    w2 = weight.detach().clone()
+    state.step = 2
+    mode.on_step_end(state)
+    state.epoch = 2
+    mode.on_epoch_start(state)  # the third batch is the first of the next epoch: 79·σ² in all
+    assert (weight.detach() - w2)[targets].double().var().item() == pytest.approx(79 * sigma2, rel=0.08)
+    w3 = weight.detach().clone()
+    state.step = 3
+    mode.on_step_end(state)  # the window is over: nothing added
+    assert torch.equal(weight.detach(), w3) and mode.window == {}
+
+
+def test_targets_s_and_l_take_the_extreme_scores_and_r_a_seeded_random_set():
+    def chosen(target, seed_settings=None):
+        model = nn.Sequential(nn.Conv2d(2, 10, 1), nn.BatchNorm2d(10))
+        norms = torch.tensor([5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0, 10.0])
+        with torch.no_grad():
+            model[0].weight.copy_(norms.view(10, 1, 1, 1).expand(10, 2, 1, 1) / math.sqrt(2))
+        mode, state = _direct({"layers": ["0"], "rates": [0.3], "event_epochs": [1], "target": target}, model)
+        if seed_settings is not None:
+            mode.generator.manual_seed(seed_settings)
+        mode.on_epoch_start(state)
+        return set(mode.events[0]["filters"].split(","))
+
+    assert chosen("S") == {"1", "5", "3"}  # norms 1, 2, 3
+    assert chosen("L") == {"9", "2", "6"}  # norms 10, 9, 8
+    assert chosen("R") == chosen("R")  # seeded
+    assert len({frozenset(chosen("R", s)) for s in range(6)}) > 1  # and depends on the seed
+
+
+def test_ebn_score_is_the_mean_of_a_rectified_normal():
+    bn = nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, -0.5, 2.0]))
+        bn.bias.copy_(torch.tensor([0.3, -0.2, -1.0]))
+    generator = torch.Generator().manual_seed(0)
+    samples = torch.randn(3, 2_000_000, generator=generator, dtype=torch.float64)
+    monte_carlo = (bn.weight.detach().abs().double()[:, None] * samples + bn.bias.detach().double()[:, None]).clamp(min=0).mean(1)
+    assert torch.allclose(ebn_scores(bn).double(), monte_carlo, atol=2e-3)
+
+
+def test_scratch_pruning_fixes_the_final_masks_from_the_first_step(one_thread):
+    masks = []
+
+    class Watch:
+        def on_step_end(self, state):
+            masks.append({k: v.clone() for k, v in state.masks.items()})
+
+    result = train(config(scratch=True), device="cpu", hooks=[Watch()])
+    assert len(masks) == 16 and all(m.keys() == masks[0].keys() for m in masks)
+    assert all(all(torch.equal(m[k], masks[0][k]) for k in m) for m in masks)
+    removed = [int((~masks[0][f"{layer}.weight"].flatten(1).any(dim=1)).sum()) for layer in LAST4]
+    assert removed == [8, 8, 8, 12] and "events" not in result.tables
+    assert [len(zero_filters(result.model, layer)) for layer in LAST4] == [8, 8, 8, 12]
+
+
+@pytest.mark.parametrize("settings", [
+    {"score": "activation", "target": "R", "activation_every": 3},  # between events of a schedule
+    {"intervention": "gaussian", "noise_batches": 6, "event_epochs": [1, 3]},  # inside a noise window
+    {"intervention": "zero_return_saved", "noise_batches": 6, "event_epochs": [1, 3]},
+], ids=["schedule", "gaussian_window", "zeroing_window"])
+def test_a_run_stopped_after_epoch_two_resumes_bit_for_bit(settings, tmp_path, one_thread):
+    cfg = config(**settings)
+    straight = train(cfg, run_dir=tmp_path / "straight", device="cpu")
+
+    def stop(record, state):
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, run_dir=tmp_path / "stopped", device="cpu", on_epoch=stop)
+    saved = torch.load(tmp_path / "stopped" / "state.pt", weights_only=True)["mode"]
+    if "intervention" in settings:
+        assert saved["window"]["remaining"] == 2  # steps 5..8 done, 9 and 10 left
+    torch.rand(100)  # another trial in the same worker draws from the global RNG
+    resumed = train(cfg, run_dir=tmp_path / "stopped", device="cpu")
+    strip = lambda records: [{k: v for k, v in r.items() if k not in TIMING} for r in records]  # noqa: E731
+    assert strip(resumed.records) == strip(straight.records)
+    assert resumed.tables == straight.tables and resumed.models == straight.models
+    a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)
+    b = torch.load(tmp_path / "stopped" / "final.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_settings_are_one_line_errors_naming_the_field():
+    cases = [
+        ({"score": "l3"}, "mode_settings.score: got 'l3', allowed: l2, l1, activation, ebn"),
+        ({"target": "M"}, "mode_settings.target: got 'M', allowed: S, R, L"),
+        ({"fractions": [0.5, 1.5]}, "mode_settings.fractions: got (0.5, 1.5), allowed: a list of fractions in (0, 1)"),
+        ({"event_epochs": [3, 2]}, "mode_settings.event_epochs: got (3, 2), allowed: increasing epochs >= 1"),
+        ({"event_epochs": [1, 9]}, "mode_settings.event_epochs: an event after epoch 9, allowed: events after epochs in [1, 3]"),
+        ({"layers": ["last_conv:x"]}, "mode_settings.layers: got ('last_conv:x',), allowed: last_conv:K"),
+        ({"fractions": [0.5, 0.5]}, "mode_settings.fractions: got (0.5, 0.5), allowed: one value, or one per layer (4)"),
+        ({"scratch": True, "intervention": "gaussian"}, "mode_settings.scratch: got True, allowed: false unless"),
+    ]
+    for settings, message in cases:
+        with pytest.raises(ConfigError) as info:
+            config(**settings)
+        assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_settings_round_trip_and_only_non_defaults_enter_the_id():
+    cfg = config(target="L")
+    again = TrainConfig.from_dict(cfg.to_dict())
+    assert again == cfg and again.trial_id == cfg.trial_id
+    assert cfg.identity()["mode_settings"] == {"fractions": [0.5, 0.5, 0.5, 0.75],
+                                               "event_epochs": [1, 2, 3], "target": "L"}
+    paper = TrainConfig(**{**BASE, "epochs": 325}, mode_settings={})
+    assert paper.mode_settings.all_event_epochs()[:4] == (3, 4, 5, 6)
+    assert paper.mode_settings.layer_event_epochs(3) == (6, 46, 86, 126, 166, 206, 246)
