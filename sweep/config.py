@@ -313,14 +313,14 @@ def _check_measures(measures: Mapping[str, Mapping[str, Any]]) -> None:
 
 
 def _analysis_options(block: Mapping[str, Any]) -> AnalysisOptions:
-    from analysis.data import TARGETS
-
     allowed = [f.name for f in fields(AnalysisOptions)]
     for key in block:
         if key not in allowed:
             raise SweepConfigError(f"analysis.{key}: unknown field, allowed: {', '.join(allowed)}")
     values: Dict[str, Any] = {}
     if "target" in block:
+        from analysis.data import TARGETS  # here: the analysis package imports scikit-learn (1 s)
+
         if block["target"] not in TARGETS:
             raise SweepConfigError(f"analysis.target: got {block['target']!r}, allowed: {', '.join(TARGETS)}")
         values["target"] = block["target"]
