@@ -44,8 +44,9 @@ class SectionOutput:
 def _registry() -> Mapping[str, Callable[[SectionInput], SectionOutput]]:
     # The section modules import SectionInput/SectionOutput from here, so they load after them.
     from analysis.imp import imp_section
+    from analysis.stability import stability_section
 
-    return MappingProxyType({"imp": imp_section})
+    return MappingProxyType({"imp": imp_section, "stability": stability_section})
 
 
 SECTIONS = _registry()
