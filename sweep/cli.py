@@ -209,29 +209,47 @@ def _analyze(experiment: str, *, storage: Optional[str], target: Optional[str]) 
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """Sweep run, measures and analysis of the demo preset; each stage's wall time is printed
+    at the end. ``args.overrides`` (optional, for tests: ``grid.train_size=[100,400]``) are
+    applied to the preset like those of ``genzoo sweep plan``."""
+    import time
+
     from sweep import config as sweep_config
     from sweep import driver
 
     from sweep.store import Store
     from trainers.train import format_table
 
-    config = sweep_config.load("demo")
+    times = []
+    started = time.perf_counter()
+    config = sweep_config.load("demo", getattr(args, "overrides", None) or ())
+    experiment = config.experiment
     counts = driver.run(config, storage=args.storage, data_root=args.data_root)
+    times.append(("sweep", time.perf_counter() - started))
     if driver.main_exit_code(counts) != 0:
-        print("genzoo demo: some trials failed; see `genzoo sweep status demo`", file=sys.stderr)
+        print(f"genzoo demo: some trials failed; see `genzoo sweep status {experiment}`", file=sys.stderr)
         return 1
-    store = Store(args.storage, "demo")
+    store = Store(args.storage, experiment)
     trials = store.trials()
     best = trials.sort_values(["test_acc", "trial_id"], ascending=[False, True]).iloc[0]
-    print(f"\nper-epoch table of the most accurate model, {best.trial_id} "
-          f"(width {best.width}, depth {best.depth}, dropout {best.dropout}, "
-          f"weight decay {best.weight_decay}, augment {best.augment}):")
+    settings = ", ".join(f"{name} {best[name]}" for name, values in config.axes if len(values) > 1)
+    print(f"\nper-epoch table of the most accurate model, {best.trial_id} ({settings}):")
     print(format_table(store.epochs(best.trial_id).to_dict("records")) + "\n")
-    code = _measure("demo", storage=args.storage, measures=None, gpus_per_task=None, force=False,
+    mark = time.perf_counter()
+    code = _measure(experiment, storage=args.storage, measures=None, gpus_per_task=None, force=False,
                     address=None, data_root=args.data_root)
+    times.append(("measures", time.perf_counter() - mark))
     if code != 0:
         print("genzoo demo: some measures failed; their rows say why (status == 'error')", file=sys.stderr)
-    return _analyze("demo", storage=args.storage, target=None) or code
+    mark = time.perf_counter()
+    code = _analyze(experiment, storage=args.storage, target=None) or code
+    times.append(("analysis", time.perf_counter() - mark))
+    gap = trials["train_acc"].astype(float) - trials["test_acc"].astype(float)
+    print(f"gap of the {len(trials)} models: {gap.min():.3f} to {gap.max():.3f} (range {gap.max() - gap.min():.3f}); "
+          f"median train accuracy {trials['train_acc'].astype(float).median():.3f}")
+    times.append(("total", time.perf_counter() - started))
+    print("stage times: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in times))
+    return code
 
 
 if __name__ == "__main__":
