@@ -22,7 +22,7 @@ OPTIMIZERS = ("sgd", "adam")
 _FLOAT_FIELDS = ("label_noise", "dropout", "lr", "momentum", "weight_decay", "lr_decay_factor", "lr_final")
 LR_SCHEDULES = ("constant", "step", "piecewise")
 # Fields that say what to save or report, not what is trained: never part of the trial id.
-NOT_IDENTITY = ("checkpoint_epochs",)
+NOT_IDENTITY = ("checkpoint_epochs", "eval_every", "eval_train_subset")
 
 
 class ConfigError(ValueError):
@@ -72,6 +72,8 @@ class TrainConfig:
 
     seed: int = 0
     checkpoint_epochs: Tuple[int, ...] = field(default=())
+    eval_every: int = 1
+    eval_train_subset: Optional[int] = None
 
     mode: str = "standard"
     mode_settings: Any = None
@@ -141,6 +143,10 @@ class TrainConfig:
             raise bad("seed", "an integer >= 0")
         if not all(_is_int(e) and 1 <= e <= self.epochs for e in self.checkpoint_epochs):
             raise bad("checkpoint_epochs", f"a list of epochs in [1, {self.epochs}]")
+        if not _is_int(self.eval_every) or self.eval_every < 1:
+            raise bad("eval_every", "a positive integer (epochs)")
+        if self.eval_train_subset is not None and (not _is_int(self.eval_train_subset) or self.eval_train_subset < 1):
+            raise bad("eval_train_subset", "a positive integer or null")
         if hasattr(self.mode_settings, "check_against"):
             try:
                 self.mode_settings.check_against(self.epochs, "mode_settings.")

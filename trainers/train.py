@@ -42,6 +42,8 @@ from trainers.config import TrainConfig
 from trainers.modes import callbacks as mode_callbacks
 from trainers.status import COMPLETED, DIVERGED
 
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
 
 
 
@@ -176,13 +178,22 @@ def train(
         torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     )
 
-    def evaluate_both(net: nn.Module) -> Dict[str, float]:
-        train_loss, train_acc = data.evaluate(
-            net, loader.images, loader.labels, mean=dataset.mean, std=dataset.std, device=device,
-        )
-        test_loss, test_acc = data.evaluate(
-            net, test_images, test_labels, mean=dataset.mean, std=dataset.std, device=device,
-        )
+    eval_subset = None
+    if config.eval_train_subset is not None and config.eval_train_subset < len(loader.labels):
+        order = torch.randperm(len(loader.labels), generator=data.sources._generator(config.seed, "eval_subset"))
+        eval_subset = order[:config.eval_train_subset].sort().values.to(loader.labels.device)
+
+    def evaluate_both(net: nn.Module, train_subset: Optional[torch.Tensor] = None) -> Dict[str, float]:
+        """Full-set train and test metrics (train on ``train_subset`` indices when given), in
+        the training precision (bf16 autocast on CUDA), losses summed in float64."""
+        images, labels = loader.images, loader.labels
+        if train_subset is not None:
+            images, labels = images[train_subset], labels[train_subset]
+        with autocast:
+            train_loss, train_acc = data.evaluate(net, images, labels, mean=dataset.mean, std=dataset.std, device=device)
+            test_loss, test_acc = data.evaluate(
+                net, test_images, test_labels, mean=dataset.mean, std=dataset.std, device=device,
+            )
         return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
 
     state.evaluate = evaluate_both
@@ -220,7 +231,13 @@ def train(
         minibatch_loss = float(loss_sum) / max(seen, 1)
         diverged = not math.isfinite(minibatch_loss)
 
-        metrics = evaluate_both(model)
+        epochs_done = epoch + 1
+        if diverged or mode.produces_model_after(epochs_done) or epochs_done == total_epochs:
+            metrics = evaluate_both(model)
+        elif epochs_done % config.eval_every == 0:
+            metrics = evaluate_both(model, train_subset=eval_subset)
+        else:
+            metrics = dict.fromkeys(METRICS, float("nan"))
         record = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -238,7 +255,7 @@ def train(
                 hook.on_epoch_end(state, record)
         produced = {} if diverged else mode.models(state)
         for model_id, weights in produced.items():
-            state.models.append(_model_record(model_id, weights, state, record, metrics, evaluate_both))
+            state.models.append(_model_record(model_id, weights, state, record, evaluate_both))
         state.tables = mode.tables()
         if run_dir is not None:
             weights = checkpoint.cpu_state_dict(model.state_dict())
@@ -263,18 +280,14 @@ def train(
 
 
 def _model_record(model_id: str, weights: Dict[str, torch.Tensor], state: TrainState, record: Dict[str, Any],
-                  live_metrics: Dict[str, float], evaluate_both: Callable[[nn.Module], Dict[str, float]]) -> Dict[str, Any]:
+                  evaluate_both: Callable[[nn.Module], Dict[str, float]]) -> Dict[str, Any]:
     """One row of the models table: which model, after how many epochs and steps, its number
     of conv/linear weights, its sparsity (the fraction of them that are exactly zero) and its
-    full-set metrics (those of the epoch record when the model is the live one)."""
-    live = state.model.state_dict()
-    is_live = all(torch.equal(weights[k], live[k].detach().cpu()) for k in live)
-    if is_live:
-        metrics = dict(live_metrics)
-    else:
-        other = copy.deepcopy(state.model)
-        other.load_state_dict(weights)
-        metrics = evaluate_both(other)
+    full-set metrics, evaluated on these weights (a mode may have changed the live model after
+    the epoch's evaluation)."""
+    other = copy.deepcopy(state.model)
+    other.load_state_dict(weights)
+    metrics = evaluate_both(other)
     prunable = [name for name, _ in pruning.prunable_parameters(state.model)]
     total = sum(weights[n].numel() for n in prunable)
     zeros = sum(int((weights[n] == 0).sum()) for n in prunable)

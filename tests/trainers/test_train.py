@@ -112,3 +112,24 @@ def test_a_corrupt_checkpoint_is_a_one_line_error_naming_the_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(checkpoint.CheckpointError, match="final.pt"):
         checkpoint.load(bad)
+
+
+def test_evaluation_cadence_and_train_subset_change_records_not_training(one_thread):
+    base = TrainConfig(**{**SMALL, "epochs": 5, "checkpoint_epochs": ()})
+    every = train(base, device="cpu")
+    sparse = train(TrainConfig(**{**SMALL, "epochs": 5, "checkpoint_epochs": (), "eval_every": 2,
+                                  "eval_train_subset": 50}), device="cpu")
+    for name, tensor in every.model.state_dict().items():
+        assert torch.equal(tensor, sparse.model.state_dict()[name]), name
+    evaluated = [r["epoch"] for r in sparse.records if not math.isnan(r["test_loss"])]
+    assert evaluated == [2, 4, 5]
+    last_every, last_sparse = every.records[-1], sparse.records[-1]
+    assert {k: last_sparse[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")} == \
+        {k: last_every[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}  # full sets at the end
+    assert sparse.records[1]["test_loss"] == every.records[1]["test_loss"]  # the test set is always whole
+    assert sparse.records[1]["train_loss"] != every.records[1]["train_loss"]  # the train subset is not
+    assert sparse.models == every.models
+
+
+def test_evaluation_settings_are_not_part_of_the_trial_id():
+    assert TrainConfig(**SMALL, eval_every=5, eval_train_subset=100).trial_id == TrainConfig(**SMALL).trial_id

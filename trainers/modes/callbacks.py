@@ -61,6 +61,11 @@ class ModeCallbacks:
     def on_epoch_end(self, state, record: Dict[str, Any]) -> None:
         return None
 
+    def produces_model_after(self, epochs_done: int) -> bool:
+        """Whether :meth:`models` yields a model once ``epochs_done`` epochs are done (the loop
+        evaluates such epochs on the full sets whatever the evaluation cadence)."""
+        return epochs_done == self.total_epochs()
+
     def models(self, state) -> Dict[str, Weights]:
         """The models completed at the end of the epoch just trained (``state.epoch`` done),
         as model_id -> CPU state dict; empty when none is."""

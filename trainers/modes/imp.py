@@ -64,6 +64,9 @@ class ExtendedDense(ModeCallbacks):
     def start_level(self, state, level: int) -> None:
         return None
 
+    def produces_model_after(self, epochs_done: int) -> bool:
+        return self.level_ending_after(epochs_done) is not None
+
     def models(self, state) -> Dict[str, Weights]:
         level = self.level_ending_after(state.epoch)
         return {} if level is None else {level_name(level): cpu_weights(state.model)}
