@@ -30,7 +30,7 @@ import pandas as pd
 
 from measures import registry
 from measures.context import TrialContext, trial_context
-from sweep.store import COMPLETED, ERROR, FINAL_MODEL, MEASURE_SCHEMA, OK, Store
+from sweep.store import COMPLETED, ERROR, FINAL_MODEL, LONG_TABLE_SCHEMAS, MEASURE_SCHEMA, OK, Store
 from trainers import checkpoint
 from trainers.config import TrainConfig
 
@@ -248,7 +248,7 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
                     frame = pd.DataFrame(table)
                     frame.insert(0, "model_id", model_id)
                     frame.insert(0, "trial_id", trial_id)
-                    store.write_table(frame, name, table_file(trial_id, model_id))
+                    store.write_table(frame, name, table_file(trial_id, model_id), schema=LONG_TABLE_SCHEMAS.get(name))
                 status = rows[0]["status"] if rows else OK
                 counts[status] += 1
                 if status == ERROR:

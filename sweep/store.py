@@ -119,6 +119,22 @@ MEASURE_SCHEMA = pa.schema([
 ])
 
 
+# The long tables of measure families (MeasureOutput.tables), one file per model.
+LONG_TABLE_SCHEMAS = {
+    "el2n": pa.schema([
+        ("trial_id", pa.string()), ("model_id", pa.string()), ("index", pa.int64()), ("score", pa.float64()),
+        ("noisy", pa.bool_()), ("loss", pa.float64()),
+    ]),
+    "pruning_curves": pa.schema([
+        ("trial_id", pa.string()), ("model_id", pa.string()), ("kept_fraction", pa.float64()),
+        ("intervention", pa.string()), ("split", pa.string()), ("loss", pa.float64()), ("accuracy", pa.float64()),
+        ("change_norm", pa.float64()),
+    ]),
+    "hessian_eigenvalues": pa.schema([
+        ("trial_id", pa.string()), ("model_id", pa.string()), ("rank", pa.int64()), ("eigenvalue", pa.float64()),
+    ]),
+}
+
 # trials.parquet: one column per TrainConfig field, typed from the field's annotation
 # (tuples as lists, ``mode_settings`` as JSON text: its keys depend on the mode), then the
 # trial's status, final metrics, where and when it ran, and its last error.
@@ -367,6 +383,9 @@ class Store:
 
     def write_table(self, frame: pd.DataFrame, *parts: str, schema: Optional[pa.Schema] = None) -> None:
         if schema is not None:
+            if set(frame.columns) != set(schema.names):
+                raise StoreError(f"{'/'.join(parts)}: columns {sorted(frame.columns)} differ from its schema's "
+                                 f"{sorted(schema.names)} (sweep/store.py)")
             # A column with no value at all (NaN for a missing key) takes its schema's type.
             empty = [n for n in schema.names if n in frame.columns and len(frame) and frame[n].isna().all()]
             if empty:

@@ -150,3 +150,35 @@ def test_dataset_shapes_match_the_loaded_digits():
 
     dataset = data.load("digits", None, train_size=32, seed=0)
     assert reader.DATASET_SHAPES["digits"] == (dataset.num_classes, dataset.input_shape)
+
+
+@pytest.mark.parametrize("family, settings, table", [
+    ("el2n", {}, "el2n"),
+    ("pruning_vs_perturbation", {"fractions": [1.0, 0.0]}, "pruning_curves"),
+    ("flatness", {"subset": 32, "top_k": 3, "lanczos_steps": 6, "hutchinson_samples": 2, "power_max_iter": 5,
+                  "eps_max": 1.0}, "hessian_eigenvalues"),
+])
+def test_measure_long_tables_are_written_with_their_schemas(stores, family, settings, table):
+    """The tables the measure families really produce fit LONG_TABLE_SCHEMAS, written as
+    the measures job writes them."""
+    from measures import registry
+    from sweep.measure_job import compute_model
+    from sweep.store import LONG_TABLE_SCHEMAS
+
+    root, a, _ = stores
+    resolved = {family: registry.settings_for(family, settings)}
+    ((_, rows, tables),) = compute_model(str(root), "a", TRAINED.to_dict(), "final", resolved)
+    assert rows[0]["status"] == "ok", rows[0]["error"]
+    frame = pd.DataFrame(tables[table])
+    frame.insert(0, "model_id", "final")
+    frame.insert(0, "trial_id", TRAINED.trial_id)
+    a.write_table(frame, table, "t.parquet", schema=LONG_TABLE_SCHEMAS[table])
+    assert pq.read_schema(root / "a" / table / "t.parquet").remove_metadata() == LONG_TABLE_SCHEMAS[table]
+
+
+def test_a_frame_whose_columns_differ_from_the_schema_is_refused(tmp_path):
+    from sweep.store import StoreError
+
+    with pytest.raises(StoreError, match=r"columns \['extra', 'trial_id'\] differ from its schema's"):
+        Store(str(tmp_path), "x").write_table(pd.DataFrame({"trial_id": ["t"], "extra": [1]}), "t.parquet",
+                                              schema=pa.schema([("trial_id", pa.string())]))
