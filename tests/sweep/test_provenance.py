@@ -81,3 +81,23 @@ def test_analyze_hands_the_provenance_to_the_report(tmp_path, monkeypatch):
         analyze.run("p", storage=str(tmp_path))
     assert seen["settings"]["provenance"] == provenance.recorded(store)
     assert "measures" in seen["settings"]
+
+
+def test_a_run_with_nothing_to_train_records_start_end_and_each_trials_host(tmp_path):
+    """driver.run without Ray: the one trial is trained beforehand, so the run only writes
+    sweep.yaml and trials.parquet."""
+    import torch
+
+    from sweep import trial
+
+    config = sweep_config.parse({**TINY, "train": {**TINY["train"], "batch_size": 32}, "seeds": [0]})
+    (only,) = config.trials()
+    store = Store(str(tmp_path), "p")
+    torch.set_num_threads(1)
+    trial.train_trial(only, store, device="cpu")
+    assert driver.run(config, storage=str(tmp_path), out=lambda line: None) == {"completed": 1}
+    block = yaml.safe_load(store.read_text("sweep.yaml"))["provenance"]
+    assert block["started_at"] < block["finished_at"]
+    row = store.trials().iloc[0]
+    assert row["host"] == provenance.host() and row["device"].startswith("cpu")
+    assert row["started_at"] < row["finished_at"] and row["status"] == "completed"
