@@ -207,9 +207,16 @@ def analyze(
         "table2": f"Table 2: Kendall's τ along each hyperparameter axis (ψ_i), overall τ and granulated ψ, target {target}",
         "table3": f"Table 3: conditional mutual information between {anchor} and each other measure",
     }
+    captions = {
+        "table1": "`kendall_tau_se` is the paper's s_τ, the standard error of τ under the null hypothesis of no "
+                  "association (the same for every measure); `*_ci_low`/`*_ci_high` are 95% bootstrap intervals over "
+                  "models (scipy.stats.bootstrap, percentile, seeded).\n\n",
+        "table2": "`psi_ci_low`/`psi_ci_high`: 95% bootstrap interval of ψ over models.\n\n",
+        "table3": "",
+    }
     for name, table in (("table1", t1), ("table2", t2), ("table3", t3)):
         _write(out / f"{name}.csv", to_csv_text(table).encode(), written)
-        _write(out / f"{name}.md", f"# {titles[name]}\n\n{to_markdown(table)}".encode(), written)
+        _write(out / f"{name}.md", f"# {titles[name]}\n\n{captions[name]}{to_markdown(table)}".encode(), written)
 
     warnings = _warnings(models, table_measures, measures, target, target_series, test_examples)
     _write(out / SETTINGS_CSV, to_csv_text(measure_settings(measures, ids)).encode(), written)
