@@ -20,9 +20,11 @@ reports.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -231,7 +233,12 @@ def run(
             verbose=0,
         ),
     )
+    seconds_before = _training_seconds(store)
+    fit_started = time.monotonic()
     results = tuner.fit()
+    utilization = slot_utilization(_training_seconds(store) - seconds_before, time.monotonic() - fit_started,
+                                   _slots(ray.cluster_resources(), config, len(pending)))
+    store.write_text(json.dumps(utilization, sort_keys=True), TUNE_DIR, run_name, LAUNCH_FILE)
     errors = {
         r.config["trial"]["trial_id"]: (str(r.error).strip().splitlines() or ["error"])[-1][:500]
         for r in results if r.error is not None
@@ -243,7 +250,50 @@ def run(
     store.write_text(_provenance(config, started_at, provenance.now()), "sweep.yaml")
     counts = table.counts()
     out(f"[{config.experiment}] " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    out(f"[{config.experiment}] {utilization_text(utilization)}")
     return counts
+
+
+LAUNCH_FILE = "genzoo_launch.json"
+
+
+def slot_utilization(training_seconds: float, wall_seconds: float, slots: int) -> Dict[str, float]:
+    """Slot utilization of a launch: Σ trial training seconds / (wall × slots), where the
+    training seconds are the epochs' own wall times recorded in the store (training and
+    evaluation, what a trial spends in the loop) and the slots are how many trials the
+    cluster can run at once. 1 means every slot trained all the time; the rest is trial
+    start-up, data loading, store writes and idle slots."""
+    value = training_seconds / (wall_seconds * slots) if wall_seconds > 0 and slots > 0 else float("nan")
+    return {"training_seconds": training_seconds, "wall_seconds": wall_seconds, "slots": slots,
+            "utilization": value}
+
+
+def utilization_text(launch: Dict[str, float]) -> str:
+    return (f"slot utilization {100 * launch['utilization']:.0f}% "
+            f"({launch['training_seconds']:.0f} trial training seconds / ({launch['wall_seconds']:.0f} s wall "
+            f"x {int(launch['slots'])} slots))")
+
+
+def _training_seconds(store: Store) -> float:
+    epochs = store.epochs()
+    return float(epochs["seconds"].sum()) if len(epochs) else 0.0
+
+
+def _slots(resources: Dict[str, float], config: SweepConfig, trials: int) -> int:
+    """How many trials fit on the cluster at once (never more than there are to train)."""
+    fits = [int(resources.get("CPU", 0) // config.resources.cpus)]
+    if config.resources.gpus > 0:
+        fits.append(int(resources.get("GPU", 0) // config.resources.gpus))
+    return max(0, min([*fits, trials]))
+
+
+def last_launch(store: Store) -> Optional[Dict[str, float]]:
+    """The utilization record of the experiment's latest Tune run, if any."""
+    name = _next_run_name(store)
+    latest = f"run-{int(name[4:]) - 1}"
+    if not store.exists(TUNE_DIR, latest, LAUNCH_FILE):
+        return None
+    return json.loads(store.read_text(TUNE_DIR, latest, LAUNCH_FILE))
 
 
 def _next_run_name(store: Store) -> str:

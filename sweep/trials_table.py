@@ -94,6 +94,7 @@ class TrialsTable:
 
 
 def status_text(store: Store) -> str:
+    from sweep.driver import last_launch, utilization_text
     from sweep.migrate import upgrade
 
     upgrade(store)
@@ -105,6 +106,9 @@ def status_text(store: Store) -> str:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(table.counts().items()))
     lines = [f"experiment {store.experiment} ({store.uri}): {len(frame)} trials: {counts}",
              f"epochs: {done}/{total} done"]
+    launch = last_launch(store)
+    if launch is not None:
+        lines.append(f"last launch: {utilization_text(launch)}")
     failed = frame[frame["status"] == ERROR]
     for r in failed.itertuples():
         lines.append(f"  failed {r.trial_id}: {r.error}")

@@ -37,6 +37,7 @@ def test_sweep_writes_the_store_layout_and_a_rerun_trains_nothing(ray_address, t
     assert main(["sweep", "run", str(path), "--storage", str(storage)]) == 0
     out = capsys.readouterr().out
     assert "[e2e] trials 2/2 done" in out and "+---" not in out  # our progress line, not Tune's table
+    assert "slot utilization" in out
 
     root = storage / "e2e"
     trials = pd.read_parquet(root / "trials.parquet")
@@ -58,6 +59,7 @@ def test_sweep_writes_the_store_layout_and_a_rerun_trains_nothing(ray_address, t
     assert main(["sweep", "status", "e2e", "--storage", str(storage)]) == 0
     status = capsys.readouterr().out
     assert "completed 2" in status and "epochs: 6/6 done" in status
+    assert "last launch: slot utilization" in status and "x 2 slots" in status
 
 
 def test_a_trial_that_raises_is_retried_from_its_checkpoint_with_identical_results(ray_address, tmp_path):
@@ -159,3 +161,13 @@ def test_sweep_asking_for_a_gpu_on_a_cluster_without_one_exits_2_and_writes_noth
     assert err == ("genzoo: error: resources.gpus: 0.5 GPU per trial requested but the Ray cluster has no GPU "
                    "(use --gpus-per-trial 0, or --autoscale if the cluster adds nodes on demand)")
     assert not (storage / "nogpu").exists() or not any((storage / "nogpu").iterdir())
+
+
+def test_slot_utilization_is_training_seconds_over_wall_times_slots():
+    launch = driver.slot_utilization(30.0, 20.0, 2)
+    assert launch["utilization"] == pytest.approx(0.75)
+    assert "slot utilization 75%" in driver.utilization_text(launch)
+    config = sweep_config.parse({"resources": {"cpus": 1, "gpus": 0.25}})
+    assert driver._slots({"CPU": 8, "GPU": 1}, config, 10) == 4
+    assert driver._slots({"CPU": 2}, sweep_config.parse({}), 10) == 2
+    assert driver._slots({"CPU": 8}, sweep_config.parse({}), 3) == 3
