@@ -182,3 +182,16 @@ def test_a_frame_whose_columns_differ_from_the_schema_is_refused(tmp_path):
     with pytest.raises(StoreError, match=r"columns \['extra', 'trial_id'\] differ from its schema's"):
         Store(str(tmp_path), "x").write_table(pd.DataFrame({"trial_id": ["t"], "extra": [1]}), "t.parquet",
                                               schema=pa.schema([("trial_id", pa.string())]))
+
+
+def test_docs_list_every_column_of_the_trials_table():
+    """docs/store.md's trials table names each column of TRIALS_SCHEMA (a new TrainConfig
+    field gets a column by itself, and must be documented)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "store.md").read_text()
+    section = text[text.index("### `trials.parquet`"):text.index("### `epochs/")]
+    documented = {name for line in section.splitlines() if line.startswith("| `")
+                  for name in re.findall(r"`(\w+)`", line.split("|")[1])}
+    assert documented == set(TRIALS_SCHEMA.names)
