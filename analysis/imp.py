@@ -151,6 +151,13 @@ def _curve_axes(figure: Figure, benchmarks: List[str]):
     return [figure.add_subplot(1, len(benchmarks), i + 1) for i in range(len(benchmarks))]
 
 
+def _finish(axis, ylabel: str, title: str, legend_size: int = 6) -> None:
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=9)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=legend_size)
+
+
 def _colours(levels) -> Dict[float, tuple]:
     from matplotlib import cm
 
@@ -175,10 +182,7 @@ def error_figure(imp: pd.DataFrame, optimal: pd.DataFrame) -> Figure:
             axis.plot(100 * curve.loc[best, "remaining"], curve.loc[best, "error"], marker="*", markersize=12,
                       color=colours[noise])
         _percent_axis(axis)
-        axis.set_ylabel("test error")
-        axis.set_title(benchmark, fontsize=9)
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
+        _finish(axis, "test error", benchmark, legend_size=7)
     figure.tight_layout()
     return figure
 
@@ -199,10 +203,7 @@ def loss_figure(losses: pd.DataFrame) -> Figure:
                 axis.plot(100 * curve["remaining"], curve["loss_noisy"], linestyle="-", color=colours[noise],
                           label=f"noise {noise:g}, noisy")
         _percent_axis(axis)
-        axis.set_ylabel("training loss")
-        axis.set_title(benchmark, fontsize=9)
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=6)
+        _finish(axis, "training loss", benchmark)
     figure.tight_layout()
     return figure
 
@@ -222,10 +223,8 @@ def subgroup_figure(differences: pd.DataFrame) -> Figure:
                       label=f"{benchmark}, noise {noise:g}")
         axis.axhline(0.0, color="black", linewidth=0.6)
         axis.set_xlabel(f"EL2N percentile group (of {EL2N_GROUPS}, low to high)")
-        axis.set_ylabel("sparse − dense training loss")
-        axis.set_title("optimal sparsity" if kind == "optimal" else "highest sparsity better than dense", fontsize=9)
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=6)
+        _finish(axis, "sparse − dense training loss",
+                "optimal sparsity" if kind == "optimal" else "highest sparsity better than dense")
     figure.tight_layout()
     return figure
 
@@ -248,10 +247,7 @@ def control_figure(imp: pd.DataFrame, control: pd.DataFrame, x: str, xlabel: str
             _percent_axis(axis)
         else:
             axis.set_xlabel(xlabel)
-        axis.set_ylabel("test error")
-        axis.set_title(f"{benchmark}: {title}", fontsize=9)
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=6)
+        _finish(axis, "test error", f"{benchmark}: {title}")
     figure.tight_layout()
     return figure
 

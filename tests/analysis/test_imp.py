@@ -8,6 +8,7 @@ import pytest
 
 from analysis.imp import imp_section, match_rule
 from analysis.sections import SECTIONS, SectionInput
+from imp_reference import subgroup_differences
 
 LEVELS, SEEDS, NOISES, EXAMPLES = 5, (0, 1, 2), (0.0, 0.3), 100
 
@@ -79,12 +80,7 @@ def test_el2n_subgroup_differences_equal_an_independent_computation(zoo):
         per_seed = []
         for seed in SEEDS:
             run = optimal[(optimal.label_noise == noise) & (optimal.seed == seed)].iloc[0]
-            trial = el2n[el2n.trial == run.trial]
-            dense = trial[trial.model_id == "level_00"].sort_values("index")
-            sparse = trial[trial.model_id == f"level_{int(run.optimal_level):02d}"].sort_values("index")
-            order = np.argsort(dense.score.to_numpy(), kind="stable")
-            difference = sparse.loss.to_numpy() - dense.loss.to_numpy()
-            per_seed.append([chunk.mean() for chunk in np.array_split(difference[order], 20)])
+            per_seed.append(subgroup_differences(el2n, run.trial, f"level_{int(run.optimal_level):02d}"))
         expected = np.mean(per_seed, axis=0)
         got = groups[(groups.label_noise == noise) & (groups.sparsity_of_interest == "optimal")].sort_values("group")
         np.testing.assert_allclose(got.loss_difference.to_numpy(), expected, rtol=1e-8)  # CSV keeps 10 digits

@@ -9,6 +9,7 @@ import pytest
 from sweep import config as sweep_config
 from sweep import driver
 from sweep import measure_job
+from imp_reference import subgroup_differences
 from sweep.cli import main
 
 REDUCED = ["train.epochs=3", "train.train_size=300", "grid.label_noise=[0.3]", "checkpoint_epochs=[1]",
@@ -53,12 +54,7 @@ def _check(root):
         per_seed = []
         for seed in sorted(imp["seed"].unique()):
             row = optimal[(optimal.label_noise == noise) & (optimal.seed == seed)].iloc[0]
-            trial = el2n[el2n.trial_id == row.trial]
-            dense = trial[trial.model_id == "level_00"].sort_values("index")
-            sparse = trial[trial.model_id == f"level_{int(row.optimal_level):02d}"].sort_values("index")
-            order = np.argsort(dense.score.to_numpy(), kind="stable")
-            difference = sparse.loss.to_numpy() - dense.loss.to_numpy()
-            per_seed.append([chunk.mean() for chunk in np.array_split(difference[order], 20)])
+            per_seed.append(subgroup_differences(el2n, row.trial, f"level_{int(row.optimal_level):02d}"))
         got = groups[(groups.label_noise == noise) & (groups.sparsity_of_interest == "optimal")].sort_values("group")
         np.testing.assert_allclose(got.loss_difference.to_numpy(), np.mean(per_seed, axis=0), rtol=1e-8)
 
