@@ -207,8 +207,11 @@ def learning_curves_figure(epochs: pd.DataFrame, target: pd.Series, target_label
         group = group.sort_values("epoch")
         shade = cm.viridis(norm(float(values.get(trial_id, np.nan))))
         for split, style in (("train", "-"), ("test", "--")):
-            loss_axis.plot(group["epoch"], group[f"{split}_loss"], style, color=shade, linewidth=0.9)
-            acc_axis.plot(group["epoch"], group[f"{split}_acc"], style, color=shade, linewidth=0.9)
+            for axis, metric in ((loss_axis, f"{split}_loss"), (acc_axis, f"{split}_acc")):
+                # Epochs without an evaluation (eval_every > 1) have no value: connect the rest.
+                points = group[["epoch", metric]].dropna()
+                axis.plot(points["epoch"], points[metric], style, color=shade, linewidth=0.9, marker=".",
+                          markersize=2)
     losses = epochs[["train_loss", "test_loss"]].to_numpy(dtype=float).ravel()
     _set_scale(loss_axis, "y", losses)
     loss_axis.set_ylabel("loss (solid train, dashed test)")

@@ -36,6 +36,7 @@ from analysis.report_text import report_text
 from analysis.sections import SECTIONS, SectionInput
 from analysis.sections import names as section_names
 from analysis.figures import (
+    EPOCH_COLUMNS,
     double_descent_figure,
     hessian_spectrum_figure,
     el2n_figure,
@@ -408,7 +409,10 @@ def _write_figures(
         else:
             notes.append("tables['el2n'] has no rows for the completed trials: no EL2N figure")
     epochs = tables.get("epochs")
-    if epochs is not None and len(epochs):
+    missing = [c for c in EPOCH_COLUMNS if epochs is not None and c not in epochs.columns]
+    if missing:
+        notes.append(f"tables['epochs'] lacks column(s) {', '.join(missing)}: no learning curves")
+    elif epochs is not None and len(epochs):
         sample = learning_curve_sample(target_series)
         trial_of = models["trial"] if "trial" in models.columns else pd.Series(models.index, index=models.index)
         # The epochs table is per trial: a trial's curves stand for its models (keyed by model here).

@@ -194,6 +194,7 @@ def test_figures_come_as_png_and_svg_with_overview_learning_curves_and_settings_
     epochs = pd.DataFrame([{"trial_id": t, "epoch": e, "train_loss": 2.0 / e, "train_acc": 1 - 0.5 / e,
                             "test_loss": 2.5 / e, "test_acc": 0.9 - 0.5 / e}
                            for t in completed.trial_id for e in range(1, 6)])
+    epochs.loc[epochs["epoch"] == 2, ["test_loss", "test_acc"]] = np.nan  # an epoch without evaluation
     # No label noise: the EL2N figure must not draw the empty noisy-versus-clean panels.
     clean = tables["el2n"].assign(noisy=False)
     result = analyze(trials, measures, tmp_path, tables={**tables, "epochs": epochs, "el2n": clean},
