@@ -37,7 +37,7 @@ from trainers.config import ConfigError, TrainConfig
 PRESET_DIR = Path(__file__).parent / "presets"
 TOP_LEVEL = (
     "experiment", "dataset", "model", "mode", "mode_settings", "train", "grid", "seeds", "checkpoint_epochs",
-    "resources", "max_failures", "storage", "measures", "analysis", "fault_injection",
+    "variants", "resources", "max_failures", "storage", "measures", "analysis", "fault_injection",
 )
 # Top-level shorthands for fields of ``train``.
 SHORTHANDS = ("dataset", "model", "mode", "mode_settings", "checkpoint_epochs")
@@ -98,6 +98,8 @@ class SweepConfig:
     experiment: str
     base: TrainConfig
     axes: Tuple[Tuple[str, Tuple[Any, ...]], ...]
+    # Each variant: (train field, value or tuple of values) pairs; see parse_variants.
+    variants: Tuple[Tuple[Tuple[str, Any], ...], ...] = ()
     resources: Resources = Resources()
     max_failures: int = 2
     storage: Optional[str] = None
@@ -108,19 +110,29 @@ class SweepConfig:
 
     @property
     def axis_names(self) -> List[str]:
-        return [name for name, _ in self.axes]
+        """The grid axes, then every field a variant sets (those vary across the trials too)."""
+        names = [name for name, _ in self.axes]
+        for variant in self.variants:
+            names += [key for key, _ in variant if key not in names]
+        return names
 
     def trials(self) -> List[TrainConfig]:
-        """Every grid point, in the order of the axes (the last axis varies fastest)."""
-        names = self.axis_names
+        """Every grid point, in the order of the axes (the last axis varies fastest); with
+        variants, the grid once per variant, in the order of the variants."""
         configs = []
-        for values in itertools.product(*(vals for _, vals in self.axes)):
-            configs.append(_train_config({**self.base.to_dict(), **dict(zip(names, values))}, names))
+        for variant in self.variants or ((),):
+            fixed = {k: v for k, v in variant if not isinstance(v, tuple)}
+            axes = list(self.axes) + [(k, v) for k, v in variant if isinstance(v, tuple)]
+            names = [name for name, _ in axes]
+            for values in itertools.product(*(vals for _, vals in axes)):
+                configs.append(_train_config({**self.base.to_dict(), **fixed, **dict(zip(names, values))}, names))
         return configs
 
     def to_dict(self) -> Dict[str, Any]:
         """The resolved config: what ``sweep.yaml`` in the store records."""
         fixed = {k: v for k, v in self.base.to_dict().items() if k not in self.axis_names}
+        for variant in self.variants:  # a field a variant sets may also be fixed in train
+            fixed.update({k: self.base.to_dict()[k] for k, _ in variant if k in self.source.get("train", {})})
         out: Dict[str, Any] = {
             "experiment": self.experiment,
             "train": fixed,
@@ -129,6 +141,9 @@ class SweepConfig:
             "resources": {"cpus": self.resources.cpus, "gpus": self.resources.gpus},
             "max_failures": self.max_failures,
         }
+        if self.variants:
+            out["variants"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in variant}
+                               for variant in self.variants]
         if self.storage:
             out["storage"] = self.storage
         if self.measures:
@@ -240,6 +255,8 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
         raise SweepConfigError("train.seed: give seeds as the top-level list seeds:")
     axes.append(("seed", tuple(seeds)))
 
+    variants = parse_variants(document.get("variants"), [name for name, _ in axes])
+
     base_values = {**fixed, **{name: values[0] for name, values in axes}}
     base = _train_config(base_values, [name for name, _ in axes])
     if base.model not in models.names():
@@ -289,7 +306,7 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
         fault = FaultInjection(epoch=epoch)
 
     config = SweepConfig(
-        experiment=experiment, base=base, axes=tuple(axes),
+        experiment=experiment, base=base, axes=tuple(axes), variants=variants,
         resources=Resources(cpus=float(cpus), gpus=float(gpus)), max_failures=max_failures,
         storage=storage, measures=measures, analysis=analysis, fault_injection=fault, source=document,
     )
@@ -297,6 +314,61 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     if len(set(ids)) != len(ids):
         raise SweepConfigError("grid: two grid points give the same trial (repeated values after defaults)")
     return config
+
+
+def scaled_widths(scale_from: int, factor: float, steps: int) -> List[int]:
+    """Width down-scaling (Paul et al. 2022, Section 5.2): ``scale_from · factor^k`` for
+    k = 0..``steps``, each rounded to the nearest integer (Python's ``round``: halves to even)
+    and at least 1; a width that rounding repeats is kept once. The parameter count of a
+    conv net scales about as width², so a step of 0.8 in width removes about 36% of the
+    weights, against IMP's 20% per level: ``genzoo sweep plan`` prints the exact fractions."""
+    widths: List[int] = []
+    for k in range(steps + 1):
+        width = max(1, int(round(scale_from * factor ** k)))
+        if width not in widths:
+            widths.append(width)
+    return widths
+
+
+def parse_variants(block: Any, grid_axes: Sequence[str]) -> Tuple[Tuple[Tuple[str, Any], ...], ...]:
+    """The ``variants:`` list: the grid is trained once per variant, each a mapping of train
+    fields to a value, a list of values (an extra axis of that variant only), or a width
+    scaling ``{scale_from: W, factor: 0.8, steps: S}`` (:func:`scaled_widths`). This is how
+    one sweep holds several training modes (``imp`` and ``extended_dense``) and a width
+    down-scaling series side by side."""
+    if block is None:
+        return ()
+    if not isinstance(block, list) or not block:
+        raise SweepConfigError(f"variants: got {block!r}, allowed: a non-empty list of mappings of train fields")
+    out = []
+    for index, variant in enumerate(block):
+        where = f"variants[{index}]"
+        if not isinstance(variant, dict) or not variant:
+            raise SweepConfigError(f"{where}: got {variant!r}, allowed: a mapping of train fields")
+        items = []
+        for key, value in variant.items():
+            if key not in TRAIN_FIELDS or key == "seed":
+                raise SweepConfigError(f"{where}.{key}: unknown field, allowed: "
+                                       f"{', '.join(f for f in TRAIN_FIELDS if f != 'seed')}")
+            if key in grid_axes:
+                raise SweepConfigError(f"{where}.{key}: also a grid axis; give it in one place")
+            if isinstance(value, dict) and key == "width" and set(value) == {"scale_from", "factor", "steps"}:
+                w, f, n = value["scale_from"], value["factor"], value["steps"]
+                if not (_int(w) and w >= 1 and _number(f) and 0 < f < 1 and _int(n) and n >= 0):
+                    raise SweepConfigError(f"{where}.width: got {value!r}, allowed: scale_from an integer >= 1, "
+                                           "factor in (0, 1), steps an integer >= 0")
+                value = scaled_widths(w, f, n)
+            if isinstance(value, list):
+                if not value or len(set(map(repr, value))) != len(value):
+                    raise SweepConfigError(f"{where}.{key}: got {value!r}, allowed: a non-empty list of distinct values")
+                value = tuple(value)
+            items.append((key, value))
+        out.append(tuple(items))
+    return tuple(out)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_measures(measures: Mapping[str, Mapping[str, Any]]) -> None:
