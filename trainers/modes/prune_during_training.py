@@ -61,7 +61,9 @@ that window first. The window's remaining batches, targets, saved values, σ and
 are saved with the state, so a window that spans an epoch boundary resumes exactly.
 
 Not done: the paper also prunes the shortcut connections into a removed ResNet feature map
-(Appendix A); here only the filter (and its BatchNorm) is removed.
+(Appendix A); here only the filter (and its BatchNorm) is removed. For a block's second conv
+the paper reads the activation after the shortcut is added; here it is read at the conv's own
+BatchNorm (before the addition).
 """
 
 from __future__ import annotations
