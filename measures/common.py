@@ -20,10 +20,10 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
+from measures.constants import EVAL_BATCH_SIZE  # noqa: F401 (defined once, torch-free)
 from trainers import data
 from trainers.pruning import prunable_parameters
 
-EVAL_BATCH_SIZE = 1024
 
 
 def weight_parameters(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:

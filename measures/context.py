@@ -112,17 +112,5 @@ class MeasureOutput:
     info: Dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Family:
-    """A registered measure family.
-
-    ``measures`` names the scalar measures the family yields (a trailing ``/*`` stands for a
-    group of features such as ``margin/*``); ``defaults`` are its settings, every one of which
-    can be overridden per run and is stored with each result row.
-    """
-
-    name: str
-    fn: Callable[..., MeasureOutput]
-    measures: tuple
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    needs: tuple = ()  # what the context must hold besides the final model: "init", "early", "epochs"
+# The registry entry of a family (torch-free, in measures/family.py).
+from measures.family import Family  # noqa: E402,F401  (re-exported)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from measures.common import EVAL_BATCH_SIZE
-from measures.context import Family, MeasureOutput, TrialContext
+from measures.context import MeasureOutput, TrialContext
 
 
 class EL2NError(ValueError):
@@ -95,13 +95,3 @@ def el2n(ctx: TrialContext, *, batch_size: int = EVAL_BATCH_SIZE) -> MeasureOutp
     info: Dict[str, Any] = {"early_epoch": ctx.early_epoch, "num_examples": n}
     return MeasureOutput(values={"el2n": float(scores.double().mean())}, tables={"el2n": table}, info=info)
 
-
-FAMILIES = {
-    "el2n": Family(
-        name="el2n",
-        fn=el2n,
-        measures=("el2n",),
-        defaults={"batch_size": EVAL_BATCH_SIZE},
-        needs=("early",),
-    ),
-}

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from measures.constants import METHODS, EPS_SEARCHES, TIC_TRACES, SPLITS  # noqa: F401 (defined once, torch-free)
 from measures.common import generator_for, recalibrated_copy, seeded_indices
-from measures.context import Family, MeasureOutput, TrialContext
+from measures.context import MeasureOutput, TrialContext
 from measures.hessian import (
     HVP_MODES,
     PARAMS_CHOICES,
@@ -42,10 +43,6 @@ from measures.hessian import (
     power_iteration_top_eigenvalues,
 )
 
-METHODS = ("lanczos", "power")
-EPS_SEARCHES = ("bisect", "scan")
-TIC_TRACES = ("hutchinson", "top_k")
-SPLITS = ("train", "test")
 
 
 class FlatnessError(ValueError):
@@ -347,40 +344,3 @@ def flatness(
         },
     )
 
-
-FAMILIES = {
-    "flatness": Family(
-        name="flatness",
-        fn=flatness,
-        measures=(
-            "hessian_top_eigenvalue",
-            "hessian_top_k_sum",
-            "hessian_trace",
-            "effective_dimensionality",
-            "gradient_covariance_trace",
-            "tic_proxy",
-            "eps_flatness",
-        ),
-        defaults={
-            "subset": 5000,
-            "split": "train",
-            "top_k": 100,
-            "method": "lanczos",
-            "lanczos_steps": None,
-            "power_max_iter": 100,
-            "power_tol": 1e-3,
-            "hutchinson_samples": 100,
-            "eps_step": 0.01,
-            "eps_loss_increase": 0.1,
-            "eps_max": 10.0,
-            "eps_search": "bisect",
-            "batch_size": 1000,
-            "per_example_batch_size": 256,
-            "z": 1.0,
-            "params": "all",
-            "recalibrate_bn": False,
-            "hvp_mode": "forward_over_reverse",
-            "tic_trace": "hutchinson",
-        },
-    )
-}

@@ -37,13 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vjp
 
+from measures.constants import PARAMS_CHOICES, HVP_MODES  # noqa: F401 (defined once, torch-free)
 from measures.common import weight_parameters
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 ParamsChoice = Literal["all", "weights"]
 
-PARAMS_CHOICES = ("all", "weights")
-HVP_MODES = ("forward_over_reverse", "reverse_over_reverse")
 
 
 class HessianError(ValueError):

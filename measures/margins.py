@@ -42,15 +42,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from measures.constants import STATS, EPSILON_PLACEMENTS, DEFAULT_NUM_EXAMPLES, DEFAULT_BATCH_SIZE, DEFAULT_EPSILON  # noqa: F401 (defined once, torch-free)
 from measures.common import seeded_indices
-from measures.context import Family, MeasureOutput, TrialContext
+from measures.context import MeasureOutput, TrialContext
 
-STATS = ("q1", "median", "q3", "upper_fence", "lower_fence")
 INPUT_LAYER = "input"
-EPSILON_PLACEMENTS = ("add", "sqrt")
-DEFAULT_NUM_EXAMPLES = 5000
-DEFAULT_BATCH_SIZE = 256
-DEFAULT_EPSILON = 1e-6
 FENCE_FACTOR = 1.5  # Tukey's fences
 
 
@@ -357,24 +353,3 @@ def output_margin_stats(
     }
     return MeasureOutput(values={f"output_margin/{stat}": value for stat, value in signature.items()}, info=info)
 
-
-FAMILIES = {
-    "margins": Family(
-        name="margins",
-        fn=margins,
-        measures=("margin/*",),
-        defaults={
-            "num_examples": DEFAULT_NUM_EXAMPLES,
-            "batch_size": DEFAULT_BATCH_SIZE,
-            "epsilon": DEFAULT_EPSILON,
-            "epsilon_placement": "add",
-            "lower_fence_floor": "min",
-        },
-    ),
-    "output_margin_stats": Family(
-        name="output_margin_stats",
-        fn=output_margin_stats,
-        measures=tuple(f"output_margin/{stat}" for stat in STATS),
-        defaults={"num_examples": DEFAULT_NUM_EXAMPLES, "batch_size": 1024, "normalize": True, "lower_fence_floor": "min"},
-    ),
-}

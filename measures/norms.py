@@ -69,10 +69,10 @@ import torch
 import torch.fx
 from torch import nn
 
+from measures.constants import PARAMETER_COUNT_OF  # noqa: F401 (defined once, torch-free)
 from measures.common import weight_parameters
-from measures.context import Family, MeasureOutput, TrialContext
+from measures.context import MeasureOutput, TrialContext
 
-PARAMETER_COUNT_OF = ("all", "weights")
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # Normalizations whose eval-mode output is not a fixed per-channel affine map of the input,
 # so "square every parameter" does not define a path norm for them.
@@ -358,13 +358,3 @@ def norms(ctx: TrialContext, *, parameter_count_of: str = "all", fold_batchnorm:
                             "batchnorms_left_unfolded": left}
     return MeasureOutput(values=values, info=info)
 
-
-FAMILIES = {
-    "norms": Family(
-        name="norms",
-        fn=norms,
-        measures=("parameter_count", "sum_of_fro", "sum_two_norms", "log_prod_of_spec", "distance_from_init", "path_norm"),
-        defaults={"parameter_count_of": "all", "fold_batchnorm": True},
-        needs=("init",),
-    ),
-}

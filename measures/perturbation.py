@@ -44,11 +44,11 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
+from measures.constants import PARAMETER_SETS  # noqa: F401 (defined once, torch-free)
 from measures.common import EVAL_BATCH_SIZE, evaluate, recalibrated_copy, seed_for, seeded_indices
-from measures.context import Family, MeasureOutput, TrialContext
+from measures.context import MeasureOutput, TrialContext
 from trainers.pruning import prunable_parameters
 
-PARAMETER_SETS = ("all", "weights")
 KINDS = ("magnitude", "flat")
 SEED_MODULUS = 2 ** 63
 
@@ -241,13 +241,3 @@ def pac_bayes_family(
     info["subset_size"] = len(x)
     return MeasureOutput(values=values, info=info)
 
-
-FAMILIES = {
-    "pac_bayes": Family(
-        name="pac_bayes",
-        fn=pac_bayes_family,
-        measures=("pac_bayes_mag_flat", "pac_bayes_flat"),
-        defaults={"beta": 0.1, "draws": 10, "steps": 15, "sigma_max": 2.0, "epsilon": 1e-3, "subset_size": 10_000,
-                  "parameters": "all", "batch_size": EVAL_BATCH_SIZE, "recalibrate_bn": False},
-    ),
-}

@@ -26,8 +26,9 @@ from typing import Callable, Dict, Iterator, List, Mapping, Sequence, Tuple
 import torch
 from torch import nn
 
+from measures.constants import SEARCHES, DEFAULT_SEARCH, DEFAULT_RESOLUTION, DEFAULT_COARSE_STEP, DEFAULT_FRACTIONS  # noqa: F401 (defined once, torch-free)
 from measures.common import EVAL_BATCH_SIZE, evaluate, generator_for, recalibrate_batchnorm
-from measures.context import Family, MeasureOutput, TrialContext
+from measures.context import MeasureOutput, TrialContext
 from trainers.pruning import (
     Masks,
     apply_masks,
@@ -39,11 +40,6 @@ from trainers.pruning import (
 
 MaskFn = Callable[[nn.Module, float], Masks]
 
-SEARCHES = ("scan", "bisection", "linear")
-DEFAULT_SEARCH = "scan"
-DEFAULT_RESOLUTION = 0.005
-DEFAULT_COARSE_STEP = 0.05
-DEFAULT_FRACTIONS: Tuple[float, ...] = tuple(round(1.0 - i / 10, 10) for i in range(11))
 
 
 class PruningMeasureError(ValueError):
@@ -472,28 +468,3 @@ def pruning_vs_perturbation(
     }
     return MeasureOutput(values=values, tables={"pruning_curves": table}, info={"fractions": fs})
 
-
-FAMILIES = {
-    "prunability": Family(
-        name="prunability",
-        fn=prunability_family,
-        measures=("prunability", "pruned_parameter_count", "sum_two_norms_pruned"),
-        defaults={"beta": 0.1, "search": DEFAULT_SEARCH, "resolution": DEFAULT_RESOLUTION,
-                  "coarse_step": DEFAULT_COARSE_STEP, "step_size": 0.02, "batch_size": EVAL_BATCH_SIZE,
-                  "recalibrate_bn": False},
-    ),
-    "random_prunability": Family(
-        name="random_prunability",
-        fn=random_prunability_family,
-        measures=("random_prunability",),
-        defaults={"beta": 0.1, "search": DEFAULT_SEARCH, "resolution": DEFAULT_RESOLUTION,
-                  "coarse_step": DEFAULT_COARSE_STEP, "step_size": 0.02, "batch_size": EVAL_BATCH_SIZE,
-                  "recalibrate_bn": False},
-    ),
-    "pruning_vs_perturbation": Family(
-        name="pruning_vs_perturbation",
-        fn=pruning_vs_perturbation,
-        measures=("pruning_vs_perturbation/train_area", "pruning_vs_perturbation/test_area"),
-        defaults={"fractions": list(DEFAULT_FRACTIONS), "batch_size": EVAL_BATCH_SIZE, "recalibrate_bn": False},
-    ),
-}

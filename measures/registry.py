@@ -20,14 +20,68 @@ import math
 from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from measures import el2n, flatness, hessian, margins, norms, perturbation, pruning, training
-from measures.context import Family
+from measures.constants import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_COARSE_STEP,
+    DEFAULT_EPSILON,
+    DEFAULT_FRACTIONS,
+    DEFAULT_NUM_EXAMPLES,
+    DEFAULT_RESOLUTION,
+    DEFAULT_SEARCH,
+    EPS_SEARCHES,
+    EPSILON_PLACEMENTS,
+    EVAL_BATCH_SIZE,
+    HVP_MODES,
+    METHODS,
+    PARAMETER_COUNT_OF,
+    PARAMETER_SETS,
+    PARAMS_CHOICES,
+    SEARCHES,
+    SPLITS,
+    STATS,
+    TIC_TRACES,
+)
+from measures.family import Family
 from trainers import yamlio
 
-FAMILIES: Mapping[str, Family] = MappingProxyType({
-    **pruning.FAMILIES, **perturbation.FAMILIES, **norms.FAMILIES, **training.FAMILIES,
-    **margins.FAMILIES, **flatness.FAMILIES, **el2n.FAMILIES,
-})
+_PRUNABILITY_DEFAULTS = {"beta": 0.1, "search": DEFAULT_SEARCH, "resolution": DEFAULT_RESOLUTION,
+                         "coarse_step": DEFAULT_COARSE_STEP, "step_size": 0.02, "batch_size": EVAL_BATCH_SIZE,
+                         "recalibrate_bn": False}
+
+# Every family, its function, what it yields, its settings' defaults (the one place they are
+# defined) and what it needs. Importing this module imports no measure and no torch.
+FAMILIES: Mapping[str, Family] = MappingProxyType({family.name: family for family in (
+    Family("prunability", "measures.pruning:prunability_family",
+           ("prunability", "pruned_parameter_count", "sum_two_norms_pruned"), dict(_PRUNABILITY_DEFAULTS)),
+    Family("random_prunability", "measures.pruning:random_prunability_family", ("random_prunability",),
+           dict(_PRUNABILITY_DEFAULTS)),
+    Family("pruning_vs_perturbation", "measures.pruning:pruning_vs_perturbation",
+           ("pruning_vs_perturbation/train_area", "pruning_vs_perturbation/test_area"),
+           {"fractions": list(DEFAULT_FRACTIONS), "batch_size": EVAL_BATCH_SIZE, "recalibrate_bn": False}),
+    Family("pac_bayes", "measures.perturbation:pac_bayes_family", ("pac_bayes_mag_flat", "pac_bayes_flat"),
+           {"beta": 0.1, "draws": 10, "steps": 15, "sigma_max": 2.0, "epsilon": 1e-3, "subset_size": 10_000,
+            "parameters": "all", "batch_size": EVAL_BATCH_SIZE, "recalibrate_bn": False}),
+    Family("norms", "measures.norms:norms",
+           ("parameter_count", "sum_of_fro", "sum_two_norms", "log_prod_of_spec", "distance_from_init", "path_norm"),
+           {"parameter_count_of": "all", "fold_batchnorm": True}, needs=("init",)),
+    Family("training", "measures.training:training", ("sum_of_train_losses", "train_loss"),
+           {"recalibrate_bn": False, "batch_size": EVAL_BATCH_SIZE}, needs=("epochs",)),
+    Family("margins", "measures.margins:margins", ("margin/*",),
+           {"num_examples": DEFAULT_NUM_EXAMPLES, "batch_size": DEFAULT_BATCH_SIZE, "epsilon": DEFAULT_EPSILON,
+            "epsilon_placement": "add", "lower_fence_floor": "min"}),
+    Family("output_margin_stats", "measures.margins:output_margin_stats",
+           tuple(f"output_margin/{stat}" for stat in STATS),
+           {"num_examples": DEFAULT_NUM_EXAMPLES, "batch_size": 1024, "normalize": True, "lower_fence_floor": "min"}),
+    Family("flatness", "measures.flatness:flatness",
+           ("hessian_top_eigenvalue", "hessian_top_k_sum", "hessian_trace", "effective_dimensionality",
+            "gradient_covariance_trace", "tic_proxy", "eps_flatness"),
+           {"subset": 5000, "split": "train", "top_k": 100, "method": "lanczos", "lanczos_steps": None,
+            "power_max_iter": 100, "power_tol": 1e-3, "hutchinson_samples": 100, "eps_step": 0.01,
+            "eps_loss_increase": 0.1, "eps_max": 10.0, "eps_search": "bisect", "batch_size": 1000,
+            "per_example_batch_size": 256, "z": 1.0, "params": "all", "recalibrate_bn": False,
+            "hvp_mode": "forward_over_reverse", "tic_trace": "hutchinson"}),
+    Family("el2n", "measures.el2n:el2n", ("el2n",), {"batch_size": EVAL_BATCH_SIZE}, needs=("early",)),
+)})
 
 
 class MeasureError(ValueError):
@@ -46,17 +100,17 @@ def get(name: str) -> Family:
 
 # Settings whose string values come from a fixed list (each module's own constant).
 CHOICES: Mapping[Tuple[str, str], Tuple[str, ...]] = MappingProxyType({
-    ("prunability", "search"): pruning.SEARCHES,
-    ("random_prunability", "search"): pruning.SEARCHES,
-    ("pac_bayes", "parameters"): perturbation.PARAMETER_SETS,
-    ("norms", "parameter_count_of"): norms.PARAMETER_COUNT_OF,
-    ("margins", "epsilon_placement"): margins.EPSILON_PLACEMENTS,
-    ("flatness", "split"): flatness.SPLITS,
-    ("flatness", "method"): flatness.METHODS,
-    ("flatness", "eps_search"): flatness.EPS_SEARCHES,
-    ("flatness", "tic_trace"): flatness.TIC_TRACES,
-    ("flatness", "params"): hessian.PARAMS_CHOICES,
-    ("flatness", "hvp_mode"): hessian.HVP_MODES,
+    ("prunability", "search"): SEARCHES,
+    ("random_prunability", "search"): SEARCHES,
+    ("pac_bayes", "parameters"): PARAMETER_SETS,
+    ("norms", "parameter_count_of"): PARAMETER_COUNT_OF,
+    ("margins", "epsilon_placement"): EPSILON_PLACEMENTS,
+    ("flatness", "split"): SPLITS,
+    ("flatness", "method"): METHODS,
+    ("flatness", "eps_search"): EPS_SEARCHES,
+    ("flatness", "tic_trace"): TIC_TRACES,
+    ("flatness", "params"): PARAMS_CHOICES,
+    ("flatness", "hvp_mode"): HVP_MODES,
 })
 
 

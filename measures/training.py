@@ -18,10 +18,9 @@ import math
 from typing import Any, Dict, List, Mapping, Sequence
 
 import torch
-from torch import nn
 
 from measures.common import EVAL_BATCH_SIZE, evaluate, recalibrated_copy
-from measures.context import Family, MeasureOutput, TrialContext
+from measures.context import MeasureOutput, TrialContext
 
 
 class TrainingMeasureError(ValueError):
@@ -60,13 +59,3 @@ def training(ctx: TrialContext, *, recalibrate_bn: bool = False, batch_size: int
     info: Dict[str, Any] = {"train_acc": accuracy, "num_epochs": len(ctx.epochs)}
     return MeasureOutput(values=values, info=info)
 
-
-FAMILIES = {
-    "training": Family(
-        name="training",
-        fn=training,
-        measures=("sum_of_train_losses", "train_loss"),
-        defaults={"recalibrate_bn": False, "batch_size": EVAL_BATCH_SIZE},
-        needs=("epochs",),
-    ),
-}

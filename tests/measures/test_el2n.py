@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from measures.context import TrialContext
-from measures.el2n import FAMILIES, EL2NError, el2n, el2n_scores
+from measures.registry import FAMILIES
+from measures.el2n import EL2NError, el2n, el2n_scores
 
 
 def numpy_softmax(logits: np.ndarray) -> np.ndarray:

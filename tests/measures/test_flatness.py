@@ -14,9 +14,9 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from measure_toys import tiny_data, tiny_network
 from measures.common import seed_for, seeded_indices
+from measures.registry import FAMILIES
 from measures.context import TrialContext
 from measures.flatness import (
-    FAMILIES,
     FlatnessError,
     effective_dimensionality,
     eps_flatness,

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from measures.context import TrialContext
+from measures.registry import FAMILIES
 from measures.margins import (
-    FAMILIES,
     STATS,
     MarginError,
     margin_distances,

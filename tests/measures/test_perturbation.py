@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from measures.common import evaluate, seed_for
+from measures.registry import FAMILIES
 from measures.context import TrialContext
 from measure_toys import trained_toy_context
 from measures.perturbation import (
-    FAMILIES,
     PerturbationError,
     pac_bayes_family,
     perturbed_loss,

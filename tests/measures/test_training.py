@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from measures.context import TrialContext
-from measures.training import FAMILIES, TrainingMeasureError, recalibrated_copy, sum_of_train_losses, training
+from measures.registry import FAMILIES
+from measures.training import TrainingMeasureError, recalibrated_copy, sum_of_train_losses, training
 
 
 class LinearBN(nn.Module):
