@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from trainers import data, models, yamlio
+from trainers import catalog, yamlio
 from trainers.config import ConfigError, TrainConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -259,17 +259,17 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
 
     base_values = {**fixed, **{name: values[0] for name, values in axes}}
     base = _train_config(base_values, [name for name, _ in axes])
-    if base.model not in models.names():
-        raise SweepConfigError(f"model: unknown model {base.model!r}, allowed: {', '.join(models.names())}")
-    if base.dataset not in data.names():
-        raise SweepConfigError(f"dataset: unknown dataset {base.dataset!r}, allowed: {', '.join(data.names())}")
+    if base.model not in list(catalog.MODELS):
+        raise SweepConfigError(f"model: unknown model {base.model!r}, allowed: {', '.join(list(catalog.MODELS))}")
+    if base.dataset not in list(catalog.DATASETS):
+        raise SweepConfigError(f"dataset: unknown dataset {base.dataset!r}, allowed: {', '.join(list(catalog.DATASETS))}")
     for name, values in axes:
         for value in values:
             _train_config({**base_values, name: value}, [name])
-            if name == "model" and value not in models.names():
-                raise SweepConfigError(f"grid.model: unknown model {value!r}, allowed: {', '.join(models.names())}")
-            if name == "dataset" and value not in data.names():
-                raise SweepConfigError(f"grid.dataset: unknown dataset {value!r}, allowed: {', '.join(data.names())}")
+            if name == "model" and value not in list(catalog.MODELS):
+                raise SweepConfigError(f"grid.model: unknown model {value!r}, allowed: {', '.join(list(catalog.MODELS))}")
+            if name == "dataset" and value not in list(catalog.DATASETS):
+                raise SweepConfigError(f"grid.dataset: unknown dataset {value!r}, allowed: {', '.join(list(catalog.DATASETS))}")
 
     res = _mapping(document, "resources")
     for key in res:

@@ -40,9 +40,9 @@ class InjectedFault(RuntimeError):
 
 def total_epochs(config: TrainConfig) -> int:
     """The number of epochs the trial's mode trains in all."""
-    from trainers.modes import callbacks
+    from trainers.modes.settings import total_epochs as mode_total_epochs
 
-    return callbacks.build(config).total_epochs()
+    return mode_total_epochs(config.mode_settings, config.epochs)
 
 
 def required_early(config: TrainConfig) -> Dict[str, int]:

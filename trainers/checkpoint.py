@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
+# torch is imported where a tensor is saved or loaded, so that the file names and the
+# error type are usable without it (the sweep's plan and store checks).
 
 INIT = "init.pt"
 FINAL = "final.pt"
@@ -33,6 +34,8 @@ def model_name(model_id: str) -> str:
 
 def save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -53,7 +56,7 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     return load_bytes(path.read_bytes(), str(path), map_location)
 
 
-def cpu_state_dict(state: Mapping[str, torch.Tensor]) -> dict:
+def cpu_state_dict(state: Mapping[str, Any]) -> dict:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
 
 
@@ -64,6 +67,8 @@ class CheckpointError(ValueError):
 def load_bytes(data: bytes, name: str, map_location: Any = "cpu") -> Any:
     """Load a checkpoint from bytes (read from a remote store); ``name`` is used in errors."""
     try:
+        import torch
+
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"{name}: not a readable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from exc

@@ -13,3 +13,16 @@ def test_plan_without_an_analysis_target_does_not_import_scikit_learn(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "experiment s: 2 trials" in done.stdout
+
+
+def test_plan_of_every_preset_imports_no_torch():
+    # The presets hold measures blocks, modes, variants and width series: all are checked
+    # against torch-free registries (measures/registry.py, trainers/catalog.py, mode settings).
+    # Only a width series imports torch, to count each width's weights for the plan.
+    code = ("import sys; from sweep import config; from sweep.cli import main\n"
+            "for name in config.presets():\n"
+            "    if 'variants' in config.load(name).to_dict(): continue\n"
+            "    assert main(['sweep', 'plan', name]) == 0, name\n"
+            "    assert 'torch' not in sys.modules, name\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -348,3 +348,10 @@ def test_unset_hyperparameters_use_model_defaults() -> None:
     assert models.supported_hyperparameters("nin") == ["width", "depth", "dropout"]
     model = build("nin", 10, width=None, depth=None, dropout=0.0)
     assert len(model.blocks) == 3 and model.blocks[0].conv1.out_channels == 192
+
+
+def test_the_torch_free_catalog_names_every_registered_model_and_dataset() -> None:
+    from trainers import catalog, data
+
+    assert sorted(catalog.MODELS) == models.names()
+    assert tuple(catalog.DATASETS) == data.names()

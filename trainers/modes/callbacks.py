@@ -14,6 +14,7 @@ from typing import Any, Dict, Mapping
 import torch
 
 from trainers.config import TrainConfig
+from trainers.modes import settings as mode_settings
 
 FINAL = "final"
 
@@ -37,8 +38,8 @@ class ModeCallbacks:
 
     # the schedule ----------------------------------------------------------------------
     def total_epochs(self) -> int:
-        """How many epochs the loop runs in all."""
-        return self.config.epochs
+        """How many epochs the loop runs in all (defined by the mode's settings)."""
+        return mode_settings.total_epochs(self.settings, self.config.epochs)
 
     def lr_epoch(self, epoch: int) -> int:
         """The epoch of ``config``'s learning-rate schedule that epoch ``epoch`` (0-based) uses."""

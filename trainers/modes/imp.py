@@ -31,9 +31,6 @@ class ExtendedDense(ModeCallbacks):
         self.rewind = self.settings.rewind_epoch
         self.retrain = config.epochs - self.rewind  # epochs of every level after the first
 
-    def total_epochs(self) -> int:
-        return self.config.epochs + self.settings.levels * self.retrain
-
     def lr_epoch(self, epoch: int) -> int:
         if epoch < self.config.epochs:
             return epoch

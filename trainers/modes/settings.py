@@ -28,6 +28,10 @@ class StandardSettings:
     def validate(self, prefix: str) -> None:
         return None
 
+    def total_epochs(self, epochs: int) -> int:
+        """How many epochs the loop runs in all for a config of ``epochs`` epochs."""
+        return epochs
+
 
 @dataclass(frozen=True)
 class EmaSettings:
@@ -78,6 +82,10 @@ class ImpSettings:
         if not _is_int(self.rewind_epoch) or self.rewind_epoch < 0:
             raise ModeError(f"{prefix}rewind_epoch: got {self.rewind_epoch!r}, allowed: an integer >= 0")
 
+    def total_epochs(self, epochs: int) -> int:
+        """Level 0 trains ``epochs``; each of the ``levels`` levels retrains ``epochs − t``."""
+        return epochs + self.levels * (epochs - self.rewind_epoch)
+
     def check_against(self, epochs: int, prefix: str) -> None:
         if self.rewind_epoch >= epochs:
             raise ModeError(f"{prefix}rewind_epoch: got {self.rewind_epoch}, allowed: an epoch in [0, {epochs}) "
@@ -99,6 +107,9 @@ class ExtendedDenseSettings:
 
     def check_against(self, epochs: int, prefix: str) -> None:
         ImpSettings(levels=self.levels, rewind_epoch=self.rewind_epoch).check_against(epochs, prefix)
+
+    def total_epochs(self, epochs: int) -> int:
+        return ImpSettings(levels=self.levels, rewind_epoch=self.rewind_epoch).total_epochs(epochs)
 
 
 PDT_SCORES = ("l2", "l1", "activation", "ebn")
@@ -306,6 +317,11 @@ def non_default(settings: Any) -> Dict[str, Any]:
         for f in dataclasses.fields(settings)
         if getattr(settings, f.name) != f.default
     }
+
+
+def total_epochs(settings: Any, epochs: int) -> int:
+    """The epochs a mode runs in all (``epochs`` for modes that do not say otherwise)."""
+    return settings.total_epochs(epochs) if hasattr(settings, "total_epochs") else epochs
 
 
 def to_dict(settings: Any) -> Dict[str, Any]:
