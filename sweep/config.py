@@ -259,17 +259,17 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
 
     base_values = {**fixed, **{name: values[0] for name, values in axes}}
     base = _train_config(base_values, [name for name, _ in axes])
-    if base.model not in list(catalog.MODELS):
-        raise SweepConfigError(f"model: unknown model {base.model!r}, allowed: {', '.join(list(catalog.MODELS))}")
-    if base.dataset not in list(catalog.DATASETS):
-        raise SweepConfigError(f"dataset: unknown dataset {base.dataset!r}, allowed: {', '.join(list(catalog.DATASETS))}")
+    if base.model not in catalog.MODELS:
+        raise SweepConfigError(f"model: unknown model {base.model!r}, allowed: {', '.join(catalog.MODELS)}")
+    if base.dataset not in catalog.DATASETS:
+        raise SweepConfigError(f"dataset: unknown dataset {base.dataset!r}, allowed: {', '.join(catalog.DATASETS)}")
     for name, values in axes:
         for value in values:
             _train_config({**base_values, name: value}, [name])
-            if name == "model" and value not in list(catalog.MODELS):
-                raise SweepConfigError(f"grid.model: unknown model {value!r}, allowed: {', '.join(list(catalog.MODELS))}")
-            if name == "dataset" and value not in list(catalog.DATASETS):
-                raise SweepConfigError(f"grid.dataset: unknown dataset {value!r}, allowed: {', '.join(list(catalog.DATASETS))}")
+            if name == "model" and value not in catalog.MODELS:
+                raise SweepConfigError(f"grid.model: unknown model {value!r}, allowed: {', '.join(catalog.MODELS)}")
+            if name == "dataset" and value not in catalog.DATASETS:
+                raise SweepConfigError(f"grid.dataset: unknown dataset {value!r}, allowed: {', '.join(catalog.DATASETS)}")
 
     res = _mapping(document, "resources")
     for key in res:
