@@ -25,7 +25,6 @@ from trainers import data
 from trainers.pruning import prunable_parameters
 
 
-
 def weight_parameters(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
     """The (name, parameter) pairs of the weight tensors of every conv and linear layer (the
     same tensors that pruning masks cover)."""

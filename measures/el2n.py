@@ -94,4 +94,3 @@ def el2n(ctx: TrialContext, *, batch_size: int = EVAL_BATCH_SIZE) -> MeasureOutp
     }
     info: Dict[str, Any] = {"early_epoch": ctx.early_epoch, "num_examples": n}
     return MeasureOutput(values={"el2n": float(scores.double().mean())}, tables={"el2n": table}, info=info)
-

@@ -44,7 +44,6 @@ from measures.hessian import (
 )
 
 
-
 class FlatnessError(ValueError):
     """A bad flatness setting; the message is one line naming the setting."""
 
@@ -343,4 +342,3 @@ def flatness(
             "model_mode": "eval",
         },
     )
-

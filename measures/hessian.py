@@ -44,7 +44,6 @@ Matvec = Callable[[torch.Tensor], torch.Tensor]
 ParamsChoice = Literal["all", "weights"]
 
 
-
 class HessianError(ValueError):
     """A bad argument to a Hessian routine; the message is one line naming the argument."""
 

@@ -352,4 +352,3 @@ def output_margin_stats(
         "logit_total_variation": variation,
     }
     return MeasureOutput(values={f"output_margin/{stat}": value for stat, value in signature.items()}, info=info)
-

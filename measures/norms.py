@@ -357,4 +357,3 @@ def norms(ctx: TrialContext, *, parameter_count_of: str = "all", fold_batchnorm:
     info: Dict[str, Any] = {"num_weight_tensors": len(weights), "batchnorms_folded": len(folds),
                             "batchnorms_left_unfolded": left}
     return MeasureOutput(values=values, info=info)
-

@@ -240,4 +240,3 @@ def pac_bayes_family(
                       "loss_at_sigma": found.loss_at_sigma, "loss_evaluations": found.loss_evaluations}
     info["subset_size"] = len(x)
     return MeasureOutput(values=values, info=info)
-

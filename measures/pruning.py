@@ -41,7 +41,6 @@ from trainers.pruning import (
 MaskFn = Callable[[nn.Module, float], Masks]
 
 
-
 class PruningMeasureError(ValueError):
     """A bad setting of a pruning measure: one line naming it and what is allowed."""
 
@@ -467,4 +466,3 @@ def pruning_vs_perturbation(
         for split in ("train", "test")
     }
     return MeasureOutput(values=values, tables={"pruning_curves": table}, info={"fractions": fs})
-

@@ -58,4 +58,3 @@ def training(ctx: TrialContext, *, recalibrate_bn: bool = False, batch_size: int
     values = {"sum_of_train_losses": sum_of_train_losses(ctx.epochs), "train_loss": loss}
     info: Dict[str, Any] = {"train_acc": accuracy, "num_epochs": len(ctx.epochs)}
     return MeasureOutput(values=values, info=info)
-
