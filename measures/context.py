@@ -110,7 +110,3 @@ class MeasureOutput:
     values: Dict[str, float]
     tables: Dict[str, Dict[str, list]] = field(default_factory=dict)
     info: Dict[str, Any] = field(default_factory=dict)
-
-
-# The registry entry of a family (torch-free, in measures/family.py).
-from measures.family import Family  # noqa: E402,F401  (re-exported)
