@@ -298,7 +298,7 @@ def test_nin_margin_layers_are_pre_relu_block_outputs(depth: int) -> None:
 
 
 def test_unknown_model_name_lists_the_allowed_names() -> None:
-    with pytest.raises(ModelError, match="unknown name 'lenet', allowed: lenet_300_100, mcnn, nin, resnet18k") as info:
+    with pytest.raises(ModelError, match="unknown name 'lenet', allowed: lenet_300_100, mcnn, nin, resnet18, resnet18k") as info:
         build("lenet", 10)
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError):
