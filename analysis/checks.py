@@ -66,6 +66,16 @@ def binomial_se(accuracy: float, examples: int) -> float:
     return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / examples)
 
 
+def target_spread_and_noise(target: str, values: pd.Series, test_acc: Optional[pd.Series],
+                            test_examples: Optional[int]) -> Optional[tuple]:
+    """(standard deviation of the target across models, :func:`binomial_se` of one model at
+    the mean test accuracy), or None when the noise is not known (see below)."""
+    if target not in ("gap", "test_error") or test_acc is None or not test_examples:
+        return None
+    spread = float(np.std(values.to_numpy(dtype=float), ddof=1))
+    return spread, binomial_se(float(test_acc.astype(float).mean()), int(test_examples))
+
+
 def target_noise_warnings(target: str, values: pd.Series, test_acc: Optional[pd.Series],
                           test_examples: Optional[int]) -> List[str]:
     """Warn when the standard deviation of the target across models is below the standard
@@ -73,10 +83,10 @@ def target_noise_warnings(target: str, values: pd.Series, test_acc: Optional[pd.
     accuracy; the gap and the test error carry the test accuracy's noise, the training
     accuracy being measured on the whole training set). For ``test_loss`` the noise needs
     per-example losses, which the store does not keep: nothing is said."""
-    if target not in ("gap", "test_error") or test_acc is None or not test_examples:
+    measured = target_spread_and_noise(target, values, test_acc, test_examples)
+    if measured is None:
         return []
-    spread = float(np.std(values.to_numpy(dtype=float), ddof=1))
-    noise = binomial_se(float(test_acc.astype(float).mean()), int(test_examples))
+    spread, noise = measured
     if spread >= noise:
         return []
     return [f"target spread below test-set noise: the {target} has standard deviation {spread:.4f} across models, "

@@ -28,6 +28,7 @@ from analysis.checks import (
     fit_warnings,
     noise_warnings,
     target_noise_warnings,
+    target_spread_and_noise,
 )
 from analysis.data import measure_settings
 from analysis.errors import AnalysisError
@@ -245,6 +246,8 @@ def analyze(
         axes=axes, hold_fixed=hold_fixed, t1=t1, t2=t2, t3=t3, figures=figures, settings=settings or {},
         measures=measures, notes=notes, double_descent=double_descent, anchor=anchor, sections=extra,
         warnings=warnings, colour=colour, settings_csv=SETTINGS_CSV,
+        spread_and_noise=target_spread_and_noise(target, target_series, models.get("test_acc"), test_examples),
+        test_examples=test_examples,
     )
     _write(report_path, report.encode(), written)
 

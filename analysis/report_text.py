@@ -109,6 +109,8 @@ def report_text(
     warnings: Sequence[str] = (),
     colour: Optional[str] = None,
     settings_csv: Optional[str] = None,
+    spread_and_noise: Optional[Tuple[float, float]] = None,
+    test_examples: Optional[int] = None,
 ) -> str:
     ids = list(models.index)
     status_counts = trials["status"].astype(str).value_counts().sort_index()
@@ -124,6 +126,13 @@ def report_text(
         f"Target: {TARGETS[target][0]} (mean {values.mean():.4f}, range {values.min():.4f} to {values.max():.4f}). "
         f"{len(t1)} measures were analyzed."
     )
+    if spread_and_noise is not None:
+        spread, noise = spread_and_noise
+        paragraph += (
+            f" The target's standard deviation across models is {spread:.4f}, "
+            f"{spread / noise:.1f} times one model's test-set standard error {noise:.4f} ({test_examples} test images)."
+            if noise > 0 else ""
+        )
     best = _best_row(t1, "kendall_tau")
     if best is not None:
         paragraph += (

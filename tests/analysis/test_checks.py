@@ -67,7 +67,9 @@ def test_no_warning_on_a_healthy_zoo(tmp_path):
     trials, measures = healthy_store()
     result = analyze(trials, measures, tmp_path, hparams=AXES, test_examples=360)
     assert result.warnings == ()
-    assert "- none: the target's spread exceeds" in result.report_path.read_text()
+    report = result.report_path.read_text()
+    assert "- none: the target's spread exceeds" in report
+    assert "times one model's test-set standard error" in report and "(360 test images)" in report
 
 
 def test_every_warning_fires_on_a_degenerate_zoo(tmp_path):
