@@ -16,7 +16,7 @@ def test_presets_expand_to_the_papers_zoo_sizes():
     assert len(sweep_config.load("demogen").trials()) == 324
     assert len(sweep_config.load("double_descent_cnn").trials()) == 160
     assert len(sweep_config.load("double_descent_resnet18").trials()) == 160
-    assert len(sweep_config.load("demo").trials()) == 32
+    assert len(sweep_config.load("demo").trials()) == 30
     assert len(sweep_config.load("label_noise").trials()) == 36
 
 
