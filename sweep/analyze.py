@@ -61,7 +61,7 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
             experiment=experiment, settings={"measures": settings, "provenance": provenance.recorded(store)},
             hparams=hparams,
             double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
-            sections=options.sections, test_examples=count_test_examples(models),
+            sections=options.sections, test_examples=count_test_examples(models), colour_by=options.colour_by,
         )
         root = Path(scratch)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):

@@ -65,8 +65,10 @@ class AnalysisOptions:
     :func:`analysis.report.analyze`): the default ``target`` (gap, test_loss or test_error),
     whether the zoo is a ``double_descent`` width sweep, the ``anchor`` measure of Table 3,
     the ``feature_groups`` regressed into one measure each, the long ``tables`` to read
-    (besides the store's per-epoch ``epochs``, always given to the sections), and the
-    paper-specific ``sections`` of the report (:mod:`analysis.sections`)."""
+    (besides the store's per-epoch ``epochs``, always given to the sections), the
+    paper-specific ``sections`` of the report (:mod:`analysis.sections`), and the
+    hyperparameter that colours the scatter plots (``colour_by``; default: the grid axis that
+    ranks the target best)."""
 
     target: str = "gap"
     double_descent: bool = False
@@ -77,12 +79,13 @@ class AnalysisOptions:
     )
     tables: Tuple[str, ...] = ("pruning_curves", "el2n", "hessian_eigenvalues")
     sections: Tuple[str, ...] = ()
+    colour_by: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "target": self.target, "double_descent": self.double_descent, "anchor": self.anchor,
             "feature_groups": [{"prefix": p, "derived": d, "best": b} for p, d, b in self.feature_groups],
-            "tables": list(self.tables), "sections": list(self.sections),
+            "tables": list(self.tables), "sections": list(self.sections), "colour_by": self.colour_by,
         }
 
 
@@ -409,6 +412,10 @@ def _analysis_options(block: Mapping[str, Any]) -> AnalysisOptions:
         if not isinstance(tables, list) or not all(isinstance(t, str) and t and "/" not in t for t in tables):
             raise SweepConfigError(f"analysis.tables: got {tables!r}, allowed: a list of table folder names")
         values["tables"] = tuple(tables)
+    if "colour_by" in block:
+        if block["colour_by"] is not None and (not isinstance(block["colour_by"], str) or not block["colour_by"]):
+            raise SweepConfigError(f"analysis.colour_by: got {block['colour_by']!r}, allowed: a hyperparameter name")
+        values["colour_by"] = block["colour_by"]
     if "sections" in block:
         from analysis.sections import names as section_names
 

@@ -183,3 +183,9 @@ def test_plan_shows_each_variant_and_the_width_fractions():
     assert "variant 0 (4 trials): mode=imp" in text and "variant 2 (16 trials): width=[16, 13, 10, 8]" in text
     assert "width 13: 0.7" in text and "(0.8^1 = 0.800)" in text
     assert "epochs: 3 to 7 per trial, 104 in total" in text
+
+
+def test_the_scatter_colour_is_a_preset_choice():
+    assert sweep_config.parse({"analysis": {"colour_by": "width"}}).analysis.colour_by == "width"
+    with pytest.raises(SweepConfigError, match=r"^analysis\.colour_by: got 3"):
+        sweep_config.parse({"analysis": {"colour_by": 3}})
