@@ -100,6 +100,8 @@ MODEL_SCHEMA = pa.schema([
     ("step", pa.int64()),
     ("weights", pa.int64()),
     ("sparsity", pa.float64()),
+    # prune_during_training: mean stability over the pruning events (null for other modes).
+    ("stability", pa.float64()),
     ("train_loss", pa.float64()),
     ("train_acc", pa.float64()),
     ("test_loss", pa.float64()),

@@ -255,7 +255,8 @@ def train(
                 hook.on_epoch_end(state, record)
         produced = {} if diverged else mode.models(state)
         for model_id, weights in produced.items():
-            state.models.append(_model_record(model_id, weights, state, record, evaluate_both))
+            state.models.append({**_model_record(model_id, weights, state, record, evaluate_both),
+                                 **mode.model_info(model_id)})
         state.tables = mode.tables()
         if run_dir is not None:
             weights = checkpoint.cpu_state_dict(model.state_dict())

@@ -292,3 +292,15 @@ def test_settings_round_trip_and_only_non_defaults_enter_the_id():
     paper = TrainConfig(**{**BASE, "epochs": 325}, mode_settings={})
     assert paper.mode_settings.all_event_epochs()[:4] == (3, 4, 5, 6)
     assert paper.mode_settings.layer_event_epochs(3) == (6, 46, 86, 126, 166, 206, 246)
+
+
+def test_the_model_row_holds_the_mean_stability_over_events(one_thread):
+    result = train(config(), device="cpu")
+    per_event = {}
+    for row in result.tables["events"]:
+        per_event.setdefault(row["event"], set()).add(row["stability"])
+    assert all(len(values) == 1 for values in per_event.values())  # one value per event, every layer
+    expected = sum(v.pop() for v in per_event.values()) / len(per_event)
+    assert result.models[-1]["stability"] == pytest.approx(expected)
+    scratch = train(config(scratch=True), device="cpu")
+    assert scratch.models[-1]["stability"] == 1.0

@@ -74,6 +74,11 @@ class ModeCallbacks:
             return {FINAL: cpu_weights(state.model)}
         return {}
 
+    def model_info(self, model_id: str) -> Dict[str, Any]:
+        """Extra columns of a model's row in the models table (columns of ``MODEL_SCHEMA``
+        in ``sweep/store.py``; e.g. a pruning-during-training run's mean stability)."""
+        return {}
+
     def tables(self) -> Dict[str, list]:
         """The mode's own per-trial tables so far (table name -> rows as dicts of plain
         values), e.g. one row per pruning event. They must be derivable from the mode's state

@@ -205,6 +205,13 @@ class PruneDuringTraining(ModeCallbacks):
     def tables(self) -> Dict[str, list]:
         return {EVENTS: [dict(row) for row in self.events]} if self.events else {}
 
+    def model_info(self, model_id: str) -> Dict[str, Any]:
+        """The run's mean stability over its events (one value per event, whatever the number
+        of layers it touched); 1 for a run without events (scratch pruning, the paper's
+        100%-stable control)."""
+        per_event = {row["event"]: row["stability"] for row in self.events}
+        return {"stability": sum(per_event.values()) / len(per_event) if per_event else 1.0}
+
     # helpers -----------------------------------------------------------------------------
     def _setup(self, model: nn.Module) -> None:
         if self._hooked is model:
