@@ -218,13 +218,15 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
         document = {}
     if not isinstance(document, dict):
         raise SweepConfigError("sweep: the file must hold a mapping of fields")
+    _check_keys(document, "sweep")
     for key in document:
         if key not in TOP_LEVEL:
             raise SweepConfigError(f"{key}: unknown field, allowed: {', '.join(TOP_LEVEL)}")
 
     experiment = document.get("experiment", default_experiment)
-    if not isinstance(experiment, str) or not experiment or "/" in experiment or experiment.startswith((".", "_")):
-        raise SweepConfigError(f"experiment: got {experiment!r}, allowed: a folder name without /")
+    if (not isinstance(experiment, str) or not experiment or "/" in experiment or experiment.startswith((".", "_"))
+            or not experiment.isprintable()):
+        raise SweepConfigError(f"experiment: got {experiment!r}, allowed: a folder name without / or control characters")
 
     fixed = _mapping(document, "train")
     for key in fixed:
@@ -290,8 +292,8 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
         raise SweepConfigError(f"max_failures: got {max_failures!r}, allowed: an integer >= 0")
 
     storage = document.get("storage")
-    if storage is not None and (not isinstance(storage, str) or not storage):
-        raise SweepConfigError(f"storage: got {storage!r}, allowed: a path or a URI")
+    if storage is not None and (not isinstance(storage, str) or not storage or not storage.isprintable()):
+        raise SweepConfigError(f"storage: got {storage!r}, allowed: a path or a URI without control characters")
 
     measures = _mapping(document, "measures")
     for family, settings in measures.items():
@@ -457,6 +459,16 @@ def _train_config(values: Dict[str, Any], axis_names: List[str]) -> TrainConfig:
         raise SweepConfigError(f"{prefix}{exc}" if section != "seeds" else f"seeds{str(exc)[len(name):]}") from None
     except TypeError as exc:
         raise SweepConfigError(f"train: {exc}") from None
+
+
+def _check_keys(node: Any, where: str) -> None:
+    """Every key of the document's mappings, at any depth, is a name that a one-line error can
+    quote: not empty, no control characters."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        if isinstance(node, dict) and (str(key) == "" or not str(key).isprintable()):
+            raise SweepConfigError(f"{where}: key {key!r} is not a name (empty or with control characters)")
+        _check_keys(child, f"{where}.{key}" if isinstance(node, dict) else f"{where}[{key}]")
 
 
 def _mapping(document: Mapping[str, Any], key: str) -> Dict[str, Any]:

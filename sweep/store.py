@@ -318,8 +318,10 @@ class Store:
     """One experiment's folder in the results store."""
 
     def __init__(self, storage: Optional[str], experiment: str):
-        if not experiment or "/" in experiment or experiment.startswith((".", "_")):
-            raise StoreError(f"experiment: {experiment!r} is not a valid name (letters, digits, -, _; no /)")
+        if not experiment or "/" in experiment or experiment.startswith((".", "_")) or not experiment.isprintable():
+            raise StoreError(f"experiment: {experiment!r} is not a valid name (letters, digits, -, _; no / or control characters)")
+        if storage is not None and not storage.isprintable():
+            raise StoreError(f"storage: {storage!r} has control characters")
         self.storage = resolve_storage(storage)
         self.experiment = experiment
         # A URI's options (s3://bucket/zoo?endpoint_override=host:port&scheme=http) stay at its end.
