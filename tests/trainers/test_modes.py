@@ -6,19 +6,13 @@ import torch
 from trainers import checkpoint, data
 from trainers.config import TrainConfig
 from trainers.modes import callbacks, settings
+from resume_helpers import stop_and_resume, without_timing
 from trainers.train import build_model, train
 
 SMALL = dict(dataset="digits", model="nin", width=8, depth=2, dropout=0.3, train_size=160,
              epochs=3, lr=0.05, batch_size=32, checkpoint_epochs=(1,))
-TIMING = ("seconds", "images_per_second")
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _without_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
 
 
 def test_every_mode_has_settings_and_callbacks():
@@ -60,17 +54,9 @@ def test_ema_mode_averages_after_every_step_and_yields_two_models(tmp_path, one_
 def test_a_stateful_mode_resumes_bit_for_bit(tmp_path, one_thread):
     config = TrainConfig(**SMALL, mode="ema", mode_settings={"decay": 0.7, "start_epoch": 1})
     straight = train(config, run_dir=tmp_path / "straight", device="cpu")
+    resumed = stop_and_resume(config, tmp_path / "stopped", 2)
 
-    def stop_after_second_epoch(record, state):
-        if record["epoch"] == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train(config, run_dir=tmp_path / "stopped", device="cpu", on_epoch=stop_after_second_epoch)
-    torch.rand(100)  # another trial in the same worker draws from the global RNG
-    resumed = train(config, run_dir=tmp_path / "stopped", device="cpu")
-
-    assert _without_timing(resumed.records) == _without_timing(straight.records)
+    assert without_timing(resumed.records) == without_timing(straight.records)
     assert resumed.models == straight.models
     for name in ("final.pt", "ema.pt", "init.pt", "epoch_1.pt"):
         a = torch.load(tmp_path / "straight" / name, weights_only=True)

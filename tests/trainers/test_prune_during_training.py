@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resume_helpers import stop_and_resume, without_timing
 from trainers import data
 from trainers.config import ConfigError, TrainConfig
 from trainers.train import build_model, train  # imports the mode registry first
@@ -20,11 +21,7 @@ from trainers.modes.prune_during_training import PruneDuringTraining, ebn_scores
 BASE = dict(dataset="digits", model="vgg11", width=2, train_size=128, batch_size=32, epochs=4,
             optimizer="adam", lr=1e-2, augment=False, mode="prune_during_training")
 LAST4 = ["blocks.4.conv", "blocks.5.conv", "blocks.6.conv", "blocks.7.conv"]
-TIMING = ("seconds", "images_per_second")
 
-
-class Interrupt(Exception):
-    pass
 
 
 def config(**settings):
@@ -247,19 +244,13 @@ def test_a_run_stopped_after_epoch_two_resumes_bit_for_bit(settings, tmp_path, o
     cfg = config(**settings)
     straight = train(cfg, run_dir=tmp_path / "straight", device="cpu")
 
-    def stop(record, state):
-        if record["epoch"] == 2:
-            raise Interrupt
+    def saved_window(run_dir):
+        saved = torch.load(run_dir / "state.pt", weights_only=True)["mode"]
+        if "intervention" in settings:
+            assert saved["window"]["remaining"] == 2  # steps 5..8 done, 9 and 10 left
 
-    with pytest.raises(Interrupt):
-        train(cfg, run_dir=tmp_path / "stopped", device="cpu", on_epoch=stop)
-    saved = torch.load(tmp_path / "stopped" / "state.pt", weights_only=True)["mode"]
-    if "intervention" in settings:
-        assert saved["window"]["remaining"] == 2  # steps 5..8 done, 9 and 10 left
-    torch.rand(100)  # another trial in the same worker draws from the global RNG
-    resumed = train(cfg, run_dir=tmp_path / "stopped", device="cpu")
-    strip = lambda records: [{k: v for k, v in r.items() if k not in TIMING} for r in records]  # noqa: E731
-    assert strip(resumed.records) == strip(straight.records)
+    resumed = stop_and_resume(cfg, tmp_path / "stopped", 2, between=saved_window)
+    assert without_timing(resumed.records) == without_timing(straight.records)
     assert resumed.tables == straight.tables and resumed.models == straight.models
     a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)
     b = torch.load(tmp_path / "stopped" / "final.pt", weights_only=True)
