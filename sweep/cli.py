@@ -18,6 +18,7 @@ exit code 2; a sweep with failed trials exits 1.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import List, Optional
 
@@ -124,6 +125,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("genzoo: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        from sweep.store import resolve_storage  # a full disk outside the store's own writes (Tune's files)
+
+        where = exc.filename or resolve_storage(getattr(args, "storage", None))
+        print(f"genzoo: error: storage: no space left on device writing {where}; free space, then "
+              "`genzoo sweep resume`", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ trial's file replaces its rows rather than appending to them.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import json
 import math
@@ -375,11 +376,14 @@ class Store:
             with self.fs.open_output_stream(tmp) as handle:
                 handle.write(data)
             self.fs.move(tmp, final)
-        except BaseException:
+        except BaseException as exc:
             try:
                 self.fs.delete_file(tmp)
             except OSError:
                 pass
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # a full disk: one line naming the store
+                raise StoreError(f"storage: {self.uri} is full (no space left on device writing {'/'.join(parts)}); "
+                                 "free space, then `genzoo sweep resume`") from None
             raise
 
     def write_text(self, text: str, *parts: str) -> None:
