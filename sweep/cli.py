@@ -126,13 +126,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("genzoo: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        from sweep.store import resolve_storage  # a full disk outside the store's own writes (Tune's files)
+        from sweep.store import resolve_storage
 
-        where = exc.filename or resolve_storage(getattr(args, "storage", None))
-        print(f"genzoo: error: storage: no space left on device writing {where}; free space, then "
-              "`genzoo sweep resume`", file=sys.stderr)
+        storage = resolve_storage(getattr(args, "storage", None))
+        if exc.errno == errno.ENOSPC:  # a full disk outside the store's own writes (Tune's files)
+            print(f"genzoo: error: storage: no space left on device writing {exc.filename or storage}; free space, "
+                  "then `genzoo sweep resume`", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if "://" not in storage:
+            raise
+        # A remote store that stopped answering mid-run (its opening is checked with a timeout).
+        print(f"genzoo: error: storage: {storage} failed ({(str(exc).strip().splitlines() or ['?'])[0][:300]}); "
+              "when it answers again, run the command again (`genzoo sweep resume` for a sweep)", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

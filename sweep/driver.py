@@ -227,7 +227,9 @@ def run(
         ),
         run_config=tune.RunConfig(
             name=run_name,
-            storage_path=f"{store.uri}/{TUNE_DIR}",
+            # Tune gets the store's own filesystem: a URI's options (endpoint_override) are not a path.
+            storage_path=f"{store.uri}/{TUNE_DIR}" if store.local_path() else f"{store.root}/{TUNE_DIR}",
+            storage_filesystem=None if store.local_path() else store.fs,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             callbacks=[callback],
             verbose=0,
