@@ -151,6 +151,17 @@ def _curve_axes(figure: Figure, benchmarks: List[str]):
     return [figure.add_subplot(1, len(benchmarks), i + 1) for i in range(len(benchmarks))]
 
 
+def _benchmark_panels(frame: pd.DataFrame, noise_levels=None):
+    """One panel per benchmark of ``frame``: (figure, colour per noise level, [(axis, rows,
+    benchmark)])."""
+    benchmarks = sorted(frame["benchmark"].unique())
+    figure = Figure(figsize=(4.4 * len(benchmarks), 3.4))
+    colours = _colours(frame["label_noise"].unique() if noise_levels is None else noise_levels)
+    panels = [(axis, frame[frame["benchmark"] == benchmark], benchmark)
+              for axis, benchmark in zip(_curve_axes(figure, benchmarks), benchmarks)]
+    return figure, colours, panels
+
+
 def _finish(axis, ylabel: str, title: str, legend_size: int = 6) -> None:
     axis.set_ylabel(ylabel)
     axis.set_title(title, fontsize=9)
@@ -168,11 +179,8 @@ def _colours(levels) -> Dict[float, tuple]:
 def error_figure(imp: pd.DataFrame, optimal: pd.DataFrame) -> Figure:
     """Figure 3: test error against % weights remaining per noise level (mean over seeds),
     the dense error dashed, the optimal sparsity starred."""
-    benchmarks = sorted(imp["benchmark"].unique())
-    figure = Figure(figsize=(4.4 * len(benchmarks), 3.4))
-    colours = _colours(imp["label_noise"].unique())
-    for axis, benchmark in zip(_curve_axes(figure, benchmarks), benchmarks):
-        part = imp[imp["benchmark"] == benchmark]
+    figure, colours, panels = _benchmark_panels(imp)
+    for axis, part, benchmark in panels:
         for noise, group in part.groupby("label_noise", sort=True):
             curve = group.groupby("level").agg(remaining=("remaining", "mean"), error=("test_error", "mean"))
             axis.plot(100 * curve["remaining"], curve["error"], marker="o", markersize=3, color=colours[noise],
@@ -190,11 +198,8 @@ def error_figure(imp: pd.DataFrame, optimal: pd.DataFrame) -> Figure:
 def loss_figure(losses: pd.DataFrame) -> Figure:
     """Figure 4: training loss on original (dashed) and noisy (solid) examples against %
     weights remaining, per noise level (mean over seeds)."""
-    benchmarks = sorted(losses["benchmark"].unique())
-    figure = Figure(figsize=(4.4 * len(benchmarks), 3.4))
-    colours = _colours(losses["label_noise"].unique())
-    for axis, benchmark in zip(_curve_axes(figure, benchmarks), benchmarks):
-        part = losses[losses["benchmark"] == benchmark]
+    figure, colours, panels = _benchmark_panels(losses)
+    for axis, part, benchmark in panels:
         for noise, group in part.groupby("label_noise", sort=True):
             curve = group.groupby("model_id").mean(numeric_only=True).sort_values("remaining", ascending=False)
             axis.plot(100 * curve["remaining"], curve["loss_original"], linestyle="--", color=colours[noise],
@@ -232,10 +237,8 @@ def subgroup_figure(differences: pd.DataFrame) -> Figure:
 def control_figure(imp: pd.DataFrame, control: pd.DataFrame, x: str, xlabel: str, title: str) -> Figure:
     """Figures 6 and 7: test error of IMP's levels (squares) and of a control (circles:
     extended dense training by epochs, or width down-scaling by weights remaining)."""
-    benchmarks = sorted(imp["benchmark"].unique())
-    figure = Figure(figsize=(4.4 * len(benchmarks), 3.4))
-    colours = _colours(pd.concat([imp["label_noise"], control["label_noise"]]).unique())
-    for axis, benchmark in zip(_curve_axes(figure, benchmarks), benchmarks):
+    figure, colours, panels = _benchmark_panels(imp, pd.concat([imp["label_noise"], control["label_noise"]]).unique())
+    for axis, _, benchmark in panels:
         for frame, marker, label in ((imp, "s", "IMP"), (control, "o", "control")):
             part = frame[frame["benchmark"] == benchmark]
             for noise, group in part.groupby("label_noise", sort=True):
