@@ -452,22 +452,22 @@ class Store:
         return self.read_table("trials.parquet")
 
     def epochs(self, trial_id: Optional[str] = None) -> pd.DataFrame:
-        if trial_id is None:
-            return self.read_folder("epochs", EPOCH_SCHEMA)
-        if not self.exists("epochs", f"{trial_id}.parquet"):
-            return EPOCH_SCHEMA.empty_table().to_pandas()
-        return self.read_table("epochs", f"{trial_id}.parquet")
+        """The per-epoch records: of one trial, or of every trial."""
+        return self._per_trial("epochs", EPOCH_SCHEMA, trial_id)
 
     def measures(self) -> pd.DataFrame:
         return self.read_folder("measures", MEASURE_SCHEMA)
 
     def models(self, trial_id: Optional[str] = None) -> pd.DataFrame:
         """The models table: of one trial, or of every trial (empty when none is written)."""
+        return self._per_trial("models", MODEL_SCHEMA, trial_id)
+
+    def _per_trial(self, folder: str, schema: pa.Schema, trial_id: Optional[str]) -> pd.DataFrame:
         if trial_id is None:
-            return self.read_folder("models", MODEL_SCHEMA)
-        if not self.exists("models", f"{trial_id}.parquet"):
-            return MODEL_SCHEMA.empty_table().to_pandas()
-        return self.read_table("models", f"{trial_id}.parquet")
+            return self.read_folder(folder, schema)
+        if not self.exists(folder, f"{trial_id}.parquet"):
+            return schema.empty_table().to_pandas()
+        return self.read_table(folder, f"{trial_id}.parquet")
 
     def write_epochs(self, trial_id: str, records: Iterable[dict]) -> None:
         self._write_rows("epochs", trial_id, records, EPOCH_SCHEMA)
