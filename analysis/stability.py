@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis.figures import png_bytes
+from analysis.sections import SectionInput, SectionOutput
 from analysis.tables import to_csv_text, to_markdown
 
 MIN_RUNS = 3
@@ -226,11 +227,8 @@ def flatness_figure(table: pd.DataFrame, flatness: pd.DataFrame) -> Figure:
     return figure
 
 
-def stability_section(section: "SectionInput") -> "SectionOutput":
-    """The section (registered as ``stability`` in :mod:`analysis.sections`, which imports this
-    module; hence the import here)."""
-    from analysis.sections import SectionOutput
-
+def stability_section(section: SectionInput) -> SectionOutput:
+    """The section, registered as ``stability`` in :mod:`analysis.sections`."""
     notes: List[str] = []
     events = section.tables.get("events")
     if events is None:
