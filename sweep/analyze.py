@@ -25,6 +25,7 @@ from measures import registry
 from sweep import provenance
 from sweep.config import read_resolved_config
 from sweep.store import COMPLETED, Store, model_key
+from trainers.status import METRICS
 from trainers.data.sources import DIGITS_TEST_PER_CLASS
 
 ANALYSIS_DIR = "analysis"
@@ -70,8 +71,6 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
     report = str(local) if local is not None else f"{store.uri}/{ANALYSIS_DIR}/report.md"
     return dataclasses.replace(result, report_path=report)
 
-
-METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
 def _keyed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,8 +13,9 @@ from sweep.config import read_resolved_config
 from sweep.store import (COMPLETED, DIVERGED, ERROR, FINISHED, INCOMPLETE, PENDING, RUNNING, TRIALS_SCHEMA, Store,
                          config_columns)
 from trainers.config import TrainConfig
+from trainers.status import METRICS
 
-FINAL_METRICS = ("epoch", "minibatch_loss", "train_loss", "train_acc", "test_loss", "test_acc")
+FINAL_METRICS = ("epoch", "minibatch_loss", *METRICS)
 
 
 @dataclass

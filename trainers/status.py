@@ -4,3 +4,6 @@ Torch-free, so the store and the sweep config can use them without importing tor
 
 COMPLETED = "completed"  # trained to its last epoch
 DIVERGED = "diverged"  # stopped by a non-finite minibatch loss
+
+# The full-set metrics of an evaluated epoch and of every model (train and test, loss and accuracy).
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")

@@ -40,9 +40,7 @@ from torch import nn
 from trainers import checkpoint, data, models, pruning
 from trainers.config import TrainConfig
 from trainers.modes import callbacks as mode_callbacks
-from trainers.status import COMPLETED, DIVERGED
-
-METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+from trainers.status import COMPLETED, DIVERGED, METRICS
 
 
 
