@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -113,12 +113,26 @@ def perturbed_loss(
     epsilon: float = 1e-3,
     parameters: str = "all",
     batch_size: int = EVAL_BATCH_SIZE,
+    stop_above: Optional[float] = None,
 ) -> float:
     """Monte-Carlo estimate of E_u[L(f_{w+u})]: the mean over ``draws`` draws of the loss
     (:func:`measures.common.evaluate` on ``(x, y)``) with u = std(σ)·z, z ~ N(0, I) from a
     generator seeded ``seed + m`` for draw m (see the module docstring). The model's
     parameters, buffers and mode are restored exactly afterwards (copied back, not
-    subtracted)."""
+    subtracted).
+
+    With ``stop_above``, the draws stop as soon as the losses so far, divided by ``draws``,
+    exceed it: every loss is >= 0, so the mean over all draws would exceed it too, and that
+    partial sum / ``draws`` (a lower bound of the mean, above ``stop_above``) is returned.
+    Whether the mean is at most ``stop_above`` is then decided exactly, with fewer passes."""
+    return _perturbed_mean(model, x, y, sigma, kind=kind, draws=draws, seed=seed, epsilon=epsilon,
+                           parameters=parameters, batch_size=batch_size, stop_above=stop_above)[0]
+
+
+def _perturbed_mean(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, *, kind: str, draws: int,
+                    seed: int, epsilon: float, parameters: str, batch_size: int,
+                    stop_above: Optional[float]) -> Tuple[float, int]:
+    """:func:`perturbed_loss` and the number of draws it evaluated."""
     params = _selected(model, parameters)
     if not params:
         raise PerturbationError("model has no parameters to perturb")
@@ -132,12 +146,14 @@ def perturbed_loss(
                 for p, w, z in zip(params, originals, normals):
                     p.copy_(w + noise_std(w, sigma, kind, epsilon) * z)
             losses.append(evaluate(model, x, y, batch_size)[0])
+            if stop_above is not None and sum(losses) / draws > stop_above:
+                return sum(losses) / draws, len(losses)
     finally:
         with torch.no_grad():
             for p, w in zip(params, originals):
                 p.copy_(w)
         model.train(was_training)
-    return sum(losses) / len(losses)
+    return sum(losses) / len(losses), len(losses)
 
 
 def _check(beta: float, draws: int, steps: int, sigma_max: float, epsilon: float, kind: str) -> None:
@@ -172,7 +188,10 @@ def sigma_search(
 ) -> SigmaSearch:
     """Bisection for the largest σ in [0, σ_max] with :func:`perturbed_loss` ≤ (1 + β)·L(f_w)
     (Jiang et al. 2020, Section C; constants in the module docstring). After ``steps``
-    halvings, σ passed and σ + σ_max/2^steps failed (or is beyond σ_max)."""
+    halvings, σ passed and σ + σ_max/2^steps failed (or is beyond σ_max). A failing step stops
+    drawing as soon as the losses so far prove that the mean exceeds the threshold (losses are
+    >= 0), so ``loss_evaluations`` is at most ``1 + steps · draws`` and σ is the same as with
+    every draw evaluated."""
     _check(beta, draws, steps, sigma_max, epsilon, kind)
     model_was_training = model.training
     base_loss, _ = evaluate(model, x, y, batch_size)
@@ -182,17 +201,20 @@ def sigma_search(
     threshold = (1.0 + beta) * base_loss
     lower, upper = 0.0, float(sigma_max)
     loss_at_lower = base_loss
+    evaluations = 1
     for _ in range(steps):
         middle = (lower + upper) / 2.0
-        loss = perturbed_loss(model, x, y, middle, kind=kind, draws=draws, seed=seed, epsilon=epsilon,
-                              parameters=parameters, batch_size=batch_size)
+        # A step that fails stops drawing once the losses so far prove it (same decision, same σ).
+        loss, drawn = _perturbed_mean(model, x, y, middle, kind=kind, draws=draws, seed=seed, epsilon=epsilon,
+                                      parameters=parameters, batch_size=batch_size, stop_above=threshold)
+        evaluations += drawn
         if loss <= threshold:
             lower, loss_at_lower = middle, loss
         else:
             upper = middle
     model.train(model_was_training)
     return SigmaSearch(sigma=lower, sigma_upper=upper, base_loss=base_loss, threshold=threshold,
-                       loss_at_sigma=loss_at_lower, loss_evaluations=1 + steps * draws)
+                       loss_at_sigma=loss_at_lower, loss_evaluations=evaluations)
 
 
 def seeded_subset(ctx: TrialContext, size: int, purpose: str) -> Tuple[torch.Tensor, torch.Tensor]:
