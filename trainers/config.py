@@ -29,6 +29,42 @@ class ConfigError(ValueError):
     """A bad hyperparameter: the message is one line naming the field and what is allowed."""
 
 
+# Packed training (trainers.packed): the fields the K models of one pack must share (one
+# architecture, one data shape and schedule of steps, one mode); every other field (seed,
+# label noise, dropout, augmentation, optimizer and learning-rate schedule, weight decay,
+# what to save or evaluate) may differ from model to model.
+PACK_SHARED = ("dataset", "train_size", "model", "width", "depth", "batch_size", "epochs", "mode", "mode_settings")
+# prune_during_training reads activations through hooks on the model's own modules, which a
+# packed forward pass does not call.
+PACKABLE_MODES = ("standard", "ema", "imp", "extended_dense")
+
+
+class PackError(ConfigError):
+    """Configs that cannot be trained as one pack; one line naming the field."""
+
+
+def pack_key(config: "TrainConfig") -> tuple:
+    """Configs with equal keys can be trained as one pack (:data:`PACK_SHARED`)."""
+    return tuple(repr(getattr(config, name)) for name in PACK_SHARED)
+
+
+def check_packable(configs) -> None:
+    """Raise :class:`PackError` unless ``configs`` (at least one) can be trained as one pack."""
+    if not configs:
+        raise PackError("configs: a pack needs at least one config")
+    first = configs[0]
+    if first.mode not in PACKABLE_MODES:
+        raise PackError(f"mode: {first.mode!r} cannot be packed, packable modes: {', '.join(PACKABLE_MODES)}")
+    for other in configs[1:]:
+        for name in PACK_SHARED:
+            if getattr(other, name) != getattr(first, name):
+                raise PackError(f"{name}: packed models must share it, got {getattr(first, name)!r} "
+                                f"and {getattr(other, name)!r}")
+    ids = [c.trial_id for c in configs]
+    if len(set(ids)) != len(ids):
+        raise PackError("configs: a pack holds each trial once, got a repeated trial id")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines one trained model.

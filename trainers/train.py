@@ -128,154 +128,276 @@ def train(
     happened is recorded and returned, nothing is raised.
     """
     device = torch.device(device) if device is not None else default_device()
-    on_cuda = device.type == "cuda"
-    channels_last = on_cuda if channels_last is None else channels_last
-    bf16 = on_cuda if bf16 is None else bf16
-    run_dir = Path(run_dir) if run_dir is not None else None
-    if dataset is None:
-        dataset = data.load(
-            config.dataset, data_root, train_size=config.train_size,
-            label_noise=config.label_noise, seed=config.seed,
-        )
-
-    torch.manual_seed(config.seed)
-    model = build_model(config, dataset.num_classes, dataset.input_shape).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(config, model)
-    mode = mode_callbacks.build(config)
-    total_epochs = mode.total_epochs()
-    state = TrainState(config=config, model=model, optimizer=optimizer, device=device,
-                       masks=dict(masks or {}))
-    records = state.records
-
-    state_path = run_dir / checkpoint.STATE if run_dir is not None else None
-    if resume and state_path is not None and state_path.exists():
-        saved = checkpoint.load(state_path, map_location=device)
-        _restore(saved, state, config)
-        mode.load_state_dict(saved.get("mode", {}))
-        records.extend(saved["records"])
-        state.models.extend(saved.get("models", []))
-        if log:
-            log(f"{config.trial_id}: resuming after epoch {state.epoch}")
-    elif run_dir is not None:
-        _apply_masks(model, state.masks)
-        checkpoint.save(checkpoint.cpu_state_dict(model.state_dict()), run_dir / checkpoint.INIT)
-
-    if records and records[-1].get("status") == DIVERGED:
-        return TrainResult(config.trial_id, DIVERGED, records, model, run_dir, state.models, mode.tables())
-
-    loader = data.DeviceLoader(
-        dataset.train_images, dataset.train_labels, batch_size=config.batch_size,
-        mean=dataset.mean, std=dataset.std, augment=config.augment, shuffle=True,
-        seed=config.seed, device=device,
-    )
-    test_images = dataset.test_images.to(device)
-    test_labels = dataset.test_labels.to(device)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    )
-
-    eval_subset = None
-    if config.eval_train_subset is not None and config.eval_train_subset < len(loader.labels):
-        order = torch.randperm(len(loader.labels), generator=data.sources._generator(config.seed, "eval_subset"))
-        eval_subset = order[:config.eval_train_subset].sort().values.to(loader.labels.device)
-
-    def evaluate_both(net: nn.Module, train_subset: Optional[torch.Tensor] = None) -> Dict[str, float]:
-        """Full-set train and test metrics (train on ``train_subset`` indices when given), in
-        the training precision (bf16 autocast on CUDA), losses summed in float64."""
-        images, labels = loader.images, loader.labels
-        if train_subset is not None:
-            images, labels = images[train_subset], labels[train_subset]
-        with autocast:
-            train_loss, train_acc = data.evaluate(net, images, labels, mean=dataset.mean, std=dataset.std, device=device)
-            test_loss, test_acc = data.evaluate(
-                net, test_images, test_labels, mean=dataset.mean, std=dataset.std, device=device,
-            )
-        return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
-
-    state.evaluate = evaluate_both
-
-    status = COMPLETED
-    while state.epoch < total_epochs:
-        epoch = state.epoch
-        lr = config.lr_at(mode.lr_epoch(epoch))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        mode.on_epoch_start(state)
-        started = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        seen = 0
-        for x, y in loader.batches(epoch):
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    run = Run(config, run_dir=run_dir, device=device, dataset=dataset, data_root=data_root, masks=masks,
+              resume=resume, on_epoch=on_epoch, log=log, bf16=bf16, channels_last=channels_last)
+    model, optimizer, state = run.model, run.optimizer, run.state
+    while not run.done:
+        run.begin_epoch()
+        for x, y in run.loader.batches(state.epoch):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
+            with run.autocast:
                 loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            _apply_masks(model, state.masks)
-            loss_sum += loss.detach().float() * len(y)
-            seen += len(y)
-            state.step += 1
-            mode.on_step_end(state)
+            run.after_step(loss.detach(), len(y))
             for hook in hooks:
                 if hasattr(hook, "on_step_end"):
                     hook.on_step_end(state)
-        if on_cuda:
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - started
-        minibatch_loss = float(loss_sum) / max(seen, 1)
-        diverged = not math.isfinite(minibatch_loss)
+        train_seconds = run.stop_clock()
+        metrics = run.epoch_metrics()
+        run.end_epoch(metrics, seconds=time.perf_counter() - run.started, train_seconds=train_seconds, hooks=hooks)
+    return run.finish()
 
-        epochs_done = epoch + 1
-        if diverged or mode.produces_model_after(epochs_done) or epochs_done == total_epochs:
-            metrics = evaluate_both(model)
-        elif epochs_done % config.eval_every == 0:
-            metrics = evaluate_both(model, train_subset=eval_subset)
-        else:
-            metrics = dict.fromkeys(METRICS, float("nan"))
+
+class Run:
+    """One model's training run, without its step: set-up (model, optimizer, mode, data on
+    the device, resume from ``state.pt``), the learning rate and mode callbacks of each epoch,
+    the bookkeeping after each optimizer step, and the end of each epoch (evaluation, record,
+    models, checkpoints in commit order). :func:`train` drives one run with the model's own
+    forward and backward; :func:`trainers.packed.train_packed` drives several with one packed
+    forward and backward.
+
+    ``generator``: where the run's dropout draws come from. ``None`` (:func:`train`) is the
+    global torch RNG; a packed run gives each model a generator of its own, started from the
+    global RNG state right after that model's initialization, so the model draws the same
+    numbers as it would alone. Either way that state is what ``state.pt`` saves as ``rng``,
+    so a packed run's ``state.pt`` resumes alone and the other way round.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        run_dir: Optional[str | Path],
+        device: torch.device,
+        dataset: Optional[data.Dataset] = None,
+        data_root: Optional[str | Path] = None,
+        masks: Optional[Dict[str, torch.Tensor]] = None,
+        resume: bool = True,
+        on_epoch: Optional[Callable[[Dict[str, Any], TrainState], None]] = None,
+        log: Optional[Callable[[str], None]] = None,
+        bf16: Optional[bool] = None,
+        channels_last: bool = False,
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.on_cuda = device.type == "cuda"
+        bf16 = self.on_cuda if bf16 is None else bf16
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.on_epoch = on_epoch
+        self.log = log
+        if dataset is None:
+            dataset = data.load(
+                config.dataset, data_root, train_size=config.train_size,
+                label_noise=config.label_noise, seed=config.seed,
+            )
+        self.dataset = dataset
+
+        torch.manual_seed(config.seed)
+        model = build_model(config, dataset.num_classes, dataset.input_shape).to(device)
+        self.generator = generator
+        if generator is not None:
+            if generator.device.type == "cpu":
+                generator.set_state(torch.get_rng_state())
+            else:
+                generator.manual_seed(config.seed)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = make_optimizer(config, model)
+        self.mode = mode_callbacks.build(config)
+        self.total_epochs = self.mode.total_epochs()
+        self.state = state = TrainState(config=config, model=model, optimizer=self.optimizer, device=device,
+                                        masks=dict(masks or {}))
+        self.records = state.records
+        self.status = COMPLETED
+
+        self.state_path = self.run_dir / checkpoint.STATE if self.run_dir is not None else None
+        if resume and self.state_path is not None and self.state_path.exists():
+            saved = checkpoint.load(self.state_path, map_location=device)
+            self._restore(saved)
+            self.mode.load_state_dict(saved.get("mode", {}))
+            self.records.extend(saved["records"])
+            state.models.extend(saved.get("models", []))
+            if log:
+                log(f"{config.trial_id}: resuming after epoch {state.epoch}")
+        elif self.run_dir is not None:
+            _apply_masks(model, state.masks)
+            checkpoint.save(checkpoint.cpu_state_dict(model.state_dict()), self.run_dir / checkpoint.INIT)
+        if self.records and self.records[-1].get("status") == DIVERGED:
+            self.status = DIVERGED
+
+        self.loader = loader = data.DeviceLoader(
+            dataset.train_images, dataset.train_labels, batch_size=config.batch_size,
+            mean=dataset.mean, std=dataset.std, augment=config.augment, shuffle=True,
+            seed=config.seed, device=device,
+        )
+        self.test_images = dataset.test_images.to(device)
+        self.test_labels = dataset.test_labels.to(device)
+        self.autocast = (
+            torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        )
+        self.eval_subset = None
+        if config.eval_train_subset is not None and config.eval_train_subset < len(loader.labels):
+            order = torch.randperm(len(loader.labels), generator=data.sources._generator(config.seed, "eval_subset"))
+            self.eval_subset = order[:config.eval_train_subset].sort().values.to(loader.labels.device)
+        state.evaluate = self.evaluate
+
+    @property
+    def done(self) -> bool:
+        return self.status == DIVERGED or self.state.epoch >= self.total_epochs
+
+    def evaluate(self, net: nn.Module, train_subset: Optional[torch.Tensor] = None) -> Dict[str, float]:
+        """Full-set train and test metrics (train on ``train_subset`` indices when given), in
+        the training precision (bf16 autocast on CUDA), losses summed in float64."""
+        dataset, device = self.dataset, self.device
+        images, labels = self.loader.images, self.loader.labels
+        if train_subset is not None:
+            images, labels = images[train_subset], labels[train_subset]
+        with self.autocast:
+            train_loss, train_acc = data.evaluate(net, images, labels, mean=dataset.mean, std=dataset.std, device=device)
+            test_loss, test_acc = data.evaluate(
+                net, self.test_images, self.test_labels, mean=dataset.mean, std=dataset.std, device=device,
+            )
+        return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
+
+    def begin_epoch(self) -> None:
+        """Set the epoch's learning rate, call the mode, start the clock, train mode."""
+        self.lr = self.config.lr_at(self.mode.lr_epoch(self.state.epoch))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        self.mode.on_epoch_start(self.state)
+        self.started = time.perf_counter()
+        self.model.train()
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.seen = 0
+
+    def after_step(self, loss: torch.Tensor, examples: int) -> None:
+        """After an optimizer step on ``examples`` examples whose mean loss was ``loss``
+        (detached; summed on the device, never read back here)."""
+        _apply_masks(self.model, self.state.masks)
+        self.loss_sum += loss.float() * examples
+        self.seen += examples
+        self.state.step += 1
+        self.mode.on_step_end(self.state)
+
+    def stop_clock(self) -> float:
+        """Seconds since :meth:`begin_epoch`, the device synchronized (the epoch's training)."""
+        if self.on_cuda:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - self.started
+
+    def epoch_metrics(self) -> Dict[str, float]:
+        """The epoch's evaluation: full sets when the epoch yields a model, is the last or
+        diverged; the cadence's (``eval_every``, ``eval_train_subset``) otherwise, NaN between."""
+        self.minibatch_loss = float(self.loss_sum) / max(self.seen, 1)
+        self.diverged = not math.isfinite(self.minibatch_loss)
+        epochs_done = self.state.epoch + 1
+        if self.diverged or self.mode.produces_model_after(epochs_done) or epochs_done == self.total_epochs:
+            return self.evaluate(self.model)
+        if epochs_done % self.config.eval_every == 0:
+            return self.evaluate(self.model, train_subset=self.eval_subset)
+        return dict.fromkeys(METRICS, float("nan"))
+
+    def end_epoch(self, metrics: Dict[str, float], *, seconds: float, train_seconds: float,
+                  hooks: Sequence[Any] = ()) -> Dict[str, Any]:
+        """Record the epoch (``seconds``: its whole time, evaluation included), let the mode
+        yield models, write the checkpoints (``state.pt`` last), log, call ``on_epoch``."""
+        state, mode, run_dir = self.state, self.mode, self.run_dir
         record = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "minibatch_loss": minibatch_loss,
+            "epoch": state.epoch + 1,
+            "lr": self.lr,
+            "minibatch_loss": self.minibatch_loss,
             **metrics,
-            "seconds": time.perf_counter() - started,
-            "images_per_second": seen / train_seconds if train_seconds > 0 else float("nan"),
-            "status": DIVERGED if diverged else COMPLETED,
+            "seconds": seconds,
+            "images_per_second": self.seen / train_seconds if train_seconds > 0 else float("nan"),
+            "status": DIVERGED if self.diverged else COMPLETED,
         }
-        records.append(record)
-        state.epoch = epoch + 1
+        self.records.append(record)
+        state.epoch += 1
         mode.on_epoch_end(state, record)
         for hook in hooks:
             if hasattr(hook, "on_epoch_end"):
                 hook.on_epoch_end(state, record)
-        produced = {} if diverged else mode.models(state)
+        produced = {} if self.diverged else mode.models(state)
         for model_id, weights in produced.items():
-            state.models.append({**_model_record(model_id, weights, state, record, evaluate_both),
+            state.models.append({**_model_record(model_id, weights, state, record, self.evaluate),
                                  **mode.model_info(model_id)})
         state.tables = mode.tables()
         if run_dir is not None:
-            weights = checkpoint.cpu_state_dict(model.state_dict())
-            if state.epoch in config.checkpoint_epochs:
+            weights = checkpoint.cpu_state_dict(self.model.state_dict())
+            if state.epoch in self.config.checkpoint_epochs:
                 checkpoint.save(weights, run_dir / checkpoint.early_name(state.epoch))
             for model_id, model_weights in produced.items():
                 checkpoint.save(model_weights, run_dir / checkpoint.model_name(model_id))
-            checkpoint.save(_snapshot(state, records, weights, mode), state_path)
-        if log:
-            log(format_record(record))
-        if on_epoch is not None:
-            on_epoch(record, state)
-        if diverged:
-            status = DIVERGED
-            break
-    if status == COMPLETED and run_dir is not None:
-        # Resumed from the last epoch's state: the models' checkpoints may not have been written.
-        for model_id, model_weights in mode.models(state).items():
-            if not (run_dir / checkpoint.model_name(model_id)).exists():
-                checkpoint.save(model_weights, run_dir / checkpoint.model_name(model_id))
-    return TrainResult(config.trial_id, status, records, model, run_dir, state.models, mode.tables())
+            checkpoint.save(self._snapshot(weights), self.state_path)
+        if self.log:
+            self.log(format_record(record))
+        if self.on_epoch is not None:
+            self.on_epoch(record, state)
+        if self.diverged:
+            self.status = DIVERGED
+        return record
+
+    def finish(self) -> TrainResult:
+        """The result; after a resume at the last epoch, the model checkpoints a crash missed."""
+        state = self.state
+        if self.status == COMPLETED and self.run_dir is not None:
+            for model_id, model_weights in self.mode.models(state).items():
+                if not (self.run_dir / checkpoint.model_name(model_id)).exists():
+                    checkpoint.save(model_weights, self.run_dir / checkpoint.model_name(model_id))
+        return TrainResult(self.config.trial_id, self.status, self.records, self.model, self.run_dir,
+                           state.models, self.mode.tables())
+
+    def _rng_states(self) -> Dict[str, Any]:
+        if self.generator is None:
+            states = {"cpu": torch.get_rng_state()}
+            if self.on_cuda:
+                states["cuda"] = torch.cuda.get_rng_state(self.device)
+            return states
+        if self.generator.device.type == "cpu":
+            return {"cpu": self.generator.get_state()}
+        return {"cpu": torch.get_rng_state(), "cuda": self.generator.get_state()}
+
+    def _snapshot(self, weights: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+        state = self.state
+        return {
+            "trial_id": self.config.trial_id,
+            "epoch": state.epoch,
+            "step": state.step,
+            "model": weights,
+            "optimizer": self.optimizer.state_dict(),
+            "masks": {name: mask.detach().cpu() for name, mask in state.masks.items()},
+            "rng": self._rng_states(),
+            "records": [dict(r) for r in self.records],
+            "models": [dict(m) for m in state.models],
+            "mode": self.mode.state_dict(),
+        }
+
+    def _restore(self, saved: Dict[str, Any]) -> None:
+        state, config = self.state, self.config
+        if saved.get("trial_id") != config.trial_id:
+            raise checkpoint.CheckpointError(
+                f"state.pt: belongs to trial {saved.get('trial_id')!r}, not {config.trial_id!r}"
+            )
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.masks = {name: mask.to(state.device) for name, mask in saved["masks"].items()}
+        state.epoch = int(saved["epoch"])
+        state.step = int(saved["step"])
+        rng = saved["rng"]
+        if self.generator is None:
+            torch.set_rng_state(rng["cpu"])
+            if "cuda" in rng and self.on_cuda:
+                torch.cuda.set_rng_state(rng["cuda"], state.device)
+        elif self.generator.device.type == "cpu":
+            self.generator.set_state(rng["cpu"])
+        elif "cuda" in rng:
+            self.generator.set_state(rng["cuda"])
 
 
 def _model_record(model_id: str, weights: Dict[str, torch.Tensor], state: TrainState, record: Dict[str, Any],
@@ -303,44 +425,6 @@ def _model_record(model_id: str, weights: Dict[str, torch.Tensor], state: TrainS
 def _apply_masks(model: nn.Module, masks: Dict[str, torch.Tensor]) -> None:
     if masks:
         pruning.apply_masks(model, masks)
-
-
-def _rng_states(device: torch.device) -> Dict[str, Any]:
-    states = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def _snapshot(state: TrainState, records: List[Dict[str, Any]], weights: Dict[str, torch.Tensor],
-              mode: mode_callbacks.ModeCallbacks) -> Dict[str, Any]:
-    return {
-        "trial_id": state.config.trial_id,
-        "epoch": state.epoch,
-        "step": state.step,
-        "model": weights,
-        "optimizer": state.optimizer.state_dict(),
-        "masks": {name: mask.detach().cpu() for name, mask in state.masks.items()},
-        "rng": _rng_states(state.device),
-        "records": [dict(r) for r in records],
-        "models": [dict(m) for m in state.models],
-        "mode": mode.state_dict(),
-    }
-
-
-def _restore(saved: Dict[str, Any], state: TrainState, config: TrainConfig) -> None:
-    if saved.get("trial_id") != config.trial_id:
-        raise checkpoint.CheckpointError(
-            f"state.pt: belongs to trial {saved.get('trial_id')!r}, not {config.trial_id!r}"
-        )
-    state.model.load_state_dict(saved["model"])
-    state.optimizer.load_state_dict(saved["optimizer"])
-    state.masks = {name: mask.to(state.device) for name, mask in saved["masks"].items()}
-    state.epoch = int(saved["epoch"])
-    state.step = int(saved["step"])
-    torch.set_rng_state(saved["rng"]["cpu"])
-    if "cuda" in saved["rng"] and state.device.type == "cuda":
-        torch.cuda.set_rng_state(saved["rng"]["cuda"], state.device)
 
 
 def format_record(record: Dict[str, Any]) -> str:
