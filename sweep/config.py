@@ -12,7 +12,9 @@ A sweep file::
     checkpoint_epochs: [2]      # early checkpoints (EL2N)
     mode: ema                   # training mode (shorthand for train.mode; default standard)
     mode_settings: {decay: 0.99}        # the mode's own settings (train.mode_settings)
-    resources: {cpus: 1, gpus: 0.25}    # per trial; gpus is a fraction of one GPU
+    resources: {cpus: 1, gpus: 0.25, pack: 4}  # per trial; gpus is a fraction of one GPU;
+                                # pack: train up to 4 grid points that share an architecture
+                                # as one packed network in one Tune trial (trainers.packed)
     max_failures: 2             # retries of a trial that raised
     storage: s3://bucket/zoo    # optional; --storage and GENZOO_STORAGE override it
     measures: {flatness: {subset: 500}} # optional settings for `genzoo measure`
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from trainers import catalog, yamlio
-from trainers.config import ConfigError, TrainConfig
+from trainers.config import PACKABLE_MODES, ConfigError, TrainConfig, pack_key
 
 PRESET_DIR = Path(__file__).parent / "presets"
 TOP_LEVEL = (
@@ -53,10 +55,13 @@ class SweepConfigError(ValueError):
 @dataclass(frozen=True)
 class Resources:
     """Per-trial resources. ``gpus`` is a fraction of one GPU (0 = CPU only); Ray does not
-    enforce GPU memory, so several trials on one GPU must fit together."""
+    enforce GPU memory, so several trials on one GPU must fit together. ``pack``: how many
+    grid points that can share a pack (:data:`trainers.config.PACK_SHARED`) one Tune trial
+    trains at once as one packed network (1: each grid point alone)."""
 
     cpus: float = 1.0
     gpus: float = 0.0
+    pack: int = 1
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class SweepConfig:
             "train": fixed,
             "grid": {name: list(values) for name, values in self.axes if name != "seed"},
             "seeds": list(dict(self.axes)["seed"]),
-            "resources": {"cpus": self.resources.cpus, "gpus": self.resources.gpus},
+            "resources": {"cpus": self.resources.cpus, "gpus": self.resources.gpus, "pack": self.resources.pack},
             "max_failures": self.max_failures,
         }
         if self.variants:
@@ -278,10 +283,13 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
 
     res = _mapping(document, "resources")
     for key in res:
-        if key not in ("cpus", "gpus"):
-            raise SweepConfigError(f"resources.{key}: unknown field, allowed: cpus, gpus")
+        if key not in ("cpus", "gpus", "pack"):
+            raise SweepConfigError(f"resources.{key}: unknown field, allowed: cpus, gpus, pack")
     cpus = res.get("cpus", 1.0)
     gpus = res.get("gpus", 0.0)
+    pack = res.get("pack", 1)
+    if not isinstance(pack, int) or isinstance(pack, bool) or pack < 1:
+        raise SweepConfigError(f"resources.pack: got {pack!r}, allowed: an integer >= 1 (models per packed trial)")
     if not _number(cpus) or cpus <= 0:
         raise SweepConfigError(f"resources.cpus: got {cpus!r}, allowed: a number > 0")
     if not _number(gpus) or not 0 <= gpus <= 1:
@@ -312,10 +320,15 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
 
     config = SweepConfig(
         experiment=experiment, base=base, axes=tuple(axes), variants=variants,
-        resources=Resources(cpus=float(cpus), gpus=float(gpus)), max_failures=max_failures,
+        resources=Resources(cpus=float(cpus), gpus=float(gpus), pack=pack), max_failures=max_failures,
         storage=storage, measures=measures, analysis=analysis, fault_injection=fault, source=document,
     )
-    ids = [t.trial_id for t in config.trials()]
+    trials = config.trials()
+    ids = [t.trial_id for t in trials]
+    unpackable = sorted({t.mode for t in trials if t.mode not in PACKABLE_MODES})
+    if pack > 1 and unpackable:
+        raise SweepConfigError(f"resources.pack: mode {unpackable[0]!r} cannot be packed, use pack: 1 "
+                               f"(packable modes: {', '.join(PACKABLE_MODES)})")
     if len(set(ids)) != len(ids):
         raise SweepConfigError("grid: two grid points give the same trial (repeated values after defaults)")
     return config
@@ -446,7 +459,19 @@ def _analysis_options(block: Mapping[str, Any]) -> AnalysisOptions:
 def with_gpus(config: SweepConfig, gpus: float) -> SweepConfig:
     if not _number(gpus) or not 0 <= gpus <= 1:
         raise SweepConfigError(f"--gpus-per-trial: got {gpus!r}, allowed: a fraction of one GPU in [0, 1]")
-    return SweepConfig(**{**config.__dict__, "resources": Resources(config.resources.cpus, float(gpus))})
+    return SweepConfig(**{**config.__dict__, "resources": Resources(config.resources.cpus, float(gpus),
+                                                                    config.resources.pack)})
+
+
+def packs(configs: Sequence[TrainConfig], size: int) -> List[List[TrainConfig]]:
+    """``configs`` grouped into packs of at most ``size``: configs that can share a pack
+    (:func:`trainers.config.pack_key`) in their order, each group cut into runs of ``size``;
+    the packs in the order of their first config."""
+    groups: Dict[tuple, List[TrainConfig]] = {}
+    for config in configs:
+        groups.setdefault(pack_key(config), []).append(config)
+    out = [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+    return sorted(out, key=lambda pack: configs.index(pack[0]))
 
 
 def _train_config(values: Dict[str, Any], axis_names: List[str]) -> TrainConfig:

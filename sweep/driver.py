@@ -1,7 +1,10 @@
 """The Ray Tune driver: run, resume and report on a sweep.
 
 One Tune trial per grid point (an explicit ``tune.grid_search`` over the resolved trial
-configs), each reserving ``resources.cpus`` CPUs and ``resources.gpus`` of a GPU. A trial trains
+configs), or, with ``resources.pack: K``, per pack of up to K grid points that share an
+architecture (:func:`sweep.config.packs`; trained as one network by
+:func:`trainers.packed.train_packed`, each model still committed as its own trial), each
+reserving ``resources.cpus`` CPUs and ``resources.gpus`` of a GPU. A trial trains
 with :func:`trainers.train.train` in a local scratch folder and, after every epoch, writes its
 per-epoch records, its checkpoints and its resumable ``state.pt`` to the results store
 (:mod:`sweep.trial`), then reports the epoch's metrics to Tune. The store's ``state.pt`` is the
@@ -25,14 +28,13 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 import yaml
 
 from sweep import provenance, trial
 from sweep.cluster import check_cluster, connect_ray
-from sweep.config import SweepConfig, SweepConfigError, read_resolved_config
+from sweep.config import SweepConfig, SweepConfigError, packs, read_resolved_config
 from sweep.progress import _trial_name, _tune_callback_class
 from sweep.store import DIVERGED, FINISHED, RUNNING, STORE_VERSION, Store
 from sweep.trials_table import FINAL_METRICS, TrialsTable
@@ -69,10 +71,13 @@ def plan_text(config: SweepConfig) -> str:
     fixed = {k: v for k, v in config.base.to_dict().items() if k not in config.axis_names}
     lines.append("  fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     res = config.resources
+    tune_trials = len(packs(trials, res.pack))
     lines.append(
         f"  resources per trial: {res.cpus:g} CPU, {res.gpus:g} GPU; "
-        f"{res.gpus * len(trials):g} GPU-trial units in total" + _concurrency(res)
+        f"{res.gpus * tune_trials:g} GPU-trial units in total" + _concurrency(res)
     )
+    if res.pack > 1:
+        lines.append(f"  packed: up to {res.pack} models per Tune trial, {tune_trials} Tune trials")
     per_trial = sorted({trial.total_epochs(t) for t in trials})
     per_text = f"{per_trial[0]}" if len(per_trial) == 1 else f"{per_trial[0]} to {per_trial[-1]}"
     lines.append(f"  epochs: {per_text} per trial, {sum(trial.total_epochs(t) for t in trials)} in total")
@@ -103,13 +108,13 @@ def _concurrency(res) -> str:
 
 
 def run_trial(params: Dict[str, Any]) -> None:
-    """The Tune function trainable. ``params``: the trial's config dict, the store location,
-    the resources (to size torch's thread pool and GPU memory share), the fault setting."""
+    """The Tune function trainable. ``params``: the trial's configs (one grid point, or a pack
+    of several with ``resources.pack``), the store location, the resources (to size torch's
+    thread pool and GPU memory share), the fault setting."""
     import torch
     from ray import tune
 
-    config = TrainConfig.from_dict(params["trial"]["config"])
-    trial_id = config.trial_id
+    configs = [TrainConfig.from_dict(c) for c in params["trial"]["configs"]]
     store = Store(params["storage"], params["experiment"])
     torch.set_num_threads(max(1, int(params["cpus"])))
     device = torch.device("cpu")
@@ -119,23 +124,30 @@ def run_trial(params: Dict[str, Any]) -> None:
             # Ray only promises the fraction; this makes a trial that outgrows it fail loudly.
             torch.cuda.set_per_process_memory_fraction(params["gpus"], device)
 
-    if trial.is_complete(store, config):
-        store.delete(*store.checkpoint_parts(trial_id, checkpoint.STATE))  # left by a crash while finishing
-        records = store.epochs(trial_id).to_dict("records")
-        tune.report(_metrics(trial_id, config, records[-1]))
+    pending = []
+    for config in configs:
+        if trial.is_complete(store, config):
+            store.delete(*store.checkpoint_parts(config.trial_id, checkpoint.STATE))  # left by a crash while finishing
+            tune.report(_metrics(config, store.epochs(config.trial_id).to_dict("records")[-1]))
+        else:
+            pending.append(config)
+    if not pending:
         return
-
-    def report(record: Dict[str, Any], state_path: Path) -> None:
-        tune.report(_metrics(trial_id, config, record))
-
     # A first attempt and a retry alike continue from the store's state.pt, if any.
-    trial.train_trial(config, store, device=device, data_root=params.get("data_root"), report=report,
-                      fault_epoch=params.get("fault_epoch"))
+    if len(pending) == 1:
+        trial.train_trial(pending[0], store, device=device, data_root=params.get("data_root"),
+                          report=lambda record, state_path: tune.report(_metrics(pending[0], record)),
+                          fault_epoch=params.get("fault_epoch"))
+    else:
+        trial.train_pack(pending, store, device=device, data_root=params.get("data_root"),
+                         report=lambda config, record: tune.report(_metrics(config, record)),
+                         fault_epoch=params.get("fault_epoch"))
 
 
-def _metrics(trial_id: str, config: TrainConfig, record: Dict[str, Any]) -> Dict[str, Any]:
+def _metrics(config: TrainConfig, record: Dict[str, Any]) -> Dict[str, Any]:
     return {
-        "genzoo_trial_id": trial_id,  # Tune reserves "trial_id" for its own id
+        "genzoo_trial_id": config.trial_id,  # Tune reserves "trial_id" for its own id
+        "epoch": int(record["epoch"]),
         "epochs_total": trial.total_epochs(config),
         **{k: record[k] for k in FINAL_METRICS},
         "status": record["status"] if record["status"] == DIVERGED or record["epoch"] == trial.total_epochs(config) else RUNNING,
@@ -205,11 +217,13 @@ def run(
 
     trainable = tune.with_resources(run_trial, {"cpu": config.resources.cpus, "gpu": config.resources.gpus})
     run_name = _next_run_name(store)
-    out(f"[{config.experiment}] {len(pending)} of {len(configs)} trials to train -> {store.uri} "
+    packed = f" in {len(packs(pending, config.resources.pack))} packs" if config.resources.pack > 1 else ""
+    out(f"[{config.experiment}] {len(pending)} of {len(configs)} trials to train{packed} -> {store.uri} "
         f"(Tune run {TUNE_DIR}/{run_name})")
     callback = _tune_callback_class()(store.storage, config.experiment, [c.to_dict() for c in configs])
+    groups = packs(pending, config.resources.pack)
     param_space = {
-        "trial": tune.grid_search([{"trial_id": c.trial_id, "config": c.to_dict()} for c in pending]),
+        "trial": tune.grid_search([_tune_trial(group) for group in groups]),
         "storage": store.storage,
         "experiment": config.experiment,
         "cpus": config.resources.cpus,
@@ -239,11 +253,11 @@ def run(
     fit_started = time.monotonic()
     results = tuner.fit()
     utilization = slot_utilization(_training_seconds(store) - seconds_before, time.monotonic() - fit_started,
-                                   _slots(ray.cluster_resources(), config, len(pending)))
+                                   _slots(ray.cluster_resources(), config, len(groups)))
     store.write_text(json.dumps(utilization, sort_keys=True), TUNE_DIR, run_name, LAUNCH_FILE)
     errors = {
-        r.config["trial"]["trial_id"]: (str(r.error).strip().splitlines() or ["error"])[-1][:500]
-        for r in results if r.error is not None
+        trial_id: (str(r.error).strip().splitlines() or ["error"])[-1][:500]
+        for r in results if r.error is not None for trial_id in r.config["trial"]["trial_ids"]
     }
     table = TrialsTable(store, configs)
     for trial_id, message in errors.items():
@@ -254,6 +268,12 @@ def run(
     out(f"[{config.experiment}] " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     out(f"[{config.experiment}] {utilization_text(utilization)}")
     return counts
+
+
+def _tune_trial(group) -> Dict[str, Any]:
+    """One Tune trial: a grid point, or a pack of them (named after its first trial)."""
+    name = group[0].trial_id if len(group) == 1 else f"pack{len(group)}-{group[0].trial_id}"
+    return {"trial_id": name, "trial_ids": [c.trial_id for c in group], "configs": [c.to_dict() for c in group]}
 
 
 LAUNCH_FILE = "genzoo_launch.json"

@@ -40,7 +40,7 @@ def _tune_callback_class():
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             # Tune overwrites result["trial_id"] with its own id; ours is in the config.
-            trial_id = _trial_name(trial)
+            trial_id = result.get("genzoo_trial_id")
             if trial_id in self.table.rows:
                 self.table.mark_running(trial_id)
                 self.live_epochs[trial_id] = int(result.get("epoch", 0))
@@ -60,9 +60,9 @@ def _tune_callback_class():
             self._print()
 
         def _finish(self, trial, error: Optional[str] = None):
-            trial_id = _trial_name(trial)
-            self.live_epochs.pop(trial_id, None)
-            self.table.refresh(trial_id, error=error)
+            for trial_id in trial.config["trial"]["trial_ids"]:  # one grid point, or a pack
+                self.live_epochs.pop(trial_id, None)
+                self.table.refresh(trial_id, error=error)
             self.table.write()
             self._print()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import pandas as pd
 
@@ -82,6 +82,65 @@ def _usable_state(store: Store, config: TrainConfig, local: Path) -> bool:
     return int(saved["epoch"]) < min(missing)
 
 
+class _Committer:
+    """One trial's side of the store while it trains: its local run folder (with the store's
+    ``state.pt``, if usable, downloaded into it) and the per-epoch commit in the order of the
+    module docstring."""
+
+    def __init__(self, config: TrainConfig, store: Store, device, restored_state: Optional[Path] = None):
+        self.config, self.store = config, store
+        self.trial_id = trial_id = config.trial_id
+        self.state_parts = store.checkpoint_parts(trial_id, checkpoint.STATE)
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"genzoo-{trial_id}-"))
+        self.local_state = self.run_dir / checkpoint.STATE
+        if restored_state is not None:
+            shutil.copy(restored_state, self.local_state)
+        elif store.exists(*self.state_parts):
+            store.download(self.local_state, *self.state_parts)
+        if self.local_state.exists() and not _usable_state(store, config, self.local_state):
+            self.local_state.unlink()
+        self.uploaded = set(store.list("checkpoints", trial_id)) - {checkpoint.STATE}
+        # Where and when each epoch ran: kept from the store for the epochs before a resume.
+        self.where = {"host": provenance.host(), "device": provenance.device_name(device)}
+        self.stamps = {int(r["epoch"]): {k: r.get(k) for k in STAMPS}
+                       for r in store.epochs(trial_id).to_dict("records")}
+
+    def commit(self, state) -> None:
+        store, trial_id = self.store, self.trial_id
+        for path in sorted(self.run_dir.glob("*.pt")):
+            if path.name != checkpoint.STATE and path.name not in self.uploaded:
+                store.upload(path, *store.checkpoint_parts(trial_id, path.name))
+                self.uploaded.add(path.name)
+        store.write_epochs(trial_id, [{**r, **self.stamps.get(int(r["epoch"]), {})} for r in state.records])
+        for name, rows in sorted(state.tables.items()):
+            store.write_table(pd.DataFrame(rows), name, f"{trial_id}.parquet")
+        if state.models:
+            store.write_models(trial_id, state.models)
+
+    def on_epoch(self, record: Dict[str, Any], state) -> None:
+        """After the trainer wrote the epoch locally: commit it, ``state.pt`` last."""
+        self.stamps[int(record["epoch"])] = {**self.where, "finished_at": provenance.now()}
+        self.commit(state)
+        self.store.upload(self.local_state, *self.state_parts)
+
+    def finish(self, result) -> None:
+        from trainers.train import COMPLETED
+
+        if result.status == COMPLETED:
+            # Idempotent: after a resume at the last epoch this writes what the crash missed.
+            self.commit(_Finished(result))
+        self.store.delete(*self.state_parts)
+
+    def close(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _inject_fault(store: Store, key: str, epoch: int, fault_epoch: Optional[int]) -> None:
+    if fault_epoch == epoch and not store.exists(FAULTS_DIR, key):
+        store.write_text(f"raised at epoch {fault_epoch}\n", FAULTS_DIR, key)
+        raise InjectedFault(f"fault injected at epoch {fault_epoch} (test-only setting)")
+
+
 def train_trial(
     config: TrainConfig,
     store: Store,
@@ -96,53 +155,59 @@ def train_trial(
     retry was handed) or else from the store's ``state.pt``. ``report(record, state_path)``
     is called after each epoch is committed (the Tune driver reports from there). Returns
     the :class:`trainers.train.TrainResult`."""
-    from trainers.train import COMPLETED, train
+    from trainers.train import train
 
-    trial_id = config.trial_id
-    state_parts = store.checkpoint_parts(trial_id, checkpoint.STATE)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"genzoo-{trial_id}-"))
-    local_state = run_dir / checkpoint.STATE
+    committer = _Committer(config, store, device, restored_state)
     try:
-        if restored_state is not None:
-            shutil.copy(restored_state, local_state)
-        elif store.exists(*state_parts):
-            store.download(local_state, *state_parts)
-        if local_state.exists() and not _usable_state(store, config, local_state):
-            local_state.unlink()
-        uploaded = set(store.list("checkpoints", trial_id)) - {checkpoint.STATE}
-        # Where and when each epoch ran: kept from the store for the epochs before a resume.
-        where = {"host": provenance.host(), "device": provenance.device_name(device)}
-        stamps = {int(r["epoch"]): {k: r.get(k) for k in STAMPS} for r in store.epochs(trial_id).to_dict("records")}
-
-        def commit(state) -> None:
-            for path in sorted(run_dir.glob("*.pt")):
-                if path.name != checkpoint.STATE and path.name not in uploaded:
-                    store.upload(path, *store.checkpoint_parts(trial_id, path.name))
-                    uploaded.add(path.name)
-            store.write_epochs(trial_id, [{**r, **stamps.get(int(r["epoch"]), {})} for r in state.records])
-            for name, rows in sorted(state.tables.items()):
-                store.write_table(pd.DataFrame(rows), name, f"{trial_id}.parquet")
-            if state.models:
-                store.write_models(trial_id, state.models)
-
         def on_epoch(record: Dict[str, Any], state) -> None:
-            stamps[int(record["epoch"])] = {**where, "finished_at": provenance.now()}
-            commit(state)
-            store.upload(local_state, *state_parts)
-            if fault_epoch == record["epoch"] and not store.exists(FAULTS_DIR, trial_id):
-                store.write_text(f"raised at epoch {fault_epoch}\n", FAULTS_DIR, trial_id)
-                raise InjectedFault(f"fault injected at epoch {fault_epoch} (test-only setting)")
+            committer.on_epoch(record, state)
+            _inject_fault(store, config.trial_id, record["epoch"], fault_epoch)
             if report is not None:
-                report(record, local_state)
+                report(record, committer.local_state)
 
-        result = train(config, run_dir=run_dir, device=device, data_root=data_root, on_epoch=on_epoch)
-        if result.status == COMPLETED:
-            # Idempotent: after a resume at the last epoch this writes what the crash missed.
-            commit(_Finished(result))
-        store.delete(*state_parts)
+        result = train(config, run_dir=committer.run_dir, device=device, data_root=data_root, on_epoch=on_epoch)
+        committer.finish(result)
         return result
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        committer.close()
+
+
+def train_pack(
+    configs: Sequence[TrainConfig],
+    store: Store,
+    *,
+    device=None,
+    data_root: Optional[str] = None,
+    report: Optional[Callable[[TrainConfig, Dict[str, Any]], None]] = None,
+    fault_epoch: Optional[int] = None,
+):
+    """Train the pack ``configs`` (:func:`trainers.packed.train_packed`) into ``store``: each
+    model is committed exactly as :func:`train_trial` commits a trial, and each resumes from
+    its own ``state.pt`` in the store. ``report(config, record)`` follows each model's commit.
+    The test-only fault is raised once per pack (keyed by its first trial). Returns the
+    results, one per config."""
+    from trainers.packed import train_packed
+
+    committers = []
+    try:
+        for config in configs:
+            committers.append(_Committer(config, store, device))
+
+        def on_epoch(k: int, record: Dict[str, Any], state) -> None:
+            committers[k].on_epoch(record, state)
+            if k == 0:
+                _inject_fault(store, configs[0].trial_id, record["epoch"], fault_epoch)
+            if report is not None:
+                report(configs[k], record)
+
+        results = train_packed(configs, run_dirs=[c.run_dir for c in committers], device=device,
+                               data_root=data_root, on_epoch=on_epoch)
+        for committer, result in zip(committers, results):
+            committer.finish(result)
+        return results
+    finally:
+        for committer in committers:
+            committer.close()
 
 
 class _Finished:
