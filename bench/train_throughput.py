@@ -21,6 +21,14 @@ images, in one process, and each reports training images per second.
   ``--baseline-amp``. Like genzoo's loop it never reads the loss back per step, so the
   baseline is not slowed by host synchronizations a typical script would add.
 
+Whole epochs: a zoo pays for the evaluation after each epoch too. After the comparison,
+genzoo trains the same config for ``cadence_epochs`` epochs twice, with full train and test
+evaluation after every epoch (the default, and the only cadence before ``eval_every``
+existed; in bf16 on CUDA now, in fp32 before) and with ``eval_every`` / ``eval_train_subset``
+(the last epoch always on the full sets; neither setting changes the trial id or the
+weights), and reports each run's mean whole-epoch seconds (every record's ``seconds``:
+training and evaluation) and their ratio. ``--cadence-epochs 0`` skips it.
+
 Timing: each side first trains ``warmup_steps`` untimed steps (CUDA context, cuDNN/cuBLAS
 handles, allocator, DataLoader workers), then trains ``runs`` timed runs (default 2) with a
 fresh model each; runs of the two sides alternate so that drift on a shared machine hits both,
@@ -59,8 +67,12 @@ CROP_PADDING = data.AUGMENT_PADDING  # 4, the same padding as genzoo's crop
 # on CUDA the DEMOGEN Network-in-Network (width 192, depth 3) on CIFAR-10.
 # Baseline workers: 2 on CPU (both cores), 8 on CUDA (a typical GPU box has 8 or more cores
 # per GPU); capped at the machine's CPU count.
-CPU_DEFAULTS = {"width": 16, "dataset": "digits", "num_workers": 2, "warmup_steps": 2}
-CUDA_DEFAULTS = {"width": 192, "dataset": "cifar10", "num_workers": 8, "warmup_steps": 10}
+# The cadence compared with full evaluation: every 3rd epoch, per-epoch train metrics on a
+# seeded subset of about a tenth of the training set.
+CPU_DEFAULTS = {"width": 16, "dataset": "digits", "num_workers": 2, "warmup_steps": 2,
+                "cadence_epochs": 6, "eval_every": 3, "eval_train_subset": 150}
+CUDA_DEFAULTS = {"width": 192, "dataset": "cifar10", "num_workers": 8, "warmup_steps": 10,
+                 "cadence_epochs": 6, "eval_every": 3, "eval_train_subset": 5000}
 DEFAULT_DEPTH = 3
 DEFAULT_RUNS = 2
 
@@ -89,6 +101,9 @@ class Settings:
     seed: int = 0
     baseline_amp: bool = False
     data_only: bool = False
+    cadence_epochs: int = CPU_DEFAULTS["cadence_epochs"]
+    eval_every: int = CPU_DEFAULTS["eval_every"]
+    eval_train_subset: Optional[int] = CPU_DEFAULTS["eval_train_subset"]
 
     def train_config(self) -> TrainConfig:
         """The TrainConfig both sides train (``TrainConfig`` defaults for everything else)."""
@@ -331,6 +346,33 @@ def _data_only(settings: Settings, dataset: data.Dataset, loader, device: torch.
     return SideResult("genzoo", images, tuple(sides[0])), SideResult("baseline", images, tuple(sides[1]))
 
 
+@dataclass(frozen=True)
+class CadenceResult:
+    """Mean whole-epoch seconds (training and evaluation) of genzoo with full evaluation
+    after every epoch and with the cheaper cadence, over ``epochs`` epochs of ``images``."""
+
+    epochs: int
+    images: int
+    full_seconds: float
+    cadence_seconds: float
+
+
+def epoch_seconds(config: TrainConfig, dataset: data.Dataset, device: torch.device) -> float:
+    """Mean whole-epoch seconds (each record's ``seconds``: training and evaluation)."""
+    records = train(config, device=device, dataset=dataset).records
+    return sum(r["seconds"] for r in records) / len(records)
+
+
+def run_cadence(settings: Settings) -> CadenceResult:
+    """:attr:`Settings.cadence_epochs` epochs with full evaluation, then with the cadence."""
+    device = torch.device(settings.device)
+    dataset = load_dataset(settings)
+    full = dataclasses.replace(settings.train_config(), epochs=settings.cadence_epochs)
+    cheap = dataclasses.replace(full, eval_every=settings.eval_every, eval_train_subset=settings.eval_train_subset)
+    return CadenceResult(settings.cadence_epochs, dataset.train_images.shape[0],
+                         epoch_seconds(full, dataset, device), epoch_seconds(cheap, dataset, device))
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -362,6 +404,19 @@ def format_report(genzoo: SideResult, baseline: SideResult) -> str:
     ])
 
 
+def format_cadence(result: CadenceResult, settings: Settings) -> str:
+    """The whole-epoch times of both cadences, their throughputs and ratio."""
+    def line(name: str, seconds: float) -> str:
+        return f"{name:<44} {seconds:8.3f} s per epoch  ({result.images / seconds:10.1f} images/s, whole epoch)"
+
+    return "\n".join([
+        f"whole epochs (training + evaluation), mean of {result.epochs} epochs:",
+        line("full evaluation every epoch:", result.full_seconds),
+        line(f"eval_every {settings.eval_every}, train subset {settings.eval_train_subset}:", result.cadence_seconds),
+        f"ratio full/cadence: {result.full_seconds / result.cadence_seconds:.2f}x",
+    ])
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -389,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on cuda, give the baseline genzoo's bf16 autocast and channels_last")
     parser.add_argument("--data-only", action="store_true",
                         help="time only the data pipelines (augmented batches on the device), no model")
+    parser.add_argument("--cadence-epochs", type=int,
+                        help="epochs of the whole-epoch cadence comparison (default 6; 0 skips it)")
+    parser.add_argument("--eval-every", type=int, help="the cadence compared with full evaluation (default 3)")
+    parser.add_argument("--eval-train-subset", type=int,
+                        help="per-epoch train metrics on this many examples (default: 150 on cpu, 5000 on cuda)")
     return parser
 
 
@@ -411,6 +471,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         seed=args.seed,
         baseline_amp=args.baseline_amp,
         data_only=args.data_only,
+        cadence_epochs=args.cadence_epochs if args.cadence_epochs is not None else defaults["cadence_epochs"],
+        eval_every=args.eval_every if args.eval_every is not None else defaults["eval_every"],
+        eval_train_subset=(args.eval_train_subset if args.eval_train_subset is not None
+                           else defaults["eval_train_subset"]),
     )
 
 
@@ -420,7 +484,11 @@ def validate(settings: Settings) -> None:
     for name, value in positive.items():
         if value < 1:
             raise BenchError(f"--{name.replace('_', '-')}: got {value}, allowed: an integer >= 1")
-    for name, value in {"warmup_steps": settings.warmup_steps, "num_workers": settings.num_workers}.items():
+    for name, value in {"eval_every": settings.eval_every, "eval_train_subset": settings.eval_train_subset}.items():
+        if value < 1:
+            raise BenchError(f"--{name.replace('_', '-')}: got {value}, allowed: an integer >= 1")
+    for name, value in {"warmup_steps": settings.warmup_steps, "num_workers": settings.num_workers,
+                        "cadence_epochs": settings.cadence_epochs}.items():
         if value < 0:
             raise BenchError(f"--{name.replace('_', '-')}: got {value}, allowed: an integer >= 0")
     if settings.device == "cuda" and not torch.cuda.is_available():
@@ -434,10 +502,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         validate(settings)
         print(describe(settings), flush=True)
         genzoo, baseline = run_benchmark(settings, log=lambda line: print(line, flush=True))
+        print(format_report(genzoo, baseline), flush=True)
+        if settings.cadence_epochs > 0 and not settings.data_only:
+            print(format_cadence(run_cadence(settings), settings), flush=True)
     except ValueError as exc:  # BenchError and genzoo's own one-line errors (dataset, model, config)
         print(f"train_throughput: error: {exc}", file=sys.stderr)
         return 2
-    print(format_report(genzoo, baseline), flush=True)
     return 0
 
 

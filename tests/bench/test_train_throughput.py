@@ -7,7 +7,7 @@ import torch
 
 SCRIPT = "train_throughput"
 TINY = ["--width", "4", "--depth", "1", "--train-size", "64", "--batch-size", "16",
-        "--epochs", "1", "--warmup-steps", "1", "--device", "cpu"]
+        "--epochs", "1", "--warmup-steps", "1", "--device", "cpu", "--cadence-epochs", "0"]
 
 
 def test_main_prints_both_throughputs_and_their_ratio(bench, capsys):
@@ -58,3 +58,32 @@ def test_bad_argument_is_a_one_line_error(bench, capsys):
     assert bench.main(TINY + ["--runs", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "train_throughput: error: --runs: got 0, allowed: an integer >= 1"
+
+
+def test_whole_epochs_with_full_evaluation_and_with_the_cadence_are_compared(bench, capsys):
+    args = TINY[:-2] + ["--runs", "1", "--num-workers", "0", "--cadence-epochs", "3", "--eval-every", "2",
+                        "--eval-train-subset", "16"]
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    assert "whole epochs (training + evaluation), mean of 3 epochs:" in out
+    full = re.search(r"^full evaluation every epoch:\s+([\d.]+) s per epoch\s+\(\s*([\d.]+) images/s", out, re.M)
+    cheap = re.search(r"^eval_every 2, train subset 16:\s+([\d.]+) s per epoch\s+\(\s*([\d.]+) images/s", out, re.M)
+    ratio = re.search(r"^ratio full/cadence: ([\d.]+)x$", out, re.M)
+    assert full and cheap and ratio, out
+    # The throughput is the training set over the whole epoch (the seconds are printed to 1 ms).
+    for match in (full, cheap):
+        assert float(match[2]) == pytest.approx(64 / float(match[1]), rel=0.05)
+    assert float(ratio[1]) == pytest.approx(float(full[1]) / float(cheap[1]), rel=0.05, abs=0.01)
+
+
+def test_whole_epoch_seconds_include_the_evaluation(bench):
+    settings = bench.Settings(width=4, depth=1, train_size=64, batch_size=16, cadence_epochs=2, eval_every=2,
+                              eval_train_subset=16)
+    result = bench.run_cadence(settings)
+    assert result.epochs == 2 and result.images == 64
+    assert result.full_seconds > 0 and result.cadence_seconds > 0
+
+
+def test_a_bad_cadence_is_a_one_line_error(bench, capsys):
+    assert bench.main(TINY[:-2] + ["--eval-every", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "train_throughput: error: --eval-every: got 0, allowed: an integer >= 1"
