@@ -5,7 +5,10 @@ far too small to fill a GPU. :func:`train_packed` trains K of them at once: ever
 step stacks the K models' parameters and buffers (``torch.func.stack_module_state``'s layout,
 rebuilt each step so that each model keeps its own ``nn.Module``, optimizer and mode) and
 runs one forward and backward of ``torch.func.vmap(functional_call(...))`` over the K
-models and their K batches; vmap turns each convolution into one grouped convolution.
+models and their K batches. vmap's batching rule for a convolution whose input and weight are
+both batched is one grouped convolution (groups = K), so this is also the grouped-convolution
+implementation the issue weighed against it, without a hand-written packed copy of every
+architecture; BatchNorm over the K models' channels is likewise per model.
 
 Each model keeps everything that makes it itself (:data:`trainers.config.PACK_SHARED` lists
 what the K must share instead: architecture, data, batch size, epochs, mode): its initial
