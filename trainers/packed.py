@@ -173,9 +173,11 @@ class PackedStep:
         self.feed.masks, self.feed.active = [], False
         with torch.no_grad():
             # The forward updated the stacked running statistics in place; they are the models'.
-            for name, stacked in stacked_buffers.items():
-                for k, own in enumerate(buffers):
-                    own[name].copy_(stacked[k])
+            # One multi-tensor copy: K × (number of buffers) small copies would each be a launch.
+            names = list(stacked_buffers)
+            if names:
+                torch._foreach_copy_([own[name] for own in buffers for name in names],
+                                     [stacked_buffers[name][k] for k in range(len(buffers)) for name in names])
         return losses
 
 
