@@ -230,6 +230,88 @@ def _check_k(dim: int, k: int) -> None:
         raise HessianError(f"k: must be an integer in [1, dim={dim}], got {k!r}")
 
 
+class LanczosRun(NamedTuple):
+    """A Lanczos run: the orthonormal basis Q (rows, ``steps × dim``) and the tridiagonal
+    matrix T = QᵀHQ as its diagonal ``alphas`` (``alphas[j] = q_jᵀHq_j``) and off-diagonal
+    ``betas`` (zero where an invariant subspace was found and the run restarted)."""
+
+    basis: torch.Tensor
+    alphas: torch.Tensor
+    betas: torch.Tensor
+
+    @property
+    def steps(self) -> int:
+        return int(self.alphas.shape[0])
+
+    def truncated(self, steps: int) -> "LanczosRun":
+        """The run as if it had stopped after ``steps`` products: with full
+        reorthogonalization, step j depends only on the steps before it."""
+        steps = min(steps, self.steps)
+        return LanczosRun(self.basis[:steps], self.alphas[:steps], self.betas[:max(steps - 1, 0)])
+
+    def tridiagonal_trace(self) -> float:
+        """Tr(QᵀHQ) = Σ_j q_jᵀHq_j, the trace of H on the Krylov space (no extra products)."""
+        return float(self.alphas.double().sum())
+
+    def ritz(self, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` largest Ritz values (descending) and their unit Ritz vectors (columns)."""
+        tridiagonal = torch.diag(self.alphas) + torch.diag(self.betas, 1) + torch.diag(self.betas, -1)
+        ritz_values, ritz_coefficients = torch.linalg.eigh(tridiagonal)
+        order = torch.argsort(ritz_values, descending=True)[:k]
+        eigenvectors = self.basis.T @ ritz_coefficients[:, order]
+        eigenvectors = eigenvectors / torch.linalg.vector_norm(eigenvectors, dim=0, keepdim=True)
+        return ritz_values[order], eigenvectors
+
+
+def lanczos(
+    matvec: Matvec,
+    dim: int,
+    steps: int,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> LanczosRun:
+    """``steps`` Lanczos steps (``steps`` matrix-vector products, capped at ``dim``) on a
+    symmetric operator, with full reorthogonalization (see :func:`lanczos_top_eigenvalues`)."""
+    if not isinstance(dim, int) or dim < 1:
+        raise HessianError(f"dim: must be a positive integer, got {dim!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise HessianError(f"steps: must be a positive integer, got {steps!r}")
+    steps = min(steps, dim)
+    basis = torch.zeros(steps, dim, dtype=dtype, device=device)
+    alphas = torch.zeros(steps, dtype=dtype, device=device)
+    betas = torch.zeros(max(steps - 1, 0), dtype=dtype, device=device)
+    v = _random_normal(dim, generator, dtype, device)
+    v = v / torch.linalg.vector_norm(v)
+    scale = 0.0
+    breakdown = dim * torch.finfo(dtype).eps
+    for j in range(steps):
+        basis[j] = v
+        w = matvec(v).to(device=device, dtype=dtype)
+        alphas[j] = torch.dot(w, v)
+        if j == steps - 1:
+            break
+        w = _orthogonalize(w, basis[:j + 1])
+        beta = torch.linalg.vector_norm(w)
+        scale = max(scale, abs(float(alphas[j])), float(beta))
+        if float(beta) <= breakdown * scale:
+            # Invariant subspace found: the tridiagonal matrix splits (beta = 0) and a random
+            # direction orthogonal to everything so far continues the iteration.
+            betas[j] = 0.0
+            w = _orthogonalize(_random_normal(dim, generator, dtype, device), basis[:j + 1])
+            v = w / torch.linalg.vector_norm(w)
+        else:
+            betas[j] = beta
+            v = w / beta
+    return LanczosRun(basis, alphas, betas)
+
+
+def default_lanczos_steps(k: int) -> int:
+    """The default number of Lanczos steps for the top ``k`` eigenvalues: ``max(2k, k + 20)``."""
+    return max(2 * k, k + 20)
+
+
 def lanczos_top_eigenvalues(
     matvec: Matvec,
     dim: int,
@@ -247,51 +329,21 @@ def lanczos_top_eigenvalues(
     reorthogonalization of every new vector against all previous ones, which keeps the basis
     orthonormal and avoids spurious copies of converged eigenvalues; the answers are the Ritz
     values and Ritz vectors of the tridiagonal matrix. ``steps`` (the number of
-    matrix-vector products) defaults to ``max(2k, k + 20)``, capped at ``dim``; with
+    matrix-vector products) defaults to :func:`default_lanczos_steps`, capped at ``dim``; with
     ``steps = dim`` the result is exact up to rounding. The start vector is standard normal
     from ``generator``; if the Krylov space becomes invariant (a residual norm below
     ``dim · machine epsilon`` times the largest coefficient so far), a fresh random vector
     orthogonal to the basis continues it. Vectors are kept in ``dtype`` on ``device``
-    (memory: ``steps × dim`` numbers).
+    (memory: ``steps × dim`` numbers). :func:`lanczos` returns the whole run (basis and
+    tridiagonal matrix) for further use.
     """
     _check_k(dim, k)
     if steps is None:
-        steps = max(2 * k, k + 20)
+        steps = default_lanczos_steps(k)
     if not isinstance(steps, int) or steps < k:
         raise HessianError(f"steps: must be an integer >= k={k}, got {steps!r}")
-    steps = min(steps, dim)
-
-    basis = torch.zeros(steps, dim, dtype=dtype, device=device)
-    alphas = torch.zeros(steps, dtype=dtype, device=device)
-    betas = torch.zeros(max(steps - 1, 0), dtype=dtype, device=device)
-    v = _random_normal(dim, generator, dtype, device)
-    v = v / torch.linalg.vector_norm(v)
-    scale = 0.0
-    breakdown = dim * torch.finfo(dtype).eps
-    for j in range(steps):
-        basis[j] = v
-        w = matvec(v).to(device=device, dtype=dtype)
-        alphas[j] = torch.dot(w, v)
-        w = _orthogonalize(w, basis[:j + 1])
-        if j == steps - 1:
-            break
-        beta = torch.linalg.vector_norm(w)
-        scale = max(scale, abs(float(alphas[j])), float(beta))
-        if float(beta) <= breakdown * scale:
-            # Invariant subspace found: the tridiagonal matrix splits (beta = 0) and a random
-            # direction orthogonal to everything so far continues the iteration.
-            betas[j] = 0.0
-            w = _orthogonalize(_random_normal(dim, generator, dtype, device), basis[:j + 1])
-            v = w / torch.linalg.vector_norm(w)
-        else:
-            betas[j] = beta
-            v = w / beta
-    tridiagonal = torch.diag(alphas) + torch.diag(betas, 1) + torch.diag(betas, -1)
-    ritz_values, ritz_coefficients = torch.linalg.eigh(tridiagonal)
-    order = torch.argsort(ritz_values, descending=True)[:k]
-    eigenvectors = basis.T @ ritz_coefficients[:, order]
-    eigenvectors = eigenvectors / torch.linalg.vector_norm(eigenvectors, dim=0, keepdim=True)
-    return ritz_values[order], eigenvectors
+    run = lanczos(matvec, dim, steps, generator=generator, dtype=dtype, device=device)
+    return run.ritz(k)
 
 
 def power_iteration_top_eigenvalues(
@@ -357,6 +409,40 @@ class TraceEstimate(NamedTuple):
     stderr: float
 
 
+def hutchinson_draws(
+    matvec: Matvec,
+    dim: int,
+    *,
+    samples: int,
+    generator: torch.Generator,
+    deflate: Optional[torch.Tensor] = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """The ``samples`` draws ``wᵀHw`` (float64, on the CPU), one product each, with ``w = z``
+    a Rademacher vector (entries ±1 with probability ½) or, given orthonormal rows
+    ``deflate`` (Q), ``w = (I − QᵀQ)z``, its projection on their orthogonal complement. Each
+    draw's mean is Tr(H), respectively Tr(PHP) with P = I − QᵀQ."""
+    if not isinstance(dim, int) or dim < 1:
+        raise HessianError(f"dim: must be a positive integer, got {dim!r}")
+    if not isinstance(samples, int) or samples < 1:
+        raise HessianError(f"samples: must be a positive integer, got {samples!r}")
+    if deflate is not None and (deflate.ndim != 2 or deflate.shape[1] != dim):
+        raise HessianError(f"deflate: expected rows of length {dim}, got shape {tuple(deflate.shape)}")
+    draws = torch.zeros(samples, dtype=torch.float64)
+    for i in range(samples):
+        z = _random_rademacher(dim, generator, dtype, device)
+        if deflate is not None:
+            z = _orthogonalize(z, deflate.to(device=device, dtype=dtype))
+        draws[i] = float(torch.dot(z, matvec(z).to(device=device, dtype=dtype)))
+    return draws
+
+
+def _estimate(draws: torch.Tensor, offset: float = 0.0) -> TraceEstimate:
+    return TraceEstimate(mean=offset + float(draws.mean()),
+                         stderr=float(draws.std(correction=1)) / math.sqrt(len(draws)))
+
+
 def hutchinson_trace(
     matvec: Matvec,
     dim: int,
@@ -370,12 +456,38 @@ def hutchinson_trace(
     ``zᵀHz`` over ``samples`` Rademacher vectors ``z`` (entries ±1 with probability ½), with
     its standard error. Unbiased; the variance of one sample is ``2 Σ_{i≠j} H_ij²``.
     ``samples`` products; at least 2 for a standard error."""
-    if not isinstance(dim, int) or dim < 1:
-        raise HessianError(f"dim: must be a positive integer, got {dim!r}")
     if not isinstance(samples, int) or samples < 2:
         raise HessianError(f"samples: must be an integer >= 2, got {samples!r}")
-    draws = torch.zeros(samples, dtype=torch.float64)
-    for i in range(samples):
-        z = _random_rademacher(dim, generator, dtype, device)
-        draws[i] = float(torch.dot(z, matvec(z).to(device=device, dtype=dtype)))
-    return TraceEstimate(mean=float(draws.mean()), stderr=float(draws.std(correction=1)) / math.sqrt(samples))
+    return _estimate(hutchinson_draws(matvec, dim, samples=samples, generator=generator, dtype=dtype, device=device))
+
+
+def deflated_hutchinson_trace(
+    matvec: Matvec,
+    basis: torch.Tensor,
+    *,
+    basis_trace: float,
+    samples: int,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> TraceEstimate:
+    """Tr(H) from an orthonormal basis Q (the rows of ``basis``, e.g. a Lanczos run's) and
+    Hutchinson on the rest (deflation, in the spirit of Hutch++, Meyer et al. 2021): with
+    P = I − QQᵀ,
+
+        Tr(H) = Tr(QᵀHQ) + Tr(PHP),
+
+    the first term given as ``basis_trace`` (for a Lanczos run, the sum of the tridiagonal's
+    diagonal, :meth:`LanczosRun.tridiagonal_trace`: no extra products), the second
+    Hutchinson's estimate with ``samples`` Rademacher vectors projected by P (one product
+    each). Unbiased given Q; the standard error is that of the second term. When Q spans the
+    top of the spectrum, PHP has a much smaller Frobenius norm than H, and the estimate a
+    much smaller variance than plain Hutchinson with as many products; when Q spans the whole
+    space the remainder, and its error, are 0 up to rounding. At least 2 samples, for a
+    standard error."""
+    if not isinstance(samples, int) or samples < 2:
+        raise HessianError(f"samples: must be an integer >= 2, got {samples!r}")
+    dim = int(basis.shape[-1])
+    draws = hutchinson_draws(matvec, dim, samples=samples, generator=generator, deflate=basis,
+                             dtype=dtype, device=device)
+    return _estimate(draws, basis_trace)

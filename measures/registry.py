@@ -40,6 +40,7 @@ from measures.constants import (
     SPLITS,
     STATS,
     TIC_TRACES,
+    TRACE_METHODS,
 )
 from measures.family import Family
 from trainers import yamlio
@@ -76,10 +77,10 @@ FAMILIES: Mapping[str, Family] = MappingProxyType({family.name: family for famil
            ("hessian_top_eigenvalue", "hessian_top_k_sum", "hessian_trace", "effective_dimensionality",
             "gradient_covariance_trace", "tic_proxy", "eps_flatness"),
            {"subset": 5000, "split": "train", "top_k": 100, "method": "lanczos", "lanczos_steps": None,
-            "power_max_iter": 100, "power_tol": 1e-3, "hutchinson_samples": 100, "eps_step": 0.01,
+            "power_max_iter": 100, "power_tol": 1e-3, "trace_method": "deflated", "hutchinson_samples": 10, "eps_step": 0.01,
             "eps_loss_increase": 0.1, "eps_max": 10.0, "eps_search": "bisect", "batch_size": 1000,
             "per_example_batch_size": 256, "z": 1.0, "params": "all", "recalibrate_bn": False,
-            "hvp_mode": "forward_over_reverse", "tic_trace": "hutchinson"}),
+            "hvp_mode": "reverse_over_reverse", "tic_trace": "hutchinson"}),
     Family("el2n", "measures.el2n:el2n", ("el2n",), {"batch_size": EVAL_BATCH_SIZE}, needs=("early",)),
 )})
 
@@ -111,6 +112,7 @@ CHOICES: Mapping[Tuple[str, str], Tuple[str, ...]] = MappingProxyType({
     ("flatness", "tic_trace"): TIC_TRACES,
     ("flatness", "params"): PARAMS_CHOICES,
     ("flatness", "hvp_mode"): HVP_MODES,
+    ("flatness", "trace_method"): TRACE_METHODS,
 })
 
 

@@ -257,6 +257,7 @@ def test_registry_lists_every_scalar_and_the_function_defaults():
     ("method", "arnoldi"), ("subset", 0), ("split", "validation"), ("eps_search", "golden"),
     ("params", "biases"), ("hutchinson_samples", 1), ("z", 0.0), ("top_k", 0), ("eps_step", 0.0),
     ("eps_max", 0.001), ("lanczos_steps", 0), ("power_tol", -1.0), ("hvp_mode", "numeric"),
+    ("trace_method", "hutch++"),
 ])
 def test_bad_settings_raise_one_line_errors_naming_the_setting(setting, value):
     settings = {"subset": 16, "top_k": 1, "hutchinson_samples": 2}

@@ -14,9 +14,11 @@ from measure_toys import tiny_data, tiny_network
 from measures.hessian import (
     HVP_MODES,
     HessianError,
+    deflated_hutchinson_trace,
     dense_matrix,
     hutchinson_trace,
     hvp_operator,
+    lanczos,
     lanczos_top_eigenvalues,
     mean_loss_function,
     parameter_space,
@@ -195,3 +197,32 @@ def test_bad_arguments_raise_one_line_errors_naming_them(problem):
         hutchinson_trace(matvec, dim, samples=1, generator=torch.Generator())
     with pytest.raises(HessianError, match="v:"):
         matvec(torch.zeros(3, dtype=torch.float64))
+
+
+def test_a_truncated_lanczos_run_is_the_shorter_run(problem):
+    model, x, y, _, _ = problem
+    matvec, dim = hvp_operator(model, x, y, batch_size=64)
+    long = lanczos(matvec, dim, 30, generator=torch.Generator().manual_seed(5))
+    short = lanczos(matvec, dim, 12, generator=torch.Generator().manual_seed(5))
+    cut = long.truncated(12)
+    assert torch.allclose(cut.basis, short.basis, atol=1e-12) and torch.allclose(cut.alphas, short.alphas)
+    assert torch.allclose(cut.betas, short.betas) and cut.steps == 12
+    assert torch.allclose(cut.ritz(3)[0], short.ritz(3)[0])
+    assert cut.tridiagonal_trace() == pytest.approx(float(torch.trace(cut.basis @ torch.stack(
+        [matvec(q) for q in cut.basis], dim=1))), rel=1e-10)
+
+
+def test_deflated_trace_is_unbiased_and_far_more_precise_than_plain_hutchinson(problem):
+    model, x, y, hessian, _ = problem
+    matvec, dim = hvp_operator(model, x, y, batch_size=64)
+    run = lanczos(matvec, dim, 40, generator=torch.Generator().manual_seed(2))
+    exact = float(torch.trace(hessian))
+    deflated = deflated_hutchinson_trace(matvec, run.basis, basis_trace=run.tridiagonal_trace(), samples=20,
+                                         generator=torch.Generator().manual_seed(3))
+    plain = hutchinson_trace(matvec, dim, samples=20, generator=torch.Generator().manual_seed(3))
+    assert abs(deflated.mean - exact) < 4 * deflated.stderr
+    assert deflated.stderr < plain.stderr / 3
+    whole = lanczos(matvec, dim, dim, generator=torch.Generator().manual_seed(2))
+    spanned = deflated_hutchinson_trace(matvec, whole.basis, basis_trace=whole.tridiagonal_trace(), samples=2,
+                                        generator=torch.Generator().manual_seed(3))
+    assert spanned.mean == pytest.approx(exact, rel=1e-10) and spanned.stderr < 1e-10
