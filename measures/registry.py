@@ -80,7 +80,7 @@ FAMILIES: Mapping[str, Family] = MappingProxyType({family.name: family for famil
             "power_max_iter": 100, "power_tol": 1e-3, "trace_method": "deflated", "hutchinson_samples": 10, "eps_step": 0.01,
             "eps_loss_increase": 0.1, "eps_max": 10.0, "eps_search": "bisect", "batch_size": 1000,
             "per_example_batch_size": 256, "z": 1.0, "params": "all", "recalibrate_bn": False,
-            "hvp_mode": "reverse_over_reverse", "tic_trace": "hutchinson"}),
+            "hvp_mode": "reverse_over_reverse", "hvp_cache": True, "tic_trace": "hutchinson"}),
     Family("el2n", "measures.el2n:el2n", ("el2n",), {"batch_size": EVAL_BATCH_SIZE}, needs=("early",)),
 )})
 

@@ -70,6 +70,39 @@ def test_hvp_equals_dense_hessian_times_vector_for_any_batching(problem, mode, b
     torch.testing.assert_close(matvec(v), hessian @ v, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("batch_size", [64, 10])
+def test_a_cached_hvp_equals_the_uncached_one_bit_for_bit_and_the_dense_product(problem, batch_size):
+    model, x, y, hessian, _ = problem
+    fresh, dim = hvp_operator(model, x, y, batch_size=batch_size, mode="reverse_over_reverse")
+    cached, _ = hvp_operator(model, x, y, batch_size=batch_size, mode="reverse_over_reverse", cache=True)
+    assert cached.cached and not fresh.cached
+    for seed in range(3):  # the second and third products reuse the kept graphs
+        v = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        assert torch.equal(cached(v), fresh(v))
+        torch.testing.assert_close(cached(v), hessian @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_a_cache_that_runs_out_of_memory_falls_back_to_recomputing(problem, monkeypatch):
+    import measures.hessian as hessian_module
+
+    model, x, y, hessian, _ = problem
+    real_vjp, calls = hessian_module.vjp, []
+
+    def vjp_out_of_memory_on_the_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real_vjp(*args, **kwargs)
+
+    monkeypatch.setattr(hessian_module, "vjp", vjp_out_of_memory_on_the_second_batch)
+    matvec, dim = hvp_operator(model, x, y, batch_size=10, mode="reverse_over_reverse", cache=True)
+    v = torch.randn(dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(matvec(v), hessian @ v, rtol=1e-10, atol=1e-12)
+    assert not matvec.cached
+    forward_over_reverse, _ = hvp_operator(model, x, y, batch_size=10, mode="forward_over_reverse", cache=True)
+    assert not forward_over_reverse.cached  # caching is for reverse-over-reverse only
+
+
 def test_hvp_over_weights_only_equals_the_dense_weight_block(problem):
     model, x, y, _, _ = problem
     names = ["0.weight", "4.weight"]
