@@ -85,6 +85,7 @@ class Settings:
     seed: int = 0
     families: Tuple[str, ...] = ()  # empty: every registered family
     overrides: Tuple[Tuple[str, str, Any], ...] = ()  # (family, setting, value)
+    compare: Tuple[Tuple[str, str, Any], ...] = ()  # settings each named family is timed with again
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -100,13 +101,24 @@ class Settings:
     def family_settings(self) -> Dict[str, Dict[str, Any]]:
         """The settings each family runs with: its registry defaults updated with ``overrides``
         (an unknown family or setting is a one-line error)."""
-        overrides: Dict[str, Dict[str, Any]] = {}
-        for family, key, value in self.overrides:
-            overrides.setdefault(family, {})[key] = value
-        for family in overrides:
-            if family not in self.family_names():
-                raise BenchError(f"--set {family}.*: family not timed, timed: {', '.join(self.family_names())}")
+        overrides = self._grouped(self.overrides, "--set")
         return {name: registry.settings_for(name, overrides.get(name)) for name in self.family_names()}
+
+    def compared_settings(self) -> Dict[str, Dict[str, Any]]:
+        """The second settings of each family named by ``compare``: its settings updated
+        with those values."""
+        compare = self._grouped(self.compare, "--compare")
+        timed = self.family_settings()
+        return {name: registry.settings_for(name, {**timed[name], **values}) for name, values in compare.items()}
+
+    def _grouped(self, triples, flag: str) -> Dict[str, Dict[str, Any]]:
+        grouped: Dict[str, Dict[str, Any]] = {}
+        for family, key, value in triples:
+            grouped.setdefault(family, {})[key] = value
+        for family in grouped:
+            if family not in self.family_names():
+                raise BenchError(f"{flag} {family}.*: family not timed, timed: {', '.join(self.family_names())}")
+        return grouped
 
 
 @dataclass(frozen=True)
@@ -121,13 +133,14 @@ class Timing:
 
 @dataclass(frozen=True)
 class Result:
-    """Everything the report prints."""
+    """Everything the report prints; ``compared``: the families timed again with ``--compare``."""
 
     setup: Dict[str, float]  # training, context building
     baseline_runs: Tuple[float, ...]
     timings: Tuple[Timing, ...]
     train_loss: float
     train_images: int
+    compared: Tuple[Timing, ...] = ()
 
     @property
     def baseline(self) -> float:
@@ -190,18 +203,26 @@ def run_benchmark(settings: Settings, log: Callable[[str], None] = lambda line: 
     timings = []
     names = list(family_settings)
     for index, name in enumerate(names, 1):
-        family = registry.get(name)
-        try:
-            output, seconds = timed(lambda: family.fn(ctx, **family_settings[name]), device)
-            timing = Timing(name, seconds, {k: float(v) for k, v in output.values.items()})
-        except Exception as exc:  # report it and go on, as the job does
-            timing = Timing(name, math.nan, error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
-            if device.type == "cuda":
-                torch.cuda.empty_cache()  # an out-of-memory family must not starve the next one
+        timing = _time_family(ctx, name, family_settings[name], device)
         timings.append(timing)
         log(f"[{index}/{len(names)}] {name}: "
             + (f"{timing.seconds:.2f} s" if timing.error is None else f"error: {timing.error}"))
-    return Result(setup, tuple(baseline_runs), tuple(timings), train_loss, len(ctx.train_y))
+    compared = []
+    for name, second in settings.compared_settings().items():
+        compared.append(_time_family(ctx, name, second, device))
+        log(f"{name} with --compare settings: " + (f"{compared[-1].seconds:.2f} s" if compared[-1].error is None
+                                                   else f"error: {compared[-1].error}"))
+    return Result(setup, tuple(baseline_runs), tuple(timings), train_loss, len(ctx.train_y), tuple(compared))
+
+
+def _time_family(ctx: TrialContext, name: str, family_settings: Dict[str, Any], device: torch.device) -> Timing:
+    try:
+        output, seconds = timed(lambda: registry.get(name).fn(ctx, **family_settings), device)
+        return Timing(name, seconds, {k: float(v) for k, v in output.values.items()})
+    except Exception as exc:  # report it and go on, as the job does
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return Timing(name, math.nan, error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
 
 
 # --------------------------------------------------------------------------- report
@@ -249,6 +270,32 @@ def format_report(result: Result) -> str:
     failed = [t.family for t in result.timings if t.error is not None]
     if failed:
         lines.append(f"failed: {', '.join(failed)}")
+    if result.compared:
+        lines += ["", format_comparison(result)]
+    return "\n".join(lines)
+
+
+def format_comparison(result: Result) -> str:
+    """The families timed twice in this process: with the ``--compare`` settings and with the
+    settings of the table above, their ratio, and the total of every family with each (a
+    family not compared counts its one time on both sides)."""
+    default = {t.family: t for t in result.timings}
+    lines = ["| family | --compare s | timed s | --compare / timed | values with --compare |",
+             "|---|---:|---:|---:|---|"]
+    for timing in result.compared:
+        mine = default[timing.family]
+        if timing.error is not None or mine.error is not None:
+            lines.append(f"| {timing.family} | {timing.error or f'{timing.seconds:.2f}'} | "
+                         f"{mine.error or f'{mine.seconds:.2f}'} | | |")
+            continue
+        lines.append(f"| {timing.family} | {timing.seconds:.2f} | {mine.seconds:.2f} | "
+                     f"{timing.seconds / mine.seconds:.2f}× | {headline(timing)} |")
+    ok = [t for t in result.timings if t.error is None]
+    swapped = {t.family: t for t in result.compared if t.error is None}
+    timed_total = sum(t.seconds for t in ok)
+    compare_total = sum(swapped.get(t.family, t).seconds for t in ok)
+    lines.append(f"| **all {len(ok)} families** | **{compare_total:.2f}** | **{timed_total:.2f}** | "
+                 f"**{compare_total / timed_total:.2f}×** | |")
     return "\n".join(lines)
 
 
@@ -263,6 +310,11 @@ def to_json(settings: Settings, result: Result) -> Dict[str, Any]:
         "families": [
             {"family": t.family, "seconds": None if t.error else t.seconds, "error": t.error, "values": t.values}
             for t in result.timings
+        ],
+        "compared": [
+            {"family": t.family, "seconds": None if t.error else t.seconds, "error": t.error, "values": t.values,
+             "settings": dict(settings.compared_settings()[t.family])}
+            for t in result.compared
         ],
     }
 
@@ -305,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--measures", help="comma-separated families to time (default: all of the registry)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FAMILY.SETTING=VALUE",
                         help="override one setting of one family (repeatable)")
+    parser.add_argument("--compare", dest="compare", action="append", default=[], metavar="FAMILY.SETTING=VALUE",
+                        help="time the family again, in this process, with this setting changed (repeatable; "
+                             "e.g. the settings before a change), and print both and their ratio")
     parser.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
     return parser
 
@@ -328,6 +383,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         seed=args.seed,
         families=families,
         overrides=tuple(parse_override(text) for text in args.overrides),
+        compare=tuple(parse_override(text) for text in args.compare),
     )
 
 
@@ -345,6 +401,7 @@ def validate(settings: Settings) -> None:
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise BenchError("--device: got cuda, but torch sees no CUDA device; allowed here: cpu")
     settings.family_settings()
+    settings.compared_settings()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -91,3 +91,36 @@ def test_cuda_without_a_gpu_is_a_one_line_error(bench, capsys):
     assert bench.main(TINY + ["--device", "cuda"]) == 2
     assert capsys.readouterr().err == ("measure_seconds: error: --device: got cuda, but torch sees no CUDA device; "
                                        "allowed here: cpu\n")
+
+
+def test_compare_times_a_family_again_with_other_settings_in_the_same_process(bench, capsys, tmp_path):
+    out_json = tmp_path / "seconds.json"
+    compare = ["--compare", "flatness.trace_method=hutchinson", "--compare", "flatness.hutchinson_samples=8"]
+    flatness_only = [arg for pair in zip(LOWERED[::2], LOWERED[1::2]) if pair[1].startswith("flatness.") for arg in pair]
+    assert bench.main(TINY + flatness_only + ["--measures", "flatness,norms", "--json", str(out_json)] + compare) == 0
+    out = capsys.readouterr().out
+    saved = json.loads(out_json.read_text())
+    (compared,) = saved["compared"]
+    assert compared["family"] == "flatness" and compared["error"] is None
+    # The --set values stay and the --compare values replace them.
+    assert compared["settings"]["trace_method"] == "hutchinson" and compared["settings"]["hutchinson_samples"] == 8
+    assert compared["settings"]["top_k"] == 3
+    timed = {item["family"]: item for item in saved["families"]}
+    # Only the trace (and tic_proxy, which divides by it) moves with the trace estimator.
+    for name in ("hessian_top_eigenvalue", "hessian_top_k_sum", "effective_dimensionality", "eps_flatness"):
+        assert compared["values"][name] == pytest.approx(timed["flatness"]["values"][name], rel=1e-6)
+    row = re.search(r"^\| flatness \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)× \|", out, re.M)
+    assert row  # the ratio of the unrounded seconds, printed to 2 decimals
+    assert float(row[3]) == pytest.approx(compared["seconds"] / timed["flatness"]["seconds"], abs=0.006)
+    total = re.search(r"^\| \*\*all 2 families\*\* \| \*\*([\d.]+)\*\* \| \*\*([\d.]+)\*\* \| \*\*([\d.]+)×\*\* \|",
+                      out, re.M)
+    assert total
+    norms = timed["norms"]["seconds"]
+    assert float(total[1]) == pytest.approx(compared["seconds"] + norms, abs=0.01)
+    assert float(total[2]) == pytest.approx(timed["flatness"]["seconds"] + norms, abs=0.01)
+
+
+def test_compare_of_a_family_not_timed_is_a_one_line_error(bench, capsys):
+    assert bench.main(TINY + ["--measures", "norms", "--compare", "flatness.top_k=3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "measure_seconds: error: --compare flatness.*: family not timed, timed: norms")
