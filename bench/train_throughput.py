@@ -409,7 +409,7 @@ def format_report(genzoo: SideResult, baseline: SideResult) -> str:
 def format_cadence(result: CadenceResult, settings: Settings) -> str:
     """The whole-epoch times of both cadences, their throughputs and ratio."""
     def line(name: str, seconds: float) -> str:
-        return f"{name:<44} {seconds:8.3f} s per epoch  ({result.images / seconds:10.1f} images/s, whole epoch)"
+        return f"{name:<44} {seconds:9.4f} s per epoch  ({result.images / seconds:10.1f} images/s, whole epoch)"
 
     return "\n".join([
         f"whole epochs (training + evaluation), mean of epochs 2 to {result.epochs}:",
