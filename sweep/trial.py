@@ -93,17 +93,23 @@ class _Committer:
         self.state_parts = store.checkpoint_parts(trial_id, checkpoint.STATE)
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"genzoo-{trial_id}-"))
         self.local_state = self.run_dir / checkpoint.STATE
-        if restored_state is not None:
-            shutil.copy(restored_state, self.local_state)
-        elif store.exists(*self.state_parts):
-            store.download(self.local_state, *self.state_parts)
-        if self.local_state.exists() and not _usable_state(store, config, self.local_state):
-            self.local_state.unlink()
-        self.uploaded = set(store.list("checkpoints", trial_id)) - {checkpoint.STATE}
-        # Where and when each epoch ran: kept from the store for the epochs before a resume.
-        self.where = {"host": provenance.host(), "device": provenance.device_name(device)}
-        self.stamps = {int(r["epoch"]): {k: r.get(k) for k in STAMPS}
-                       for r in store.epochs(trial_id).to_dict("records")}
+        try:
+            if restored_state is not None:
+                shutil.copy(restored_state, self.local_state)
+            elif store.exists(*self.state_parts):
+                store.download(self.local_state, *self.state_parts)
+            if self.local_state.exists() and not _usable_state(store, config, self.local_state):
+                self.local_state.unlink()
+            self.uploaded = set(store.list("checkpoints", trial_id)) - {checkpoint.STATE}
+            # Where and when each epoch ran: kept from the store for the epochs before a resume.
+            self.where = {"host": provenance.host(), "device": provenance.device_name(device)}
+            self.stamps = {int(r["epoch"]): {k: r.get(k) for k in STAMPS}
+                           for r in store.epochs(trial_id).to_dict("records")}
+        except BaseException:
+            # Before the refactor the scratch folder was removed by train_trial's finally;
+            # a store that fails here must not leave it behind either.
+            self.close()
+            raise
 
     def commit(self, state) -> None:
         store, trial_id = self.store, self.trial_id

@@ -122,3 +122,24 @@ def test_a_newly_requested_early_checkpoint_retrains_to_the_same_weights(referen
     trial.train_trial(config, store, device="cpu")
     assert trial.is_complete(store, config)
     _assert_same(_snapshot(tmp_path / "exp", config.trial_id), reference[2])
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_a_store_that_fails_while_a_trial_sets_up_leaves_no_scratch_folder(tmp_path, monkeypatch, pack):
+    import tempfile
+
+    class FailingStore(Store):
+        def epochs(self, *args, **kwargs):
+            raise Crash("epochs")
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    store = FailingStore(str(tmp_path / "store"), "setup")
+    configs = [TrainConfig(**CONFIG), TrainConfig(**{**CONFIG, "seed": 1})]
+    with pytest.raises(Crash):
+        if pack:
+            trial.train_pack(configs, store, device="cpu")
+        else:
+            trial.train_trial(configs[0], store, device="cpu")
+    assert list(scratch.iterdir()) == []
