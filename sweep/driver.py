@@ -217,11 +217,11 @@ def run(
 
     trainable = tune.with_resources(run_trial, {"cpu": config.resources.cpus, "gpu": config.resources.gpus})
     run_name = _next_run_name(store)
-    packed = f" in {len(packs(pending, config.resources.pack))} packs" if config.resources.pack > 1 else ""
+    groups = packs(pending, config.resources.pack)
+    packed = f" in {len(groups)} packs" if config.resources.pack > 1 else ""
     out(f"[{config.experiment}] {len(pending)} of {len(configs)} trials to train{packed} -> {store.uri} "
         f"(Tune run {TUNE_DIR}/{run_name})")
     callback = _tune_callback_class()(store.storage, config.experiment, [c.to_dict() for c in configs])
-    groups = packs(pending, config.resources.pack)
     param_space = {
         "trial": tune.grid_search([_tune_trial(group) for group in groups]),
         "storage": store.storage,
