@@ -34,10 +34,9 @@ one torch thread). Over longer runs the two drift apart the way any two float or
 training: on the upsampled digits a 16-step epoch at lr 0.05 already ends 1e-2 apart, as
 does the separate path itself when its initial weights are perturbed by 1e-7 (the jumps come
 in single steps, as when many ReLU inputs sit at one value, e.g. the identical background
-pixels, and cross zero together). Adam
-amplifies the rounding noise of gradients that are zero in exact arithmetic (a convolution's
-bias before BatchNorm) to steps of size lr, in both paths alike; IMP's global magnitude
-threshold may keep a different weight out of a near tie.
+pixels, and cross zero together). Adam amplifies the rounding noise of gradients that are
+zero in exact arithmetic (a convolution's bias before BatchNorm) to steps of size lr, in both
+paths alike; IMP's global magnitude threshold may keep a different weight out of a near tie.
 
 Resuming is per model: each model resumes from its own ``state.pt``; models that stopped at
 different epochs (a crash between two models' commits) are trained in smaller packs until
