@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from measures.common import EVAL_BATCH_SIZE
+from trainers.data import examples_per_pass
 from measures.context import MeasureOutput, TrialContext
 
 
@@ -54,9 +55,10 @@ def el2n_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: 
     _check(x, y, batch_size)
     model.eval()
     scores: List[torch.Tensor] = []
-    for start in range(0, len(x), batch_size):
-        logits = _at_least_float32(model(x[start:start + batch_size]))
-        error = logits.softmax(dim=1) - F.one_hot(y[start:start + batch_size], logits.shape[1]).to(logits.dtype)
+    step = examples_per_pass(batch_size, x.device)
+    for start in range(0, len(x), step):
+        logits = _at_least_float32(model(x[start:start + step]))
+        error = logits.softmax(dim=1) - F.one_hot(y[start:start + step], logits.shape[1]).to(logits.dtype)
         scores.append(error.norm(dim=1))
     return torch.cat(scores)
 
@@ -66,9 +68,10 @@ def per_example_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_s
     """Cross-entropy of every example, model in eval mode, float32 or the logits' wider dtype."""
     _check(x, y, batch_size)
     model.eval()
+    step = examples_per_pass(batch_size, x.device)
     return torch.cat([
-        F.cross_entropy(_at_least_float32(model(x[start:start + batch_size])), y[start:start + batch_size], reduction="none")
-        for start in range(0, len(x), batch_size)
+        F.cross_entropy(_at_least_float32(model(x[start:start + step])), y[start:start + step], reduction="none")
+        for start in range(0, len(x), step)
     ])
 
 

@@ -287,7 +287,8 @@ def flatness(
     ``"flatness/hutchinson"`` (separate streams: changing ``top_k`` or ``lanczos_steps``
     leaves the Rademacher vectors the same; the deflated estimate still changes with them,
     through the basis it projects them against, the plain one does not). Hessian-vector
-    products run over batches of ``batch_size`` examples (``hvp_mode``
+    products run over batches of ``batch_size`` examples (at most 256 on the CPU, where larger
+    passes are slower: ``trainers.data.examples_per_pass``; ``hvp_mode``
     "reverse_over_reverse" by default: exact like "forward_over_reverse", and 10 to 20% faster
     with less memory on the CPU benchmark of bench/README.md), per-example gradients over
     ``per_example_batch_size``. ``hvp_cache`` (default true, reverse-over-reverse only) keeps

@@ -40,6 +40,7 @@ from torch.func import functional_call, grad, jvp, vjp
 
 from measures.constants import PARAMS_CHOICES, HVP_MODES  # noqa: F401 (defined once, torch-free)
 from measures.common import weight_parameters
+from trainers.data import examples_per_pass
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 ParamsChoice = Literal["all", "weights"]
@@ -117,8 +118,11 @@ def _check_data(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
-    for start in range(0, len(x), batch_size):
-        yield x[start:start + batch_size], y[start:start + batch_size]
+    # At most 256 examples per pass on the CPU, where larger passes are slower
+    # (``trainers.data.examples_per_pass``); the mean loss and its Hessian do not depend on it.
+    step = examples_per_pass(batch_size, x.device)
+    for start in range(0, len(x), step):
+        yield x[start:start + step], y[start:start + step]
 
 
 def mean_loss_function(
@@ -197,8 +201,9 @@ def hvp_operator(
     """The Hessian of the mean cross-entropy over ``(x, y)`` as ``(matvec, dim)``.
 
     ``matvec(v)`` returns H·v for a flat vector ``v`` of length ``dim`` (any dtype or device;
-    the result has the same), computed in the model's dtype and accumulated over batches in
-    float64. The model is put in eval mode; ``params`` chooses the parameters (module
+    the result has the same), computed in the model's dtype over batches of ``batch_size``
+    examples (at most 256 on the CPU: ``trainers.data.examples_per_pass``) and accumulated
+    in float64. The model is put in eval mode; ``params`` chooses the parameters (module
     docstring). ``mode`` is ``"forward_over_reverse"`` (``torch.func.jvp`` of ``grad``, less
     memory) or ``"reverse_over_reverse"`` (``vjp`` of ``grad``).
 

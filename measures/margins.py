@@ -44,6 +44,7 @@ from torch import nn
 
 from measures.constants import STATS, EPSILON_PLACEMENTS, DEFAULT_NUM_EXAMPLES, DEFAULT_BATCH_SIZE, DEFAULT_EPSILON  # noqa: F401 (defined once, torch-free)
 from measures.common import seeded_indices
+from trainers.data import examples_per_pass
 from measures.context import MeasureOutput, TrialContext
 
 INPUT_LAYER = "input"
@@ -314,9 +315,10 @@ def output_margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     model.eval()
     variance = _RunningVariance()
     margins_: List[torch.Tensor] = []
-    for start in range(0, len(x), batch_size):
-        logits = _at_least_float32(model(x[start:start + batch_size]))
-        margins_.append(logit_margins(logits, y[start:start + batch_size]).double().cpu())
+    step = examples_per_pass(batch_size, x.device)
+    for start in range(0, len(x), step):
+        logits = _at_least_float32(model(x[start:start + step]))
+        margins_.append(logit_margins(logits, y[start:start + step]).double().cpu())
         variance.update(logits)
     return torch.cat(margins_).numpy(), variance.total_variation()
 

@@ -70,6 +70,32 @@ def test_hvp_equals_dense_hessian_times_vector_for_any_batching(problem, mode, b
     torch.testing.assert_close(matvec(v), hessian @ v, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_on_the_cpu_products_and_losses_run_passes_of_at_most_256_examples(cache):
+    # trainers.data.examples_per_pass: a batch of 1,000 on the CPU runs as passes of 256.
+    model = tiny_network()
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(600, 3, 4, 4, generator=generator, dtype=torch.float64)
+    y = torch.randint(0, 3, (600,), generator=generator)
+    seen = []
+    handle = model[4].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    try:
+        matvec, dim = hvp_operator(model, x, y, batch_size=1000, mode="reverse_over_reverse", cache=cache)
+        v = torch.randn(dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        product = matvec(v)
+        assert seen == [256, 256, 88]
+        seen.clear()
+        loss_at, _ = mean_loss_function(model, x, y, batch_size=1000)
+        loss = loss_at(torch.zeros(dim, dtype=torch.float64))
+        assert seen == [256, 256, 88]
+    finally:
+        handle.remove()
+    torch.testing.assert_close(product, dense_hessian(model, x, y) @ v, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        expected = float(F.cross_entropy(model(x), y))
+    assert loss == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("batch_size", [64, 10])
 def test_a_cached_hvp_equals_the_uncached_one_bit_for_bit_and_the_dense_product(problem, batch_size):
     model, x, y, hessian, _ = problem

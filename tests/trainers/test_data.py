@@ -493,6 +493,29 @@ def test_evaluate_matches_a_manual_computation():
     assert accuracy == pytest.approx(expected_accuracy, abs=1e-12)
 
 
+def test_examples_per_pass_caps_only_the_cpu():
+    assert data.examples_per_pass(1024, "cpu") == data.CPU_PASS_LIMIT == 256
+    assert data.examples_per_pass(100, torch.device("cpu")) == 100
+    # No GPU is needed to build a device object; an accelerator keeps the asked batch.
+    assert data.examples_per_pass(1024, "cuda") == 1024
+    assert data.examples_per_pass(1024, "mps") == 1024
+
+
+def test_evaluate_on_the_cpu_runs_large_batches_as_passes_of_the_limit():
+    torch.manual_seed(4)
+    count = 2 * data.CPU_PASS_LIMIT + 37
+    images, labels = _images(count, seed=5), torch.randint(0, 3, (count,))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    seen = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    loss, accuracy = data.evaluate(model, images, labels, mean=MEAN, std=STD, batch_size=1024)
+    assert seen == [256, 256, 37]
+    with torch.no_grad():
+        logits = model(data.normalize(images, MEAN, STD)).double()
+    assert loss == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-6)
+    assert accuracy == int((logits.argmax(1) == labels).sum()) / count
+
+
 def test_evaluate_agrees_with_torch_cross_entropy_on_one_batch():
     torch.manual_seed(1)
     images, labels = _images(20, seed=3), torch.randint(0, 3, (20,))

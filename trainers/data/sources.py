@@ -30,6 +30,8 @@ ENV_DATA_ROOT = "GENZOO_DATA"
 IMAGE_SIZE = 32
 AUGMENT_PADDING = 4
 EVAL_BATCH_SIZE = 1024
+# At most this many examples per evaluation forward pass on the CPU (see ``examples_per_pass``).
+CPU_PASS_LIMIT = 256
 
 # Per-channel mean and standard deviation of the 50,000 training images, in [0, 1] pixel
 # units (the population std over all pixels of a channel, not the per-image average std).
