@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sweep import trial
-from sweep.store import ERROR, FINISHED, RUNNING, Store
+from sweep.store import ERROR, FINISHED, Store
 from sweep.trials_table import TrialsTable
 from trainers.config import TrainConfig
 
@@ -44,38 +44,42 @@ def _tune_callback_class():
             if trial_id in self.table.rows:
                 self.table.mark_running(trial_id)
                 self.live_epochs[trial_id] = int(result.get("epoch", 0))
-            self._maybe_print()
+            self._maybe_print(trials)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            # No line here: at this instant the slot the trial held is always empty (Tune
+            # starts the next trial a step later), so every such line would show a slot idle.
             self._finish(trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self._finish(trial, error=_last_error_line(trial))
+            self._print(trials)
 
         def on_step_end(self, iteration, trials, **info):
-            self._maybe_print()
+            self._maybe_print(trials)
 
         def on_experiment_end(self, trials, **info):
             self.table.write()
-            self._print()
+            self._print(trials)
 
         def _finish(self, trial, error: Optional[str] = None):
             for trial_id in trial.config["trial"]["trial_ids"]:  # one grid point, or a pack
                 self.live_epochs.pop(trial_id, None)
                 self.table.refresh(trial_id, error=error)
             self.table.write()
-            self._print()
 
-        def _maybe_print(self):
+        def _maybe_print(self, trials):
             if time.monotonic() - self.last_print >= self.every:
-                self._print()
+                self._print(trials)
 
-        def _print(self):
+        def _print(self, trials):
             self.last_print = time.monotonic()
             rows = self.table.rows.values()
             done = sum(r.status in FINISHED for r in rows)
             failed = sum(r.status == ERROR for r in rows)
-            running = sum(r.status == RUNNING for r in rows)
+            # Models on a slot now, from Tune's own trial states: a trial that has started
+            # counts before its first epoch is reported.
+            running = sum(len(t.config["trial"]["trial_ids"]) for t in trials if t.status == "RUNNING")
             epochs_total = sum(trial.total_epochs(r.config) for r in rows)
             epochs_done = sum(
                 trial.total_epochs(r.config) if r.status in FINISHED

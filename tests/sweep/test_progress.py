@@ -1,0 +1,55 @@
+"""The sweep's progress line, from the Tune callback, with real Tune trial objects and a real store."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+from ray.train._internal.storage import StorageContext
+from ray.tune.experiment import Trial
+
+from sweep.progress import _tune_callback_class
+from sweep.store import Store
+from trainers.config import TrainConfig
+
+CONFIGS = [TrainConfig(dataset="digits", model="nin", width=width, depth=1, epochs=2) for width in (4, 6, 8, 10)]
+
+
+def _tune_trial(configs, status: str, storage=None) -> Trial:
+    ids = [c.trial_id for c in configs]
+    trial = Trial("run_trial", config={"trial": {"trial_id": ids[0], "trial_ids": ids}}, stub=True, storage=storage)
+    trial.set_status(status)
+    return trial
+
+
+@pytest.fixture
+def progress(tmp_path, capsys):
+    callback = _tune_callback_class()(str(tmp_path / "store"), "progress", [c.to_dict() for c in CONFIGS], every=3600)
+    callback.setup()
+    capsys.readouterr()
+    return callback
+
+
+def test_running_counts_the_models_of_the_trials_tune_runs_including_packs_before_their_first_epoch(progress, capsys):
+    trials = [_tune_trial(CONFIGS[:2], Trial.RUNNING),  # a pack of two, no epoch reported yet
+              _tune_trial(CONFIGS[2:3], Trial.RUNNING),
+              _tune_trial(CONFIGS[3:], Trial.PENDING)]
+    progress.on_experiment_end(trials)
+    assert "[progress] trials 0/4 done, 3 running, 0 failed | epochs 0/8" in capsys.readouterr().out
+
+
+def test_a_completed_trial_prints_no_line_of_its_own_and_an_error_does(progress, capsys, tmp_path, ray_address):
+    # ray_address: Tune finds a trial's error file under the Ray session folder.
+    trials = [_tune_trial(CONFIGS[:1], Trial.TERMINATED), _tune_trial(CONFIGS[1:2], Trial.RUNNING)]
+    progress.on_trial_complete(0, trials, trials[0])
+    assert capsys.readouterr().out == ""  # the slot it held is empty at this instant: no line shows it idle
+    storage = StorageContext(storage_path=str(tmp_path / "tune"), experiment_dir_name="progress", trial_dir_name="t")
+    failed = _tune_trial(CONFIGS[2:3], Trial.ERROR, storage=storage)
+    failed.run_metadata.error_filename = "error.txt"
+    pathlib.Path(failed.local_path).mkdir(parents=True, exist_ok=True)
+    pathlib.Path(failed.error_file).write_text("Traceback ...\nValueError: width: got 0\n")
+    progress.on_trial_error(0, trials + [failed], failed)
+    out = capsys.readouterr().out
+    assert "trials 0/4 done, 1 running, 1 failed" in out
+    row = Store(progress.storage, "progress").trials().set_index("trial_id").loc[CONFIGS[2].trial_id]
+    assert (row["status"], row["error"]) == ("error", "ValueError: width: got 0")
