@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from measures.common import EVAL_BATCH_SIZE
-from trainers.data import examples_per_pass
 from measures.context import MeasureOutput, TrialContext
+from trainers.data import examples_per_pass
 
 
 class EL2NError(ValueError):

@@ -44,8 +44,8 @@ from torch import nn
 
 from measures.constants import STATS, EPSILON_PLACEMENTS, DEFAULT_NUM_EXAMPLES, DEFAULT_BATCH_SIZE, DEFAULT_EPSILON  # noqa: F401 (defined once, torch-free)
 from measures.common import seeded_indices
-from trainers.data import examples_per_pass
 from measures.context import MeasureOutput, TrialContext
+from trainers.data import examples_per_pass
 
 INPUT_LAYER = "input"
 FENCE_FACTOR = 1.5  # Tukey's fences
