@@ -208,6 +208,7 @@ def run(
             out(f"[{config.experiment}] {warning}")
     store.write_text(_provenance(config, started_at), "sweep.yaml")
     table.write()
+    _drop_stray_states(store, table)
     if not pending:
         store.write_text(_provenance(config, started_at, provenance.now()), "sweep.yaml")
         out(f"[{config.experiment}] all {len(configs)} trials are complete in {store.uri}; nothing to train")
@@ -277,6 +278,15 @@ def _tune_trial(group) -> Dict[str, Any]:
 
 
 LAUNCH_FILE = "genzoo_launch.json"
+
+
+def _drop_stray_states(store: Store, table: TrialsTable) -> None:
+    """Delete the ``state.pt`` of finished trials. A driver killed between a trial's last
+    commit and the deletion of its ``state.pt`` leaves the trial complete with the file, and
+    no Tune trial runs for a complete trial again to delete it."""
+    for trial_id, row in table.rows.items():
+        if row.status in FINISHED and checkpoint.STATE in store.list("checkpoints", trial_id):
+            store.delete(*store.checkpoint_parts(trial_id, checkpoint.STATE))
 
 
 def slot_utilization(training_seconds: float, wall_seconds: float, slots: int) -> Dict[str, float]:

@@ -52,9 +52,14 @@ def test_sweep_writes_the_store_layout_and_a_rerun_trains_nothing(ray_address, t
     assert (root / "sweep.yaml").exists() and "versions" in (root / "sweep.yaml").read_text()
 
     before = {p: p.stat().st_mtime_ns for p in (root / "epochs").iterdir()}
+    # A driver killed between a trial's last commit and the deletion of its state.pt leaves
+    # the trial complete with the file; the next launch, with nothing to train, removes it.
+    stray = root / "checkpoints" / trials["trial_id"].iloc[0] / "state.pt"
+    stray.write_bytes((stray.parent / "final.pt").read_bytes())
     assert main(["sweep", "run", str(path), "--storage", str(storage)]) == 0
     assert "nothing to train" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (root / "epochs").iterdir()} == before
+    assert not stray.exists()
 
     assert main(["sweep", "status", "e2e", "--storage", str(storage)]) == 0
     status = capsys.readouterr().out
