@@ -12,7 +12,8 @@ A crash at any write therefore resumes from the previous epoch's state and redoe
 rewriting the same files with the same contents (training is deterministic on CPU). A crash
 after the last epoch's state resumes at the end: nothing is retrained, the missing model
 checkpoints are written from the saved state and the trial is finished. Finishing deletes
-``state.pt`` (a finished trial needs only its checkpoints).
+``state.pt`` (a finished trial needs only its checkpoints); a crash just before that deletion
+leaves a complete trial with the file, which the driver deletes at its next launch.
 """
 
 from __future__ import annotations
