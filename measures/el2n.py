@@ -29,7 +29,7 @@ from torch import nn
 
 from measures.common import EVAL_BATCH_SIZE
 from measures.context import MeasureOutput, TrialContext
-from trainers.data import examples_per_pass
+from trainers.data import pass_slices
 
 
 class EL2NError(ValueError):
@@ -55,10 +55,9 @@ def el2n_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: 
     _check(x, y, batch_size)
     model.eval()
     scores: List[torch.Tensor] = []
-    step = examples_per_pass(batch_size, x.device)
-    for start in range(0, len(x), step):
-        logits = _at_least_float32(model(x[start:start + step]))
-        error = logits.softmax(dim=1) - F.one_hot(y[start:start + step], logits.shape[1]).to(logits.dtype)
+    for part in pass_slices(len(x), batch_size, x.device):
+        logits = _at_least_float32(model(x[part]))
+        error = logits.softmax(dim=1) - F.one_hot(y[part], logits.shape[1]).to(logits.dtype)
         scores.append(error.norm(dim=1))
     return torch.cat(scores)
 
@@ -68,10 +67,9 @@ def per_example_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_s
     """Cross-entropy of every example, model in eval mode, float32 or the logits' wider dtype."""
     _check(x, y, batch_size)
     model.eval()
-    step = examples_per_pass(batch_size, x.device)
     return torch.cat([
-        F.cross_entropy(_at_least_float32(model(x[start:start + step])), y[start:start + step], reduction="none")
-        for start in range(0, len(x), step)
+        F.cross_entropy(_at_least_float32(model(x[part])), y[part], reduction="none")
+        for part in pass_slices(len(x), batch_size, x.device)
     ])
 
 

@@ -40,7 +40,7 @@ from torch.func import functional_call, grad, jvp, vjp
 
 from measures.constants import PARAMS_CHOICES, HVP_MODES  # noqa: F401 (defined once, torch-free)
 from measures.common import weight_parameters
-from trainers.data import examples_per_pass
+from trainers.data import pass_slices
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 ParamsChoice = Literal["all", "weights"]
@@ -120,9 +120,8 @@ def _check_data(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
     # At most 256 examples per pass on the CPU, where larger passes are slower
     # (``trainers.data.examples_per_pass``); the mean loss and its Hessian do not depend on it.
-    step = examples_per_pass(batch_size, x.device)
-    for start in range(0, len(x), step):
-        yield x[start:start + step], y[start:start + step]
+    for part in pass_slices(len(x), batch_size, x.device):
+        yield x[part], y[part]
 
 
 def mean_loss_function(

@@ -45,7 +45,7 @@ from torch import nn
 from measures.constants import STATS, EPSILON_PLACEMENTS, DEFAULT_NUM_EXAMPLES, DEFAULT_BATCH_SIZE, DEFAULT_EPSILON  # noqa: F401 (defined once, torch-free)
 from measures.common import seeded_indices
 from measures.context import MeasureOutput, TrialContext
-from trainers.data import examples_per_pass
+from trainers.data import pass_slices
 
 INPUT_LAYER = "input"
 FENCE_FACTOR = 1.5  # Tukey's fences
@@ -315,10 +315,9 @@ def output_margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     model.eval()
     variance = _RunningVariance()
     margins_: List[torch.Tensor] = []
-    step = examples_per_pass(batch_size, x.device)
-    for start in range(0, len(x), step):
-        logits = _at_least_float32(model(x[start:start + step]))
-        margins_.append(logit_margins(logits, y[start:start + step]).double().cpu())
+    for part in pass_slices(len(x), batch_size, x.device):
+        logits = _at_least_float32(model(x[part]))
+        margins_.append(logit_margins(logits, y[part]).double().cpu())
         variance.update(logits)
     return torch.cat(margins_).numpy(), variance.total_variation()
 

@@ -499,6 +499,8 @@ def test_examples_per_pass_caps_only_the_cpu():
     # No GPU is needed to build a device object; an accelerator keeps the asked batch.
     assert data.examples_per_pass(1024, "cuda") == 1024
     assert data.examples_per_pass(1024, "mps") == 1024
+    assert list(data.pass_slices(600, 1024, "cpu")) == [slice(0, 256), slice(256, 512), slice(512, 768)]
+    assert list(data.pass_slices(600, 1024, "cuda")) == [slice(0, 1024)]
 
 
 def test_evaluate_on_the_cpu_runs_large_batches_as_passes_of_the_limit():

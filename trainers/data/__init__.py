@@ -13,7 +13,7 @@ Nothing here touches the network except :func:`download`, and torchvision and sc
 are imported only inside the functions that need them.
 """
 
-from trainers.data.device import DeviceLoader, EpochPlan, crop_flip, evaluate, examples_per_pass, normalize
+from trainers.data.device import DeviceLoader, EpochPlan, crop_flip, evaluate, examples_per_pass, normalize, pass_slices
 from trainers.data.sources import (
     AUGMENT_PADDING,
     CPU_PASS_LIMIT,
@@ -50,5 +50,5 @@ __all__ = [
     "DIGITS_SPLIT_SEED", "DIGITS_TEST_PER_CLASS", "ENV_DATA_ROOT", "EVAL_BATCH_SIZE", "IMAGE_SIZE", "MNIST_MEAN", "MNIST_STD",
     "Dataset", "DatasetError", "DeviceLoader", "EpochPlan", "RawDataset", "channel_stats", "corrupt_labels",
     "crop_flip", "data_root", "derive_seed", "digits_to_images", "download", "evaluate", "examples_per_pass", "get", "load",
-    "names", "normalize", "read_cifar_batch", "read_idx", "stratified_split", "subset_indices",
+    "names", "normalize", "pass_slices", "read_cifar_batch", "read_idx", "stratified_split", "subset_indices",
 ]

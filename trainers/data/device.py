@@ -170,6 +170,13 @@ def examples_per_pass(batch_size: int, device: Union[torch.device, str]) -> int:
     return min(batch_size, CPU_PASS_LIMIT) if torch.device(device).type == "cpu" else batch_size
 
 
+def pass_slices(count: int, batch_size: int, device: Union[torch.device, str]) -> Iterator[slice]:
+    """The slices of ``count`` examples that evaluation passes on ``device`` take, in order:
+    ``batch_size`` at a time, at most :data:`CPU_PASS_LIMIT` on the CPU (:func:`examples_per_pass`)."""
+    step = examples_per_pass(batch_size, device)
+    return (slice(start, start + step) for start in range(0, count, step))
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -211,12 +218,11 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        step = examples_per_pass(batch_size, device)
-        for start in range(0, images.shape[0], step):
-            x = images[start:start + step].to(device)
+        for part in pass_slices(images.shape[0], batch_size, device):
+            x = images[part].to(device)
             if mean is not None:
                 x = _normalize(x, *channel_tensors)
-            y = labels[start:start + step].to(device=device, dtype=torch.int64)
+            y = labels[part].to(device=device, dtype=torch.int64)
             logits = model(x).float()
             total_loss += F.cross_entropy(logits, y, reduction="sum").to(accumulate)
             correct += (logits.argmax(dim=1) == y).sum()
