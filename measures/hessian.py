@@ -233,32 +233,26 @@ def hvp_operator(
 
     batch_grad = grad(batch_loss)
 
-    def batch_hvp(xb: torch.Tensor, yb: torch.Tensor, tangent: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        def gradient(p: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-            return batch_grad(p, xb, yb)
+    def reverse_product(xb: torch.Tensor, yb: torch.Tensor) -> Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]:
+        """tangent -> H_batch·tangent: ``vjp`` of the batch gradient, whose pullback can be kept."""
+        pullback = vjp(lambda p: batch_grad(p, xb, yb), dict(space.base))[1]
+        return lambda tangent: pullback(tangent)[0]
 
+    def batch_hvp(xb: torch.Tensor, yb: torch.Tensor, tangent: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         if mode == "forward_over_reverse":
             with warnings.catch_warnings():
                 # On first use, PyTorch's own forward-AD decompositions call torch.jit.script,
                 # which warns that it is deprecated; nothing a user of genzoo can act on.
                 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
-                return jvp(gradient, (dict(space.base),), (tangent,))[1]
-        _, pullback = vjp(gradient, dict(space.base))
-        return pullback(tangent)[0]
+                return jvp(lambda p: batch_grad(p, xb, yb), (dict(space.base),), (tangent,))[1]
+        return reverse_product(xb, yb)(tangent)
 
     products: list = []  # per batch: tangent -> H_batch·tangent, kept when ``cache``
-
-    def cached_product(xb: torch.Tensor, yb: torch.Tensor) -> Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]:
-        def gradient(p: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-            return batch_grad(p, xb, yb)
-
-        pullback = vjp(gradient, dict(space.base))[1]
-        return lambda tangent: pullback(tangent)[0]
 
     def batch_products(tangent: Dict[str, torch.Tensor]):
         if matvec.cached and not products:
             try:
-                products.extend(cached_product(xb, yb) for xb, yb in _batches(x, y, batch_size))
+                products.extend(reverse_product(xb, yb) for xb, yb in _batches(x, y, batch_size))
             except torch.OutOfMemoryError:
                 products.clear()
                 matvec.cached = False
