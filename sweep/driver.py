@@ -285,8 +285,8 @@ def _drop_stray_states(store: Store, table: TrialsTable) -> None:
     commit and the deletion of its ``state.pt`` leaves the trial complete with the file, and
     no Tune trial runs for a complete trial again to delete it."""
     for trial_id, row in table.rows.items():
-        if row.status in FINISHED and checkpoint.STATE in store.list("checkpoints", trial_id):
-            store.delete(*store.checkpoint_parts(trial_id, checkpoint.STATE))
+        if row.status in FINISHED:
+            store.delete(*store.checkpoint_parts(trial_id, checkpoint.STATE))  # a no-op when absent
 
 
 def slot_utilization(training_seconds: float, wall_seconds: float, slots: int) -> Dict[str, float]:
