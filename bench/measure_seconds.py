@@ -4,6 +4,8 @@ The measures issue asks how long each measure takes for one DEMOGEN Network-in-N
 (width 192, depth 3) on a GPU (goal on an H100: prunability under 10 s, every measure under
 2 minutes). This script answers it without Ray, the way one task of the measures job runs:
 
+0. fix glibc's allocator thresholds as the job's workers do (``trainers.allocator``;
+   ``--allocator glibc`` leaves its defaults, as before that module);
 1. train the model with ``trainers.train.train`` (SGD, lr 0.05 divided by 10 for the last
    quarter of the epochs, batch 128, augmentation; its early checkpoint after epoch 1 feeds
    ``el2n``, its initial weights ``distance_from_init``);
@@ -20,7 +22,9 @@ The measures issue asks how long each measure takes for one DEMOGEN Network-in-N
 Every timed interval starts and ends with ``torch.cuda.synchronize()`` on CUDA. A family that
 fails (out of memory, say) is reported as an error with its message; the rest still run.
 Family timings exclude loading the data and checkpoints, which the script times separately
-(the job's ``seconds`` column includes them).
+(the job's ``seconds`` column includes them). The report ends with the seconds the process
+spent in the kernel and the pages it faulted in while the families ran: memory the allocator
+handed back to the operating system and had to ask for again.
 
     python bench/measure_seconds.py                                  # CPU: digits, NiN width 16
     python bench/measure_seconds.py --device cuda --dataset digits --repeat 35
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import sys
 import tempfile
 import time
@@ -44,6 +49,7 @@ from measures import registry
 from measures.common import evaluate
 from measures.context import TrialContext, trial_context
 from trainers import checkpoint, data
+from trainers.allocator import keep_freed_memory
 from trainers.config import TrainConfig
 from trainers.train import train
 
@@ -60,6 +66,9 @@ DEFAULT_DEPTH = 3
 DEFAULT_LR = 0.05
 EARLY_EPOCH = 1
 DEFAULT_RUNS = 3
+# "kept": glibc's thresholds fixed as in the job's workers (trainers.allocator); "glibc": its
+# defaults, as before that module.
+ALLOCATORS = ("kept", "glibc")
 
 
 class BenchError(ValueError):
@@ -86,6 +95,7 @@ class Settings:
     families: Tuple[str, ...] = ()  # empty: every registered family
     overrides: Tuple[Tuple[str, str, Any], ...] = ()  # (family, setting, value)
     compare: Tuple[Tuple[str, str, Any], ...] = ()  # settings each named family is timed with again
+    allocator: str = "kept"
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -141,6 +151,11 @@ class Result:
     train_loss: float
     train_images: int
     compared: Tuple[Timing, ...] = ()
+    # Of the whole process while the families ran: seconds in the kernel, and the pages it had
+    # to fault in (memory handed back to the operating system and asked for again).
+    system_seconds: float = 0.0
+    page_faults: int = 0
+    allocator: str = "glibc defaults"
 
     @property
     def baseline(self) -> float:
@@ -191,6 +206,9 @@ def run_benchmark(settings: Settings, log: Callable[[str], None] = lambda line: 
     validate(settings)
     family_settings = settings.family_settings()
     device = torch.device(settings.device)
+    allocator = "glibc defaults"
+    if settings.allocator == "kept":
+        allocator = "thresholds fixed (trainers.allocator)" if keep_freed_memory() else "unchanged (not glibc, or MALLOC_* set)"
     with tempfile.TemporaryDirectory(prefix="genzoo-measure-bench-") as workdir:
         ctx, setup = trained_context(settings, Path(workdir), log)
     evaluate(ctx.model, ctx.train_x, ctx.train_y)  # warm-up: cuDNN algorithm choice, allocator
@@ -202,6 +220,7 @@ def run_benchmark(settings: Settings, log: Callable[[str], None] = lambda line: 
 
     timings = []
     names = list(family_settings)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     for index, name in enumerate(names, 1):
         timing = _time_family(ctx, name, family_settings[name], device)
         timings.append(timing)
@@ -212,7 +231,10 @@ def run_benchmark(settings: Settings, log: Callable[[str], None] = lambda line: 
         compared.append(_time_family(ctx, name, second, device))
         log(f"{name} with --compare settings: " + (f"{compared[-1].seconds:.2f} s" if compared[-1].error is None
                                                    else f"error: {compared[-1].error}"))
-    return Result(setup, tuple(baseline_runs), tuple(timings), train_loss, len(ctx.train_y), tuple(compared))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return Result(setup, tuple(baseline_runs), tuple(timings), train_loss, len(ctx.train_y), tuple(compared),
+                  system_seconds=after.ru_stime - usage.ru_stime, page_faults=after.ru_minflt - usage.ru_minflt,
+                  allocator=allocator)
 
 
 def _time_family(ctx: TrialContext, name: str, family_settings: Dict[str, Any], device: torch.device) -> Timing:
@@ -270,6 +292,8 @@ def format_report(result: Result) -> str:
     failed = [t.family for t in result.timings if t.error is not None]
     if failed:
         lines.append(f"failed: {', '.join(failed)}")
+    lines.append(f"while the families ran: {result.system_seconds:.1f} s in the kernel, {result.page_faults:,} page faults "
+                 f"(allocator: {result.allocator})")
     if result.compared:
         lines += ["", format_comparison(result)]
     return "\n".join(lines)
@@ -307,6 +331,9 @@ def to_json(settings: Settings, result: Result) -> Dict[str, Any]:
         "setup_seconds": result.setup,
         "baseline_seconds": list(result.baseline_runs),
         "train_loss": result.train_loss,
+        "system_seconds": result.system_seconds,
+        "page_faults": result.page_faults,
+        "allocator": result.allocator,
         "families": [
             {"family": t.family, "seconds": None if t.error else t.seconds, "error": t.error, "values": t.values}
             for t in result.timings
@@ -360,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", dest="compare", action="append", default=[], metavar="FAMILY.SETTING=VALUE",
                         help="time the family again, in this process, with this setting changed (repeatable; "
                              "e.g. the settings before a change), and print both and their ratio")
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="kept",
+                        help="kept: fix glibc's mmap and trim thresholds as the job's workers do "
+                             "(trainers.allocator; default); glibc: leave its defaults")
     parser.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
     return parser
 
@@ -384,6 +414,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         families=families,
         overrides=tuple(parse_override(text) for text in args.overrides),
         compare=tuple(parse_override(text) for text in args.compare),
+        allocator=args.allocator,
     )
 
 

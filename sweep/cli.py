@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from trainers.allocator import keep_freed_memory
+
+    keep_freed_memory()  # for the commands that train or measure in this process (genzoo train)
     try:
         return _dispatch(args)
     except _user_errors() as exc:

@@ -39,6 +39,7 @@ from sweep.progress import _trial_name, _tune_callback_class
 from sweep.store import DIVERGED, FINISHED, RUNNING, STORE_VERSION, Store
 from sweep.trials_table import FINAL_METRICS, TrialsTable
 from trainers import checkpoint
+from trainers.allocator import keep_freed_memory
 from trainers.config import TrainConfig
 
 # Tune snapshots its experiment state after reported results and warns about it when epochs
@@ -117,6 +118,7 @@ def run_trial(params: Dict[str, Any]) -> None:
     configs = [TrainConfig.from_dict(c) for c in params["trial"]["configs"]]
     store = Store(params["storage"], params["experiment"])
     torch.set_num_threads(max(1, int(params["cpus"])))
+    keep_freed_memory()
     device = torch.device("cpu")
     if params["gpus"] > 0 and torch.cuda.is_available():
         device = torch.device("cuda", 0)

@@ -32,6 +32,7 @@ from measures import registry
 from measures.context import TrialContext, trial_context
 from sweep.store import COMPLETED, ERROR, FINAL_MODEL, LONG_TABLE_SCHEMAS, MEASURE_SCHEMA, OK, Store
 from trainers import checkpoint
+from trainers.allocator import keep_freed_memory
 from trainers.config import TrainConfig
 
 
@@ -118,6 +119,7 @@ def compute_model(storage: str, experiment: str, config_dict: Dict[str, Any], mo
     import torch
 
     torch.set_num_threads(max(1, threads))
+    keep_freed_memory()
     config = TrainConfig.from_dict(config_dict)
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
