@@ -38,7 +38,8 @@ from torch.func import functional_call, grad, vjp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure_seconds import BenchError, Settings, trained_context, validate  # noqa: E402
 
-from measures.hessian import _affine_batchnorm, parameter_space  # noqa: E402
+from measures.hessian import parameter_space  # noqa: E402
+from measures.hvp_network import hvp_network  # noqa: E402
 
 
 def evaluation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, size: int) -> Callable[[], float]:
@@ -55,7 +56,7 @@ def evaluation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, size: i
 def product(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, size: int) -> Callable[[], torch.Tensor]:
     """H·v for a fixed v, each pass's graph kept from a first product, as ``hvp_operator``
     with ``cache=True`` does."""
-    network = _affine_batchnorm(model.eval())
+    network = hvp_network(model.eval())
     space = parameter_space(model)
 
     def pass_gradient(xb: torch.Tensor, yb: torch.Tensor):

@@ -27,7 +27,6 @@ Conventions (see ``measures.common`` and the measures issue):
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from torch.func import functional_call, grad, jvp, vjp
 
 from measures.constants import PARAMS_CHOICES, HVP_MODES  # noqa: F401 (defined once, torch-free)
 from measures.common import weight_parameters
+from measures.hvp_network import hvp_network
 from trainers.data import pass_slices
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
@@ -145,48 +145,6 @@ def mean_loss_function(
     return loss_at, space
 
 
-class _EvalBatchNorm(nn.Module):
-    """An eval-mode BatchNorm as the elementwise affine map it is,
-    ``(x − running_mean) / √(running_var + eps) · weight + bias``, under the same parameter and
-    buffer names. The same function of the same parameters; used for Hessian-vector products
-    because PyTorch's batch-norm double backward, written for training mode, took 60% of every
-    product on the CPU benchmark's NiN-16 (bench/README.md), the elementwise one a few percent."""
-
-    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
-        super().__init__()
-        self.eps = norm.eps
-        self.weight, self.bias = norm.weight, norm.bias
-        self.register_buffer("running_mean", norm.running_mean)
-        self.register_buffer("running_var", norm.running_var)
-        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        y = (x - self.running_mean.view(shape)) * torch.rsqrt(self.running_var.view(shape) + self.eps)
-        if self.weight is not None:
-            y = y * self.weight.view(shape)
-        if self.bias is not None:
-            y = y + self.bias.view(shape)
-        return y
-
-
-def _affine_batchnorm(model: nn.Module) -> nn.Module:
-    """``model`` (in eval mode) with every BatchNorm that uses running statistics replaced by
-    :class:`_EvalBatchNorm`, as a copy (the products call it with the model's own tensors by
-    name), or ``model`` itself when it has none."""
-    names = [name for name, module in model.named_modules()
-             if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
-             and module.running_mean is not None]
-    if not names:
-        return model
-    copy_ = copy.deepcopy(model)
-    for name in names:
-        parent, _, child = name.rpartition(".")
-        owner = copy_.get_submodule(parent) if parent else copy_
-        setattr(owner, child, _EvalBatchNorm(getattr(owner, child)))
-    return copy_.eval()
-
-
 def hvp_operator(
     model: nn.Module,
     x: torch.Tensor,
@@ -215,6 +173,10 @@ def hvp_operator(
     them and recomputes per product from then on (``matvec.cached`` says which it did).
     ``torch.func.linearize`` would do the same for forward-over-reverse, but its tracing cost
     more than it saved here.
+
+    The products run the model's function through :func:`measures.hvp_network.hvp_network`:
+    eval-mode BatchNorm folded into the convolution before it, or as its affine map (the same
+    function of the same parameters, cheaper to differentiate twice).
     """
     if mode not in HVP_MODES:
         raise HessianError(f"mode: got {mode!r}, allowed: {', '.join(HVP_MODES)}")
@@ -223,7 +185,7 @@ def hvp_operator(
     space = parameter_space(model, params)
     count = len(x)
 
-    network = _affine_batchnorm(model)
+    network = hvp_network(model)
 
     def batch_loss(p: Dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         # Dividing each batch's summed loss by the total count makes the batch Hessians add up

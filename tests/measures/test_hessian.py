@@ -287,17 +287,3 @@ def test_deflated_trace_is_unbiased_and_far_more_precise_than_plain_hutchinson(p
     assert spanned.mean == pytest.approx(exact, rel=1e-10) and spanned.stderr < 1e-10
 
 
-def test_products_run_batchnorm_as_its_affine_map_and_leave_the_model_alone(problem):
-    from measures.hessian import _affine_batchnorm, _EvalBatchNorm
-
-    model, x, y, hessian, _ = problem
-    affine = _affine_batchnorm(model.eval())
-    assert isinstance(model[1], nn.BatchNorm2d) and isinstance(affine[1], _EvalBatchNorm)
-    assert torch.equal(affine[1].running_var, model[1].running_var) and torch.equal(affine[1].weight, model[1].weight)
-    assert dict(affine.named_parameters()).keys() == dict(model.named_parameters()).keys()
-    assert dict(affine.named_buffers()).keys() == dict(model.named_buffers()).keys()
-    torch.testing.assert_close(affine(x), model(x), rtol=1e-12, atol=1e-12)
-    # The products, through the affine map, still equal the dense Hessian taken through the
-    # model's own BatchNorm (test_hvp_equals_dense_hessian_times_vector_for_any_batching).
-    no_norm = nn.Sequential(nn.Linear(3, 2))
-    assert _affine_batchnorm(no_norm) is no_norm
