@@ -10,7 +10,7 @@ offline digits). In one process, for each pass size B of ``--pass-sizes`` and ov
   examples in inference mode (what ``trainers.data.evaluate`` does per pass);
 - **product**: one Hessian-vector product of that loss, with each pass's forward and backward
   graph built once beforehand and kept (reverse-over-reverse with the product cache, eval-mode
-  BatchNorm as its affine map: what ``measures.hessian.hvp_operator`` runs per pass);
+  BatchNorm folded into its convolution: what ``measures.hessian.hvp_operator`` runs per pass);
 
 and prints the median seconds of each and the ratio to the first pass size. Run it a second
 time with glibc's allocator told to keep large blocks (``MALLOC_MMAP_THRESHOLD_=1000000000

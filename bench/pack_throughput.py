@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Sequence
 import torch
 
 from trainers import data
+from trainers.allocator import keep_freed_memory
 from trainers.config import TrainConfig
 from trainers.packed import train_packed
 from trainers.train import train
@@ -105,6 +106,7 @@ def main(argv: Sequence[str] = None) -> int:
     except BenchError as error:
         print(f"pack_throughput: error: {error}", file=sys.stderr)
         return 2
+    keep_freed_memory()  # as the sweep's trial workers do
     datasets = [data.load(args.dataset, args.data_root, train_size=args.train_size, seed=seed).tiled(args.repeat)
                 for seed in range(max(args.ks))]
     print(f"NiN width {args.width} depth {args.depth}, {args.dataset} ({datasets[0].train_images.shape[0]:,} "

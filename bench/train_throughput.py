@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainers import data
+from trainers.allocator import keep_freed_memory
 from trainers.config import TrainConfig
 from trainers.train import build_model, make_optimizer, train
 
@@ -500,6 +501,7 @@ def validate(settings: Settings) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv``, run the benchmark and print both throughputs and their ratio."""
     settings = settings_from_args(build_parser().parse_args(argv))
+    keep_freed_memory()  # as the sweep's trial workers do
     try:
         validate(settings)
         print(describe(settings), flush=True)
