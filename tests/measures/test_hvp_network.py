@@ -33,14 +33,18 @@ def _trained_statistics(model: nn.Module, seed: int) -> nn.Module:
     return model.double().eval()
 
 
-class ReadTwice(nn.Module):
-    """A convolution whose output the BatchNorm and a skip both read: folding it would be wrong."""
+class ConvNormHead(nn.Module):
+    """A convolution, a BatchNorm and a linear head, wired by the subclasses' ``forward``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 2, 3)
         self.norm = nn.BatchNorm2d(2)
         self.head = nn.Linear(8, 3)
+
+
+class ReadTwice(ConvNormHead):
+    """A convolution whose output the BatchNorm and a skip both read: folding it would be wrong."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv(x)
@@ -61,14 +65,8 @@ class SharedNorm(nn.Module):
         return self.head(torch.relu(self.norm(self.second(h))).flatten(1))
 
 
-class Untraceable(nn.Module):
+class Untraceable(ConvNormHead):
     """Control flow on a tensor's value: torch.fx cannot trace it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 3)
-        self.norm = nn.BatchNorm2d(2)
-        self.head = nn.Linear(8, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(self.conv(x))
