@@ -11,10 +11,10 @@ inference), so the network is the same function of the same parameters in two ch
   channel, ``s = weight / √(running_var + eps)`` (the inference-time fusion of Jacob et al.
   2018, Sec. 3.2, here kept a differentiable function of W, c, weight and bias, so the
   Hessian over every one of them is unchanged). No activation of the BatchNorm is stored or
-  differentiated twice. On the CPU benchmark model (NiN-16, bench/README.md, "hvp_network")
-  a product took 1.3 times less time than with the affine map below (one process,
-  alternating), and in float32 it was no further from the product computed in float64
-  (relative error 5e-7 there, against 1e-5 to 5e-5 for the affine map).
+  differentiated twice. On the CPU benchmark model (NiN-16; bench/README.md, "The allocator
+  and the folded BatchNorm") a product took 1.25 times less time than with the affine map
+  below (one process, alternating), and in float32 it was no further from the product
+  computed in float64 (relative error 5e-7 there, against 2e-5 to 6e-5 for the affine map).
 - **Otherwise as the affine map** (:class:`EvalBatchNorm`): PyTorch's own batch-norm double
   backward, written for training mode, took 60% of every product on that model.
 
@@ -57,11 +57,12 @@ class EvalBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = (x - _channel_view(self.running_mean, x.dim())) * torch.rsqrt(_channel_view(self.running_var, x.dim()) + self.eps)
+        dims = x.dim()
+        y = (x - _channel_view(self.running_mean, dims)) * torch.rsqrt(_channel_view(self.running_var, dims) + self.eps)
         if self.weight is not None:
-            y = y * _channel_view(self.weight, x.dim())
+            y = y * _channel_view(self.weight, dims)
         if self.bias is not None:
-            y = y + _channel_view(self.bias, x.dim())
+            y = y + _channel_view(self.bias, dims)
         return y
 
 
