@@ -126,11 +126,6 @@ def conv_batchnorm_pairs(model: nn.Module) -> Optional[List[Tuple[str, str]]]:
     return pairs
 
 
-def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, child, module)
-
-
 def hvp_network(model: nn.Module, *, fold: bool = True) -> nn.Module:
     """``model`` (in eval mode) with every convolution-BatchNorm pair folded (unless ``fold``
     is false) and every other BatchNorm that uses running statistics an
@@ -139,12 +134,12 @@ def hvp_network(model: nn.Module, *, fold: bool = True) -> nn.Module:
     norms = [name for name, module in model.named_modules() if _uses_running_statistics(module)]
     if not norms:
         return model
-    network = copy.deepcopy(model).eval()
+    network = copy.deepcopy(model)
     for conv_name, norm_name in (conv_batchnorm_pairs(network) if fold else None) or []:
         norm = FoldedBatchNorm(network.get_submodule(norm_name))
-        _replace(network, conv_name, FoldedConv(network.get_submodule(conv_name), norm))
-        _replace(network, norm_name, norm)
+        network.set_submodule(conv_name, FoldedConv(network.get_submodule(conv_name), norm))
+        network.set_submodule(norm_name, norm)
     for name in norms:
         if not isinstance(network.get_submodule(name), FoldedBatchNorm):
-            _replace(network, name, EvalBatchNorm(network.get_submodule(name)))
+            network.set_submodule(name, EvalBatchNorm(network.get_submodule(name)))
     return network.eval()

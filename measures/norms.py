@@ -299,9 +299,7 @@ def _replace_batchnorms(model: nn.Module) -> None:
         if isinstance(module, _UNSUPPORTED_NORMS):
             raise NormsError(f"model: {name} is a {type(module).__name__}; path_norm supports only BatchNorm")
         if isinstance(module, _BATCHNORMS):
-            parent_name, _, child_name = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child_name, _ChannelAffine(*batchnorm_as_affine(module)))
+            model.set_submodule(name, _ChannelAffine(*batchnorm_as_affine(module)))
 
 
 @torch.no_grad()

@@ -106,8 +106,7 @@ class PackedStep:
         self.base = copy.deepcopy(model)
         self.dropout_names = [name for name, module in model.named_modules() if isinstance(module, nn.Dropout)]
         for name in self.dropout_names:
-            parent, _, child = name.rpartition(".")
-            setattr(self.base.get_submodule(parent) if parent else self.base, child, _FedDropout(self.feed))
+            self.base.set_submodule(name, _FedDropout(self.feed))
         # The stacked parameters and buffers are given to every call; the base keeps none.
         self.base = self.base.to("meta")
         self.base.train()

@@ -159,13 +159,14 @@ def examples_per_pass(batch_size: int, device: Union[torch.device, str]) -> int:
     For evaluation-only passes (eval mode, every example independent of the others) the
     split of a batch changes nothing but float rounding. The large batches that keep a GPU
     busy are slow on the CPU: a NiN-16 evaluates its 1,437 training digits, and runs a
-    Hessian-vector product over them, about twice as slowly in passes of 1,024 as of 256;
-    with glibc's mmap and trim thresholds raised (``MALLOC_MMAP_THRESHOLD_``,
-    ``MALLOC_TRIM_THRESHOLD_``) the two take about the same time: the difference is the
-    allocator returning the large activation buffers to the operating system after each pass
-    and faulting them in again at the next (bench/README.md, "cpu_passes.py"). Cutting the
-    passes is portable, where tuning the allocator is not. Recalibrating BatchNorm is not an
-    evaluation (its statistics depend on the batches) and does not use this.
+    Hessian-vector product over them, about twice as slowly in passes of 1,024 as of 256
+    under glibc's default allocator thresholds, which return the large activation buffers to
+    the operating system after each pass and fault them in again at the next
+    (bench/README.md, "cpu_passes.py"). ``trainers.allocator`` now fixes those thresholds
+    where the C library is glibc; the cap stays, for every other allocator, and because 256
+    was still the fastest pass size with the thresholds fixed (256, 128, 64, 32 measured).
+    Recalibrating BatchNorm is not an evaluation (its statistics depend on the batches) and
+    does not use this.
     """
     return min(batch_size, CPU_PASS_LIMIT) if torch.device(device).type == "cpu" else batch_size
 
