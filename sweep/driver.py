@@ -152,7 +152,8 @@ def _metrics(config: TrainConfig, record: Dict[str, Any]) -> Dict[str, Any]:
         "epoch": int(record["epoch"]),
         "epochs_total": trial.total_epochs(config),
         **{k: record[k] for k in FINAL_METRICS},
-        "status": record["status"] if record["status"] == DIVERGED or record["epoch"] == trial.total_epochs(config) else RUNNING,
+        "status": record["status"] if record["status"] == DIVERGED or record["epoch"] == trial.total_epochs(config)
+        or config.reaches_target(record["train_loss"]) else RUNNING,
     }
 
 

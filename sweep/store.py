@@ -103,6 +103,9 @@ MODEL_SCHEMA = pa.schema([
     ("sparsity", pa.float64()),
     # prune_during_training: mean stability over the pruning events (null for other modes).
     ("stability", pa.float64()),
+    # stop_at_train_loss: whether the run ended by reaching it (then ``epoch`` is the epoch it
+    # stopped at) or at its ``epochs`` cap; null for runs without a target.
+    ("reached_target", pa.bool_()),
     ("train_loss", pa.float64()),
     ("train_acc", pa.float64()),
     ("test_loss", pa.float64()),
@@ -145,6 +148,9 @@ TRIAL_STATUS_COLUMNS = (
     ("status", pa.string()),
     ("epochs_done", pa.int64()),
     ("epochs_total", pa.int64()),
+    # stop_at_train_loss: whether the trial stopped by reaching it (at epoch ``epochs_done``;
+    # ``epochs_total`` is then the cap); null without a target or before the trial finished.
+    ("reached_target", pa.bool_()),
     ("minibatch_loss", pa.float64()),
     ("train_loss", pa.float64()),
     ("train_acc", pa.float64()),

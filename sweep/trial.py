@@ -53,21 +53,30 @@ def required_early(config: TrainConfig) -> Dict[str, int]:
     return files
 
 
+def stopped_early(config: TrainConfig, epochs) -> bool:
+    """Whether the trial's records (its epochs table) end at an epoch whose training loss
+    reached ``stop_at_train_loss``: the run is over, whatever its ``epochs`` cap."""
+    return bool(len(epochs)) and epochs["status"].iloc[-1] != DIVERGED and \
+        config.reaches_target(float(epochs["train_loss"].iloc[-1]))
+
+
 def is_complete(store: Store, config: TrainConfig) -> bool:
-    """Diverged; or every epoch recorded, the models table written and every checkpoint the
-    config asks for (the models', the initial and the early ones) present. A trial whose
-    sweep now asks for an early checkpoint it lacks is not complete: it is retrained
-    (deterministically, so to the same weights)."""
+    """Diverged; or every epoch recorded (up to the cap, or to the epoch that reached
+    ``stop_at_train_loss``), the models table written and every checkpoint the config asks
+    for (the models', the initial and the early ones up to the last epoch trained) present.
+    A trial whose sweep now asks for an early checkpoint it lacks is not complete: it is
+    retrained (deterministically, so to the same weights)."""
     trial_id = config.trial_id
     epochs = store.epochs(trial_id)
     if len(epochs) and epochs["status"].iloc[-1] == DIVERGED:
         return True
-    if len(epochs) != total_epochs(config):
+    if len(epochs) != total_epochs(config) and not stopped_early(config, epochs):
         return False
     models = store.models(trial_id)
     if not len(models):
         return False
-    needed = set(required_early(config)) | {checkpoint.model_name(m) for m in models["model_id"]}
+    early = {name for name, epoch in required_early(config).items() if epoch <= len(epochs)}
+    needed = early | {checkpoint.model_name(m) for m in models["model_id"]}
     return needed <= set(store.list("checkpoints", trial_id))
 
 

@@ -77,6 +77,7 @@ class TrialsTable:
             out.append({
                 "trial_id": trial_id, **config_columns(row.config), "status": row.status,
                 "epochs_done": row.epochs_done, "epochs_total": trial.total_epochs(row.config),
+                "reached_target": _reached_target(row),
                 **{m: final.get(m) for m in FINAL_METRICS if m != "epoch"},
                 "host": final.get("host"), "device": final.get("device"), "started_at": row.started_at,
                 "finished_at": final.get("finished_at") if row.status in FINISHED else None,
@@ -92,6 +93,14 @@ class TrialsTable:
         for row in self.rows.values():
             counts[row.status] = counts.get(row.status, 0) + 1
         return counts
+
+
+def _reached_target(row: TrialRow) -> Optional[bool]:
+    """Whether a finished trial stopped at its ``stop_at_train_loss``; None without a target,
+    before it finished, or when it diverged."""
+    if row.config.stop_at_train_loss is None or row.status != COMPLETED or not row.final:
+        return None
+    return bool(row.config.reaches_target(float(row.final["train_loss"])))
 
 
 def status_text(store: Store) -> str:

@@ -19,7 +19,8 @@ from typing import Any, Mapping, Optional, Tuple
 from trainers.modes import settings as mode_settings_
 
 OPTIMIZERS = ("sgd", "adam")
-_FLOAT_FIELDS = ("label_noise", "dropout", "lr", "momentum", "weight_decay", "lr_decay_factor", "lr_final")
+_FLOAT_FIELDS = ("label_noise", "dropout", "lr", "momentum", "weight_decay", "lr_decay_factor", "lr_final",
+                 "stop_at_train_loss")
 LR_SCHEDULES = ("constant", "step", "piecewise")
 # Fields that say what to save or report, not what is trained: never part of the trial id.
 NOT_IDENTITY = ("checkpoint_epochs", "eval_every", "eval_train_subset")
@@ -37,6 +38,11 @@ PACK_SHARED = ("dataset", "train_size", "model", "width", "depth", "batch_size",
 # prune_during_training reads activations through hooks on the model's own modules, which a
 # packed forward pass does not call.
 PACKABLE_MODES = ("standard", "ema", "imp", "extended_dense")
+# Modes that may end a run early at a training loss (``stop_at_train_loss``). The others train
+# a schedule fixed in epochs: IMP's levels replay the learning-rate schedule from the rewind
+# epoch, and pruning during training places its events at epochs, so stopping early would
+# change what their models are.
+STOPPABLE_MODES = ("standard", "ema")
 
 
 class PackError(ConfigError):
@@ -74,6 +80,11 @@ class TrainConfig:
     are the early epochs whose weights are kept besides the initial and the final ones (EL2N
     needs an early checkpoint).
 
+    ``augment``: a random crop of the image padded by 4 pixels and, with ``flip``, a
+    left-right mirror with probability 1/2 (:class:`trainers.data.DeviceLoader`). Digits are
+    not mirror-symmetric: their zoos augment with ``flip: false`` (crops, i.e. translations,
+    only).
+
     Learning-rate schedules, with ``lr`` the base rate and epochs counted from 0:
 
     - ``constant``: ``lr`` throughout.
@@ -82,12 +93,21 @@ class TrainConfig:
     - ``piecewise``: ``lr`` until ``lr_decay_start``, then a geometric decay, constant within
       each epoch, that reaches ``lr_final`` in the last epoch (the "piecewise-constant decay"
       of the double-descent presets).
+
+    ``stop_at_train_loss``: training to a target loss, the protocol of the zoos these measures
+    were designed on (Jiang et al. 2020, "Fantastic generalization measures", Section 4:
+    every model stops when its training cross-entropy reaches 0.01). At the end of every
+    epoch the cross-entropy of the whole training set (eval mode, the labels trained on) is
+    computed, and the run ends after the first epoch where it is at or below the target;
+    ``epochs`` is then a cap (the learning-rate schedule is still laid out over ``epochs``).
+    ``None`` (the default) trains exactly ``epochs``. Only for :data:`STOPPABLE_MODES`.
     """
 
     dataset: str = "digits"
     train_size: Optional[int] = None
     label_noise: float = 0.0
     augment: bool = True
+    flip: bool = True
 
     model: str = "nin"
     width: Optional[int] = None
@@ -100,6 +120,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 128
     epochs: int = 10
+    stop_at_train_loss: Optional[float] = None
     lr_schedule: str = "constant"
     lr_decay_factor: float = 0.1
     lr_milestones: Tuple[int, ...] = ()
@@ -145,6 +166,8 @@ class TrainConfig:
             raise bad("label_noise", "a fraction in [0, 1)")
         if not isinstance(self.augment, bool):
             raise bad("augment", "true or false")
+        if not isinstance(self.flip, bool):
+            raise bad("flip", "true or false")
         if not isinstance(self.model, str) or not self.model:
             raise bad("model", "a model name")
         for name in ("width", "depth"):
@@ -165,6 +188,12 @@ class TrainConfig:
             raise bad("batch_size", "a positive integer")
         if not _is_int(self.epochs) or self.epochs < 1:
             raise bad("epochs", "a positive integer")
+        if self.stop_at_train_loss is not None:
+            if not _is_number(self.stop_at_train_loss) or self.stop_at_train_loss <= 0:
+                raise bad("stop_at_train_loss", "a positive number (a training cross-entropy) or null")
+            if self.mode not in STOPPABLE_MODES:
+                raise ConfigError(f"stop_at_train_loss: mode {self.mode} trains a schedule fixed in epochs, "
+                                  f"allowed only with mode {' or '.join(STOPPABLE_MODES)} (or null)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise bad("lr_schedule", ", ".join(LR_SCHEDULES))
         if not _is_number(self.lr_decay_factor) or self.lr_decay_factor <= 0:
@@ -229,6 +258,12 @@ class TrainConfig:
             if value != f.default:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+    def reaches_target(self, train_loss: Any) -> bool:
+        """Whether an epoch that ends at full-set training loss ``train_loss`` ends the run
+        under ``stop_at_train_loss`` (at or below it; never without a target or on NaN)."""
+        return (self.stop_at_train_loss is not None and _is_number(train_loss)
+                and train_loss <= self.stop_at_train_loss)
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate used throughout epoch ``epoch`` (0-based); see the class docstring."""

@@ -64,6 +64,9 @@ class TrainState:
     evaluate: Optional[Callable[[nn.Module], Dict[str, float]]] = None
     # The mode's per-trial tables (ModeCallbacks.tables), current after every epoch.
     tables: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    # The epoch just trained ends the run early: its full-set training loss reached the
+    # config's ``stop_at_train_loss`` (the mode then yields its last models).
+    stopping: bool = False
 
 
 @dataclass
@@ -223,6 +226,7 @@ class Run:
             self.mode.load_state_dict(saved.get("mode", {}))
             self.records.extend(saved["records"])
             state.models.extend(saved.get("models", []))
+            state.stopping = bool(self.records) and self._reaches_target(self.records[-1])
             if log:
                 log(f"{config.trial_id}: resuming after epoch {state.epoch}")
         elif self.run_dir is not None:
@@ -233,7 +237,7 @@ class Run:
 
         self.loader = loader = data.DeviceLoader(
             dataset.train_images, dataset.train_labels, batch_size=config.batch_size,
-            mean=dataset.mean, std=dataset.std, augment=config.augment, shuffle=True,
+            mean=dataset.mean, std=dataset.std, augment=config.augment, flip=config.flip, shuffle=True,
             seed=config.seed, device=device,
         )
         self.test_images = dataset.test_images.to(device)
@@ -249,20 +253,29 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return self.status == DIVERGED or self.state.epoch >= self.total_epochs
+        return self.status == DIVERGED or self.state.epoch >= self.total_epochs or self.state.stopping
 
-    def evaluate(self, net: nn.Module, train_subset: Optional[torch.Tensor] = None) -> Dict[str, float]:
-        """Full-set train and test metrics (train on ``train_subset`` indices when given), in
-        the training precision (bf16 autocast on CUDA), losses summed in float64."""
+    def _reaches_target(self, record: Dict[str, Any]) -> bool:
+        return record.get("status") != DIVERGED and self.config.reaches_target(record.get("train_loss"))
+
+    def evaluate(self, net: nn.Module, train_subset: Optional[torch.Tensor] = None, *,
+                 train: bool = True, test: bool = True) -> Dict[str, float]:
+        """Full-set train and test metrics (train on ``train_subset`` indices when given; the
+        metrics of a set left out by ``train``/``test`` are NaN), in the training precision
+        (bf16 autocast on CUDA), losses summed in float64."""
         dataset, device = self.dataset, self.device
         images, labels = self.loader.images, self.loader.labels
         if train_subset is not None:
             images, labels = images[train_subset], labels[train_subset]
+        train_loss = train_acc = test_loss = test_acc = float("nan")
         with self.autocast:
-            train_loss, train_acc = data.evaluate(net, images, labels, mean=dataset.mean, std=dataset.std, device=device)
-            test_loss, test_acc = data.evaluate(
-                net, self.test_images, self.test_labels, mean=dataset.mean, std=dataset.std, device=device,
-            )
+            if train:
+                train_loss, train_acc = data.evaluate(net, images, labels, mean=dataset.mean, std=dataset.std,
+                                                      device=device)
+            if test:
+                test_loss, test_acc = data.evaluate(
+                    net, self.test_images, self.test_labels, mean=dataset.mean, std=dataset.std, device=device,
+                )
         return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
 
     def begin_epoch(self) -> None:
@@ -293,14 +306,23 @@ class Run:
 
     def epoch_metrics(self) -> Dict[str, float]:
         """The epoch's evaluation: full sets when the epoch yields a model, is the last or
-        diverged; the cadence's (``eval_every``, ``eval_train_subset``) otherwise, NaN between."""
+        diverged; the cadence's (``eval_every``, ``eval_train_subset``) otherwise, NaN between.
+        With ``stop_at_train_loss`` the whole training set is evaluated after every epoch (the
+        stopping rule reads it), and the test set too at the epoch that reaches the target."""
         self.minibatch_loss = float(self.loss_sum) / max(self.seen, 1)
         self.diverged = not math.isfinite(self.minibatch_loss)
         epochs_done = self.state.epoch + 1
         if self.diverged or self.mode.produces_model_after(epochs_done) or epochs_done == self.total_epochs:
             return self.evaluate(self.model)
+        stops_at_loss = self.config.stop_at_train_loss is not None
         if epochs_done % self.config.eval_every == 0:
-            return self.evaluate(self.model, train_subset=self.eval_subset)
+            return self.evaluate(self.model, train_subset=None if stops_at_loss else self.eval_subset)
+        if stops_at_loss:
+            metrics = self.evaluate(self.model, test=False)
+            if self.config.reaches_target(metrics["train_loss"]):
+                test = self.evaluate(self.model, train=False)
+                metrics.update(test_loss=test["test_loss"], test_acc=test["test_acc"])
+            return metrics
         return dict.fromkeys(METRICS, float("nan"))
 
     def end_epoch(self, metrics: Dict[str, float], *, seconds: float, train_seconds: float,
@@ -319,14 +341,16 @@ class Run:
         }
         self.records.append(record)
         state.epoch += 1
+        state.stopping = self._reaches_target(record)
         mode.on_epoch_end(state, record)
         for hook in hooks:
             if hasattr(hook, "on_epoch_end"):
                 hook.on_epoch_end(state, record)
         produced = {} if self.diverged else mode.models(state)
+        reached = None if self.config.stop_at_train_loss is None else state.stopping
         for model_id, weights in produced.items():
             state.models.append({**_model_record(model_id, weights, state, record, self.evaluate),
-                                 **mode.model_info(model_id)})
+                                 **mode.model_info(model_id), "reached_target": reached})
         state.tables = mode.tables()
         if run_dir is not None:
             weights = checkpoint.cpu_state_dict(self.model.state_dict())

@@ -143,3 +143,25 @@ def test_a_store_that_fails_while_a_trial_sets_up_leaves_no_scratch_folder(tmp_p
         else:
             trial.train_trial(configs[0], store, device="cpu")
     assert list(scratch.iterdir()) == []
+
+
+def test_a_trial_that_stopped_at_its_target_loss_is_complete_and_says_so(tmp_path):
+    from sweep.trials_table import TrialsTable
+
+    torch.set_num_threads(1)
+    # An MLP whose training loss falls below 1.0 within 6 of its 14 epochs; the early checkpoint
+    # of epoch 13 is never reached, and is not waited for.
+    config = TrainConfig(dataset="digits", model="lenet_300_100", width=32, train_size=200, lr=0.01, batch_size=32,
+                         augment=False, epochs=14, stop_at_train_loss=1.0, checkpoint_epochs=(1, 13))
+    store = Store(str(tmp_path), "exp")
+    trial.train_trial(config, store, device="cpu")
+    epochs = store.epochs(config.trial_id)
+    assert len(epochs) < 14 and epochs["train_loss"].iloc[-1] <= 1.0 < epochs["train_loss"].iloc[:-1].min()
+    assert trial.is_complete(store, config)
+    assert sorted(store.list("checkpoints", config.trial_id)) == ["epoch_1.pt", "final.pt", "init.pt"]
+    models = store.models(config.trial_id)
+    assert models["reached_target"].tolist() == [True] and models["epoch"].tolist() == [len(epochs)]
+    row = TrialsTable(store, [config]).frame().iloc[0]
+    assert (row["status"], row["epochs_done"], row["epochs_total"], row["reached_target"]) == (
+        "completed", len(epochs), 14, True)
+    assert row["stop_at_train_loss"] == 1.0

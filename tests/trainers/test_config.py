@@ -123,3 +123,10 @@ def test_mode_settings_are_validated_naming_the_setting(settings, field):
     with pytest.raises(ConfigError) as info:
         TrainConfig(mode="ema", mode_settings=settings)
     assert str(info.value).startswith(f"mode_settings.{field}:") and "\n" not in str(info.value)
+
+
+def test_flip_is_identity_only_when_turned_off():
+    assert TrainConfig(flip=True).trial_id == TrainConfig().trial_id
+    assert TrainConfig(flip=False).trial_id != TrainConfig().trial_id
+    with pytest.raises(ConfigError, match=r"^flip: got 'no', allowed: true or false$"):
+        TrainConfig(flip="no")

@@ -464,6 +464,21 @@ def test_augmentation_draws_cover_all_offsets_and_flip_half_the_time():
     assert stats.binomtest(int(plan.flip.sum()), 4000, 0.5).pvalue > 1e-3
 
 
+def test_without_flip_the_crops_are_the_flipping_loaders_and_nothing_is_mirrored():
+    images = _images(50)
+    flipping = data.DeviceLoader(images, torch.arange(50), batch_size=16, mean=MEAN, std=STD, augment=True, seed=1)
+    cropping = data.DeviceLoader(images, torch.arange(50), batch_size=16, mean=MEAN, std=STD, augment=True, seed=1,
+                                 flip=False)
+    with_flip, without = flipping.epoch_plan(4), cropping.epoch_plan(4)
+    assert torch.equal(with_flip.order, without.order) and torch.equal(with_flip.dy, without.dy)
+    assert torch.equal(with_flip.dx, without.dx) and bool(with_flip.flip.any()) and not bool(without.flip.any())
+    x = torch.cat([x for x, _ in cropping.batches(4)])
+    for position in [0, 15, 16, 49]:
+        example = int(without.order[position])
+        reference = _reference_augment(images[example], int(without.dy[position]), int(without.dx[position]), False)
+        assert torch.equal(x[position], data.normalize(reference[None], MEAN, STD)[0])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_batches_equal_cpu_batches():
     cpu, gpu = _loader(), _loader(device="cuda")

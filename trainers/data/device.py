@@ -74,8 +74,10 @@ class DeviceLoader:
     flips come from a CPU generator seeded with ``derive_seed(seed, "loader", epoch)``, so
     epoch k is the same whether training ran straight through or was resumed, and on every
     device. Augmentation (``augment=True``): random 32×32 crop of the image zero-padded by
-    ``AUGMENT_PADDING`` = 4 pixels, then a horizontal flip with probability 0.5, per example,
-    vectorized on the device (:func:`crop_flip`). ``device=None`` keeps the images where
+    ``AUGMENT_PADDING`` = 4 pixels, then (``flip=True``) a horizontal flip with probability
+    0.5, per example, vectorized on the device (:func:`crop_flip`); ``flip=False`` keeps the
+    crops (the same offsets) and never mirrors, for classes that are not mirror-symmetric
+    (digits). ``device=None`` keeps the images where
     they are. ``images`` (uint8) and ``labels`` (int64) are the on-device copies.
     """
 
@@ -88,6 +90,7 @@ class DeviceLoader:
         mean: Sequence[float],
         std: Sequence[float],
         augment: bool,
+        flip: bool = True,
         shuffle: bool = True,
         seed: int = 0,
         device: Optional[Union[torch.device, str]] = None,
@@ -113,6 +116,7 @@ class DeviceLoader:
             raise DatasetError(f"mean/std: got {len(self.mean)} and {len(self.std)} values, allowed: one per channel")
         self._channel_tensors = _channel_tensors(self.mean, self.std, self.device)
         self.augment = augment
+        self.flip = flip
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
@@ -132,6 +136,9 @@ class DeviceLoader:
         dy = torch.randint(0, span, (n,), generator=generator)
         dx = torch.randint(0, span, (n,), generator=generator)
         flip = torch.rand(n, generator=generator) < 0.5
+        if not self.flip:
+            # Drawn all the same, so that the crops are those of the flipping loader.
+            flip = torch.zeros_like(flip)
         return EpochPlan(order, dy, dx, flip)
 
     def batches(self, epoch: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:

@@ -62,6 +62,11 @@ class ModeCallbacks:
     def on_epoch_end(self, state, record: Dict[str, Any]) -> None:
         return None
 
+    def run_ends(self, state) -> bool:
+        """Whether the epoch just trained (``state.epoch`` done) is the run's last: the mode's
+        last epoch, or the one whose training loss reached ``stop_at_train_loss``."""
+        return state.epoch == self.total_epochs() or state.stopping
+
     def produces_model_after(self, epochs_done: int) -> bool:
         """Whether :meth:`models` yields a model once ``epochs_done`` epochs are done (the loop
         evaluates such epochs on the full sets whatever the evaluation cadence)."""
@@ -70,7 +75,7 @@ class ModeCallbacks:
     def models(self, state) -> Dict[str, Weights]:
         """The models completed at the end of the epoch just trained (``state.epoch`` done),
         as model_id -> CPU state dict; empty when none is."""
-        if state.epoch == self.total_epochs():
+        if self.run_ends(state):
             return {FINAL: cpu_weights(state.model)}
         return {}
 
@@ -121,7 +126,7 @@ class Ema(ModeCallbacks):
                 average.copy_(value)
 
     def models(self, state) -> Dict[str, Weights]:
-        if state.epoch != self.total_epochs():
+        if not self.run_ends(state):
             return {}
         final = cpu_weights(state.model)
         averaged = {k: v.detach().to("cpu", copy=True) for k, v in self.average.items()} or dict(final)
