@@ -17,7 +17,9 @@ class Family:
     ``measures`` names the scalar measures the family yields (a trailing ``/*`` stands for a
     group of features such as ``margin/*``); ``defaults`` are its settings, every one of which
     can be overridden per run and is stored with each result row; ``needs`` is what the
-    context must hold besides the model: ``"init"``, ``"early"``, ``"epochs"``.
+    context must hold besides the model: ``"init"``, ``"early"``, ``"epochs"``; ``tables``
+    names the long tables it writes (one file per model under ``<table>/``), which the
+    measures job commits before the family's rows.
     """
 
     name: str
@@ -25,6 +27,7 @@ class Family:
     measures: tuple
     defaults: Mapping[str, Any] = field(default_factory=dict)
     needs: tuple = ()
+    tables: tuple = ()
 
     @property
     def fn(self) -> Callable[..., Any]:

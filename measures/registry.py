@@ -58,7 +58,8 @@ FAMILIES: Mapping[str, Family] = MappingProxyType({family.name: family for famil
            dict(_PRUNABILITY_DEFAULTS)),
     Family("pruning_vs_perturbation", "measures.pruning:pruning_vs_perturbation",
            ("pruning_vs_perturbation/train_area", "pruning_vs_perturbation/test_area"),
-           {"fractions": list(DEFAULT_FRACTIONS), "batch_size": EVAL_BATCH_SIZE, "recalibrate_bn": False}),
+           {"fractions": list(DEFAULT_FRACTIONS), "batch_size": EVAL_BATCH_SIZE, "recalibrate_bn": False},
+           tables=("pruning_curves",)),
     Family("pac_bayes", "measures.perturbation:pac_bayes_family", ("pac_bayes_mag_flat", "pac_bayes_flat"),
            {"beta": 0.1, "draws": 10, "steps": 15, "sigma_max": 2.0, "epsilon": 1e-3, "subset_size": 10_000,
             "parameters": "all", "batch_size": EVAL_BATCH_SIZE, "recalibrate_bn": False}),
@@ -80,8 +81,10 @@ FAMILIES: Mapping[str, Family] = MappingProxyType({family.name: family for famil
             "power_max_iter": 100, "power_tol": 1e-3, "trace_method": "deflated", "hutchinson_samples": 10, "eps_step": 0.01,
             "eps_loss_increase": 0.1, "eps_max": 10.0, "eps_search": "bisect", "batch_size": 1000,
             "per_example_batch_size": 256, "z": 1.0, "params": "all", "recalibrate_bn": False,
-            "hvp_mode": "reverse_over_reverse", "hvp_cache": True, "tic_trace": "hutchinson"}),
-    Family("el2n", "measures.el2n:el2n", ("el2n",), {"batch_size": EVAL_BATCH_SIZE}, needs=("early",)),
+            "hvp_mode": "reverse_over_reverse", "hvp_cache": True, "tic_trace": "hutchinson"},
+           tables=("hessian_eigenvalues",)),
+    Family("el2n", "measures.el2n:el2n", ("el2n",), {"batch_size": EVAL_BATCH_SIZE}, needs=("early",),
+           tables=("el2n",)),
 )})
 
 

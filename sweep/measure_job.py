@@ -5,12 +5,18 @@ The unit is a *model* ``(trial_id, model_id)`` of the models table (``final`` fo
 training; several per trial for the modes that yield more). Tasks load the model's
 checkpoint and data themselves (from the store, so they run on any node) and return rows;
 the driver is the only writer of ``measures/<trial_id>.parquet`` and of the per-model long
-tables, each rewritten atomically with the rows computed so far. Pairs already stored with
-status ``ok`` are skipped unless ``force``, so an interrupted job resumes by running it again;
-pairs stored with status ``error`` are tried again.
+tables, each rewritten atomically with the rows computed so far. A family's long tables are
+written before its rows: the rows are the commit marker of (model, family), as ``state.pt``
+is of a trial's epoch. Pairs already stored with status ``ok``, with the settings asked for
+now and with every long table of the family present, are skipped unless ``force``, so an
+interrupted job resumes by running it again; pairs stored with status ``error``, with other
+settings (changed defaults, the sweep's ``measures:`` block or ``--set``) or without their
+long table are computed again and replaced, and the first progress line says how many.
 
-A family that raises for one model (corrupt checkpoint, out of memory, NaN) becomes rows with
-status ``error`` and the exception's message; every other task still runs.
+A family that raises for one model (corrupt checkpoint, out of memory) becomes rows with
+status ``error`` and the exception's message; every other task still runs. A value that is
+not a finite number (NaN, or infinity: a σ search that found no σ) is stored as an ``error``
+row with the reason, never as ``ok``.
 
 Settings: each family's defaults live in its registry entry; the sweep file's ``measures:``
 block and then ``--set FAMILY.SETTING=VALUE`` override them. All of it is validated before
@@ -156,11 +162,63 @@ def _compute_family(ctx: TrialContext, trial_id: str, model_id: str, family: str
     seconds = time.perf_counter() - started
     values = {name: value for name, value in output.values.items()}
     rows = family_rows(trial_id, model_id, family, values, seconds, settings, output.info)
-    non_finite = [name for name, value in values.items() if isinstance(value, float) and math.isnan(value)]
-    if non_finite and len(non_finite) == len(values):
-        rows = family_rows(trial_id, model_id, family, {}, seconds, settings, output.info,
-                           f"every value is NaN ({', '.join(non_finite[:3])}...)")
+    for row in rows:
+        if not math.isfinite(row["value"]):
+            row.update(status=ERROR, error=f"{row['measure']} = {row['value']}: not a finite number "
+                                           f"(see the family's settings)", value=math.nan)
     return rows, {name: dict(table) for name, table in output.tables.items()}
+
+
+def settings_text(settings: Mapping[str, Any]) -> str:
+    """One canonical text per settings mapping (tuples and lists alike), to compare a stored
+    row's settings with the ones asked for."""
+    return json.dumps(json.loads(json.dumps(dict(settings), default=str)), sort_keys=True)
+
+
+def stored_settings(row_settings: str) -> Optional[str]:
+    """:func:`settings_text` of the settings a stored row was computed with (None if unreadable)."""
+    try:
+        return settings_text(json.loads(row_settings)["settings"])
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def plan(store: Store, models: Sequence[Tuple[str, str]], families: Sequence[str],
+         settings: Mapping[str, Mapping[str, Any]], configs: Mapping[str, TrainConfig],
+         force: bool = False) -> Tuple[List[Tuple[str, str, str]], Dict[str, int]]:
+    """The (trial, model, family) tasks to run, and counts: ``stored`` (ok, same settings,
+    tables present: skipped), ``changed`` (ok but computed with other settings: recomputed),
+    ``incomplete`` (ok rows whose long table is missing: recomputed), ``not_applicable``."""
+    wanted = {family: settings_text(settings[family]) for family in families}
+    existing = store.measures() if not force else pd.DataFrame(columns=MEASURE_SCHEMA.names)
+    ok_with: Dict[Tuple[str, str, str], set] = {}
+    for row in existing[existing["status"] == OK].itertuples():
+        ok_with.setdefault((row.trial_id, row.model_id, row.family), set()).add(stored_settings(row.settings))
+    # A family with any error row is tried again, whatever its other rows say.
+    for row in existing[existing["status"] == ERROR].itertuples():
+        ok_with.pop((row.trial_id, row.model_id, row.family), None)
+    table_files = {name: set(store.list(name, suffix=".parquet"))
+                   for family in families for name in registry.get(family).tables}
+    todo: List[Tuple[str, str, str]] = []
+    counts = {"stored": 0, "changed": 0, "incomplete": 0, "not_applicable": 0}
+    for trial_id, model_id in models:
+        for family in families:
+            if applicable(family, configs[trial_id]):
+                counts["not_applicable"] += 1
+                continue
+            stored = ok_with.get((trial_id, model_id, family))
+            if stored is not None:
+                missing = [name for name in registry.get(family).tables
+                           if table_file(trial_id, model_id) not in table_files[name]]
+                if stored != {wanted[family]}:
+                    counts["changed"] += 1
+                elif missing:
+                    counts["incomplete"] += 1
+                else:
+                    counts["stored"] += 1
+                    continue
+            todo.append((trial_id, model_id, family))
+    return todo, counts
 
 
 def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[str | Sequence[str]] = None,
@@ -193,23 +251,12 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
         raise MeasureJobError(f"experiment: no completed trial in {store.uri} (run `genzoo sweep run` first)")
     models = [(trial_id, model_id) for trial_id in configs for model_id in store.models(trial_id)["model_id"]]
 
-    existing = store.measures()
-    done = set()
-    if len(existing) and not force:
-        ok = existing[existing["status"] == OK]
-        done = set(zip(ok["trial_id"], ok["model_id"], ok["family"]))
-    todo, skipped, stored = [], 0, 0
-    for trial_id, model_id in models:
-        for family in families:
-            if (trial_id, model_id, family) in done:
-                stored += 1
-                continue
-            if applicable(family, configs[trial_id]):
-                skipped += 1
-                continue
-            todo.append((trial_id, model_id, family))
+    todo, planned = plan(store, models, families, settings, configs, force)
+    again = [f"{planned['changed']} stored with other settings (recomputed)" if planned["changed"] else "",
+             f"{planned['incomplete']} stored without their long table (recomputed)" if planned["incomplete"] else "",
+             f"{planned['not_applicable']} not applicable" if planned["not_applicable"] else ""]
     out(f"[measure {experiment}] {len(todo)} (model, family) tasks to run over {len(models)} models of "
-        f"{len(configs)} trials; {stored} already stored" + (f", {skipped} not applicable" if skipped else ""))
+        f"{len(configs)} trials; {planned['stored']} already stored" + "".join(f", {a}" for a in again if a))
     if not todo:
         return {OK: 0, ERROR: 0}
 
@@ -244,17 +291,20 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
                 message = f"task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
                 results = [(f, family_rows(trial_id, model_id, f, {}, 0.0, settings[f], {}, message), {})
                            for f in families_done]
-            _store_rows(store, rows_by_trial, trial_id, model_id, results)
+            # The long tables first, the rows last: a row is the commit marker of its family.
             for family, rows, tables in results:
                 for name, table in tables.items():
                     frame = pd.DataFrame(table)
                     frame.insert(0, "model_id", model_id)
                     frame.insert(0, "trial_id", trial_id)
                     store.write_table(frame, name, table_file(trial_id, model_id), schema=LONG_TABLE_SCHEMAS.get(name))
-                status = rows[0]["status"] if rows else OK
-                counts[status] += 1
-                if status == ERROR:
-                    out(f"[measure {experiment}] {trial_id}/{model_id}/{family}: error: {rows[0]['error']}")
+            _store_rows(store, rows_by_trial, trial_id, model_id, results)
+            for family, rows, tables in results:
+                failed = [row for row in rows if row["status"] == ERROR]
+                counts[ERROR if failed else OK] += 1
+                if failed:
+                    out(f"[measure {experiment}] {trial_id}/{model_id}/{family}: error: {failed[0]['error']}"
+                        + (f" (and {len(failed) - 1} more of its measures)" if len(failed) > 1 else ""))
             finished += 1
         now = time.monotonic()
         if now - last_print >= 10 or not pending:

@@ -61,3 +61,12 @@ def trained_toy_context(trial_id: str, test_size: int) -> TrialContext:
     test_x, test_y = synthetic_data(test_size, 2)
     return TrialContext(trial_id=trial_id, model=model.eval(), train_x=x, train_y=y, test_x=test_x,
                         test_y=test_y, build_model=toy_classifier)
+
+
+def non_finite_family(ctx, scale: float = 1.0):
+    """A measure family whose values are finite, infinite and NaN (the measures job's handling
+    of non-finite values)."""
+    from measures.context import MeasureOutput
+
+    return MeasureOutput(values={"finite": scale, "infinite": float("inf"), "undefined": float("nan")},
+                         tables={}, info={"scale": scale})

@@ -177,3 +177,59 @@ def test_one_task_per_model_and_a_failing_family_leaves_the_others(swept, tmp_pa
     first = pd.read_parquet(swept / "zoo" / "measures").set_index(["trial_id", "measure"])["value"]
     again = frame[frame.family.isin(["norms", "training"])].set_index(["trial_id", "measure"])["value"]
     pd.testing.assert_series_equal(again.sort_index(), first.loc[again.index].sort_index())
+
+
+def test_non_finite_values_are_error_rows_with_the_reason(monkeypatch):
+    from measures.family import Family
+
+    toy = Family("toy", "measure_toys:non_finite_family", ("finite", "infinite", "undefined"), {"scale": 1.0})
+    monkeypatch.setattr(job.registry, "get", lambda name: toy)
+    rows, _ = job._compute_family(None, "t", "final", "toy", {"scale": 2.0})
+    by_measure = {row["measure"]: row for row in rows}
+    assert by_measure["finite"]["status"] == "ok" and by_measure["finite"]["value"] == 2.0
+    for name, shown in (("infinite", "inf"), ("undefined", "nan")):
+        row = by_measure[name]
+        assert row["status"] == "error" and pd.isna(row["value"])
+        assert row["error"].startswith(f"{name} = {shown}: not a finite number")
+
+
+def test_changed_settings_recompute_exactly_the_affected_rows(swept, tmp_path, capsys):
+    copy = tmp_path / "store"
+    shutil.copytree(swept, copy)
+    job.run("zoo", storage=str(copy), measures="norms,training")
+    before = pd.read_parquet(copy / "zoo" / "measures")
+    capsys.readouterr()
+
+    counts = job.run("zoo", storage=str(copy), measures="norms,training", overrides=["norms.fold_batchnorm=false"])
+    assert counts == {"ok": 4, "error": 0}
+    assert "4 stored with other settings (recomputed)" in capsys.readouterr().out
+    after = pd.read_parquet(copy / "zoo" / "measures")
+    key = ["trial_id", "model_id", "measure"]
+    old, new = before.set_index(key).sort_index(), after.set_index(key).sort_index()
+    assert old.index.equals(new.index)
+    changed = new["family"] == "norms"
+    # Only the norms rows were recomputed, with the new settings; the training rows are the same.
+    assert new.loc[changed, "settings"].str.contains('"fold_batchnorm": false').all()
+    assert old.loc[changed, "settings"].str.contains('"fold_batchnorm": true').all()
+    pd.testing.assert_frame_equal(new.loc[~changed], old.loc[~changed])
+    # The settings are now those asked for: the same command computes nothing.
+    assert job.run("zoo", storage=str(copy), measures="norms,training",
+                   overrides=["norms.fold_batchnorm=false"]) == {"ok": 0, "error": 0}
+    # Back to the sweep's settings: the norms rows again, and the progress line says so.
+    capsys.readouterr()
+    assert job.run("zoo", storage=str(copy), measures="norms,training") == {"ok": 4, "error": 0}
+    assert "4 (model, family) tasks to run over 4 models of 4 trials; 4 already stored, " \
+           "4 stored with other settings (recomputed)" in capsys.readouterr().out
+
+
+def test_a_row_whose_long_table_is_missing_is_computed_again(swept, tmp_path, capsys):
+    copy = tmp_path / "store"
+    shutil.copytree(swept, copy)
+    job.run("zoo", storage=str(copy), measures="el2n")
+    store = Store(str(copy), "zoo")
+    lost = store.list("el2n")[0]
+    store.delete("el2n", lost)
+    capsys.readouterr()
+    assert job.run("zoo", storage=str(copy), measures="el2n") == {"ok": 1, "error": 0}
+    assert "1 stored without their long table (recomputed)" in capsys.readouterr().out
+    assert lost in store.list("el2n")
