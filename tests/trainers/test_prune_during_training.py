@@ -1,7 +1,10 @@
 """The ``prune_during_training`` mode, each acceptance line against an independent computation:
-exact filter counts and a brute-force smaller network, t_pre/t_post by a separate evaluation,
-zeroing windows step by step, the Gaussian variance, the targets, scratch masks, E[BN] by Monte
-Carlo, and bit-for-bit resumption in the middle of a schedule and of a noise window."""
+exact filter counts (the paper's ceiling formula) and a brute-force smaller network, the epoch
+of the first event by the authors' rule, t_pre/t_post by a separate evaluation, zeroing windows
+step by step (Figure D.2's BatchNorm zeroed and restored), the Gaussian variance against the
+first unmodified filter, noise targets that never repeat, the mean stability over events that
+pruned something, the targets, scratch masks, E[BN] by Monte Carlo, and bit-for-bit resumption
+in the middle of a schedule and of a noise window."""
 
 import math
 from types import SimpleNamespace
@@ -25,7 +28,8 @@ LAST4 = ["blocks.4.conv", "blocks.5.conv", "blocks.6.conv", "blocks.7.conv"]
 
 
 def config(**settings):
-    values = {"layers": ["last_conv:4"], "fractions": [0.5, 0.5, 0.5, 0.75], "event_epochs": [1, 2, 3]}
+    # 0-based epoch indices (event_after: epoch_index): the events come after 1, 2 and 3 epochs.
+    values = {"layers": ["last_conv:4"], "fractions": [0.5, 0.5, 0.5, 0.75], "event_epochs": [0, 1, 2]}
     values.update(settings)
     return TrainConfig(**BASE, mode_settings=values)
 
@@ -55,9 +59,9 @@ def smaller_vgg_forward(model, kept, x):
 
 
 def test_every_event_removes_the_scheduled_filters_and_the_net_is_the_smaller_net(one_thread):
-    # By hand: 16 filters, p = 0.5 leaves ⌈8⌉ = 8, removed round(j·8/3) = 3, 5, 8 after event j;
-    # p = 0.75 leaves 4, removed round(j·12/3) = 4, 8, 12.
-    expected = {1: {"a": 0, "b": 0}, 2: {"a": 3, "b": 4}, 3: {"a": 5, "b": 8}, 4: {"a": 8, "b": 12}}
+    # By hand, Appendix A: 16 filters, p = 0.5 leaves m = ⌈8⌉ = 8 and ⌈8 + 8·(3 − j)/3⌉ = 14, 11, 8
+    # after event j (2, 5, 8 removed); p = 0.75 leaves 4 and ⌈4 + 12·(3 − j)/3⌉ = 12, 8, 4.
+    expected = {1: {"a": 0, "b": 0}, 2: {"a": 2, "b": 4}, 3: {"a": 5, "b": 8}, 4: {"a": 8, "b": 12}}
     x = torch.rand(5, 3, 32, 32)
     checked = []
 
@@ -123,18 +127,20 @@ def test_t_pre_and_t_post_equal_an_independent_evaluation(one_thread):
 
 @pytest.mark.parametrize("variant", ["zero_return_zero", "zero_return_saved"])
 def test_zeroing_holds_the_targets_at_zero_for_exactly_n_steps(variant, one_thread):
-    # Event at epoch 1 (after step 4); N = 6 spans steps 5..10, across the epoch boundary at 8.
-    cfg = config(intervention=variant, noise_batches=6, event_epochs=[1], layers=["blocks.7.conv"],
+    # Event after 1 epoch (after step 4); N = 6 spans steps 5..10, across the epoch boundary at 8.
+    cfg = config(intervention=variant, noise_batches=6, event_epochs=[0], layers=["blocks.7.conv"],
                  fractions=[0.5])
     seen, at_event = {}, {}
 
     class Watch:
         def on_step_end(self, state):
-            seen[state.step] = state.model.blocks[7].conv.weight.detach().clone()
+            block = state.model.blocks[7]
+            seen[state.step] = (block.conv.weight.detach().clone(), block.bn.weight.detach().clone())
 
         def on_epoch_end(self, state, record):
             if state.epoch == 1:
                 at_event["w"] = state.model.blocks[7].conv.weight.detach().clone()
+                at_event["bn"] = state.model.blocks[7].bn.weight.detach().clone()
 
     result = train(cfg, device="cpu", hooks=[Watch()])
     (row,) = result.tables["events"]
@@ -142,14 +148,18 @@ def test_zeroing_holds_the_targets_at_zero_for_exactly_n_steps(variant, one_thre
     assert len(targets) == 8 and row["filters_removed"] == 0 and row["filters_remaining"] == 16
     others = torch.tensor(sorted(set(range(16)) - set(targets.tolist())))
     for step in range(5, 10):  # after steps 1..N-1 of the window
-        assert (seen[step][targets] == 0).all(), step
-        assert (seen[step][others] != 0).any(), step
+        assert (seen[step][0][targets] == 0).all(), step
+        assert (seen[step][0][others] != 0).any(), step
+        # Figure D.2 zeroes the BatchNorm scale too; Figure 5 leaves it alone.
+        assert ((seen[step][1][targets] == 0).all()) == (variant == "zero_return_saved"), step
     if variant == "zero_return_zero":
-        assert (seen[10][targets] == 0).all()
-        assert (seen[11][targets] != 0).any()  # trains on from zero
+        # The authors zero before each forward pass: the N-th step's update is kept.
+        assert (seen[10][0][targets] != 0).any()
+        assert (seen[10][0][targets].abs().max() < at_event["w"][targets].abs().max())
     else:
-        assert torch.equal(seen[10][targets], at_event["w"][targets])
-    assert (seen[4][targets] != 0).any()  # before the event
+        assert torch.equal(seen[10][0][targets], at_event["w"][targets])
+        assert torch.equal(seen[10][1][targets], at_event["bn"][targets])
+    assert (seen[4][0][targets] != 0).any()  # before the event
 
 
 def _direct(settings, model):
@@ -159,36 +169,155 @@ def _direct(settings, model):
     return mode, state
 
 
-def test_gaussian_noise_has_the_documented_variance():
+def _first_unmodified_std(weight, targeted):
+    """The paper's σ, by its rule (Appendix D.1, the authors' ``w[mask][0].std()``): the
+    Bessel-corrected standard deviation of the first filter never targeted."""
+    first = min(set(range(weight.shape[0])) - set(targeted))
+    values = weight[first].detach().double().flatten().tolist()
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def test_gaussian_1_adds_one_draw_of_the_first_unmodified_filters_variance():
+    # 40 independent events of "Gaussian 1" on 32 targets of 16·3·3 weights each: the pooled
+    # variance of the added noise against σ² of the first filter never targeted.
+    ratios, drawn = [], []
+    for repeat in range(40):
+        torch.manual_seed(repeat)
+        model = nn.Sequential(nn.Conv2d(16, 64, 3), nn.BatchNorm2d(64))
+        mode, state = _direct({"layers": ["0"], "rates": [0.5], "event_epochs": [0], "intervention": "gaussian",
+                               "noise_batches": 1, "target": "R"}, model)
+        mode.generator.manual_seed(repeat)
+        w0 = model[0].weight.detach().clone()
+        mode.on_epoch_start(state)
+        targets = [int(i) for i in mode.events[0]["filters"].split(",")]
+        sigma = _first_unmodified_std(w0, targets)
+        added = (model[0].weight.detach() - w0).double()
+        others = sorted(set(range(64)) - set(targets))
+        assert len(targets) == 32 and torch.equal(added[others], torch.zeros_like(added[others]))
+        drawn.append(added[targets].flatten() / sigma)
+        w1 = model[0].weight.detach().clone()
+        state.step = 1
+        mode.on_step_end(state)  # the window was that one draw: nothing more
+        assert torch.equal(model[0].weight.detach(), w1) and mode.window == {}
+    pooled = torch.cat(drawn)
+    assert pooled.mean().abs() < 0.01
+    assert pooled.var().item() == pytest.approx(1.0, rel=0.1)  # σ², not 79·σ²
+
+
+def test_gaussian_n_adds_the_test_batches_of_the_window_and_sigma_per_batch():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(16, 64, 3), nn.BatchNorm2d(64))
-    mode, state = _direct({"layers": ["0"], "rates": [0.5], "event_epochs": [1], "intervention": "gaussian",
-                           "noise_batches": 3, "epoch_noise_factor": 79.0}, model)
+    mode, state = _direct({"layers": ["0"], "rates": [0.5], "event_epochs": [0], "intervention": "gaussian",
+                           "noise_batches": 3, "eval_noise_batches": 79}, model)
     weight = model[0].weight
     w0 = weight.detach().clone()
-    sigma2 = float(w0.double().var())
-    mode.on_epoch_start(state)  # the event: the first batch of an epoch gets 79·σ²
-    targets = mode.window["targets"]["0"]
-    others = torch.tensor(sorted(set(range(64)) - set(targets.tolist())))
-    assert len(targets) == 32 and torch.equal(weight[others], w0[others])
+    seen = []
+    state.evaluate = lambda m: seen.append(m[0].weight.detach().clone()) or {"test_acc": 1.0}
+    mode.on_epoch_start(state)  # the event: T = 79 draws (the test pass), then the first batch's own
+    targets = [int(i) for i in mode.events[0]["filters"].split(",")]
+    sigma2 = _first_unmodified_std(w0, targets) ** 2
     # 32·144 = 4608 draws: the variance estimate has a relative s.d. of about 2%.
-    first = (weight.detach() - w0)[targets].double()
-    assert first.mean().abs() < 0.1 * math.sqrt(79 * sigma2)
-    assert first.var().item() == pytest.approx(79 * sigma2, rel=0.08)
+    at_t_post = (seen[1] - w0)[targets].double()
+    assert at_t_post.var().item() == pytest.approx(79 * sigma2, rel=0.08)
+    first_batch = (weight.detach() - seen[1])[targets].double()
+    assert first_batch.var().item() == pytest.approx(sigma2, rel=0.08)
     w1 = weight.detach().clone()
     state.step = 1
-    mode.on_step_end(state)  # the second batch, inside the epoch: σ²
+    mode.on_step_end(state)  # the second batch, inside the epoch: σ² of the filter as it is now
+    sigma2 = _first_unmodified_std(weight.detach(), targets) ** 2
     assert (weight.detach() - w1)[targets].double().var().item() == pytest.approx(sigma2, rel=0.08)
     w2 = weight.detach().clone()
     state.step = 2
     mode.on_step_end(state)
     state.epoch = 2
-    mode.on_epoch_start(state)  # the third batch is the first of the next epoch: 79·σ² in all
-    assert (weight.detach() - w2)[targets].double().var().item() == pytest.approx(79 * sigma2, rel=0.08)
+    mode.on_epoch_start(state)  # the third batch is the first of the next epoch: σ² + 2T·σ² (two test passes)
+    assert (weight.detach() - w2)[targets].double().var().item() == pytest.approx(159 * sigma2, rel=0.08)
     w3 = weight.detach().clone()
     state.step = 3
     mode.on_step_end(state)  # the window is over: nothing added
     assert torch.equal(weight.detach(), w3) and mode.window == {}
+
+
+@pytest.mark.parametrize("variant", ["gaussian", "zero_return_zero", "zero_return_saved"])
+def test_noise_targets_accumulate_and_never_repeat(variant):
+    # Target L by l2 norm: at each event the largest norms among the filters never targeted.
+    model = nn.Sequential(nn.Conv2d(2, 12, 1), nn.BatchNorm2d(12))
+    norms = [5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0, 10.0, 11.0, 0.5]
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor(norms).view(12, 1, 1, 1).expand(12, 2, 1, 1) / math.sqrt(2))
+    mode, state = _direct({"layers": ["0"], "fractions": [0.75], "event_epochs": [0, 1, 2], "target": "L",
+                           "intervention": variant, "noise_batches": 1}, model)
+    seen, expected = [], []
+    for epoch in (1, 2, 3):
+        # The authors' rule: rank the filters still in the mask; m = ⌈3⌉, ⌈3 + 9·(3 − j)/3⌉ remain.
+        scores = model[0].weight.detach().flatten(1).norm(dim=1).tolist()
+        pool = [i for i in range(12) if i not in {f for event in expected for f in event}]
+        count = 3
+        expected.append(set(sorted(pool, key=lambda i: -scores[i])[:count]))
+        state.epoch, state.step = epoch, epoch
+        mode.on_epoch_start(state)
+        seen.append({int(i) for i in mode.events[-1]["filters"].split(",")})
+        mode.on_step_end(state)  # ends the one-batch window
+    assert seen == expected
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    noised = [row["filters_noised"] for row in mode.events]
+    assert noised == ([3, 6, 9] if variant == "zero_return_saved" else [3, 3, 3])  # Figure D.2 is cumulative
+
+
+def test_zero_return_saved_zeroes_and_restores_the_batchnorm_of_every_filter_ever_targeted():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 8, 1), nn.BatchNorm2d(8))
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-1, 1)
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    mode, state = _direct({"layers": ["0"], "fractions": [0.5], "event_epochs": [0, 1], "target": "S",
+                           "intervention": "zero_return_saved", "noise_batches": 2}, model)
+
+    def snapshot():
+        return {"w": model[0].weight.detach().clone(), "g": model[1].weight.detach().clone(),
+                "b": model[1].bias.detach().clone(), "mu": model[1].running_mean.clone(),
+                "var": model[1].running_var.clone()}
+
+    def train_step(step):  # what a training step does: every value moves
+        with torch.no_grad():
+            for tensor in (model[0].weight, model[1].weight, model[1].bias, model[1].running_mean, model[1].running_var):
+                tensor.add_(0.01 * torch.rand_like(tensor))
+        state.step = step
+        mode.on_step_end(state)
+
+    targeted = set()
+    for event, epoch in enumerate((1, 2)):
+        before = snapshot()
+        state.epoch = epoch
+        mode.on_epoch_start(state)
+        targeted |= {int(i) for i in mode.events[-1]["filters"].split(",")}
+        index = sorted(targeted)
+        assert len(index) == 2 * (event + 1)  # ⌈4 + 4·(2 − j)/2⌉ = 6, 4 remain
+        for key in ("w", "g", "b"):
+            assert (snapshot()[key][index] == 0).all(), (event, key)
+        train_step(2 * epoch - 1)  # step 1 of the window: zeroed again for the second batch
+        for key in ("w", "g", "b"):
+            assert (snapshot()[key][index] == 0).all(), (event, key)
+        assert not torch.equal(snapshot()["mu"][index], before["mu"][index])  # train mode moved them
+        train_step(2 * epoch)  # step N = 2: restored, running statistics included
+        after = snapshot()
+        for key in ("w", "g", "b", "mu", "var"):
+            assert torch.equal(after[key][index], before[key][index]), (event, key)
+
+
+def test_the_first_event_comes_after_the_papers_epoch(one_thread):
+    # Appendix A / the authors' code: events at range(s, e + 1, r) over 0-based epochs, each
+    # right after training epoch s, so the first comes after s + 1 epochs (4 batches each).
+    for s, after in ((0, 1), (2, 3)):
+        cfg = config(event_epochs=[], start_epochs=[s], end_epochs=[s], layers=["blocks.7.conv"], fractions=[0.5])
+        rows = train(cfg, device="cpu").tables["events"]
+        assert [(r["epoch"], r["step"]) for r in rows] == [(after, 4 * after)]
+    legacy = config(event_epochs=[], start_epochs=[2], end_epochs=[2], layers=["blocks.7.conv"], fractions=[0.5],
+                    event_after="epochs_done")
+    assert [r["epoch"] for r in train(legacy, device="cpu").tables["events"]] == [2]
 
 
 def test_targets_s_and_l_take_the_extreme_scores_and_r_a_seeded_random_set():
@@ -197,7 +326,7 @@ def test_targets_s_and_l_take_the_extreme_scores_and_r_a_seeded_random_set():
         norms = torch.tensor([5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0, 10.0])
         with torch.no_grad():
             model[0].weight.copy_(norms.view(10, 1, 1, 1).expand(10, 2, 1, 1) / math.sqrt(2))
-        mode, state = _direct({"layers": ["0"], "rates": [0.3], "event_epochs": [1], "target": target}, model)
+        mode, state = _direct({"layers": ["0"], "rates": [0.3], "event_epochs": [0], "target": target}, model)
         if seed_settings is not None:
             mode.generator.manual_seed(seed_settings)
         mode.on_epoch_start(state)
@@ -237,8 +366,8 @@ def test_scratch_pruning_fixes_the_final_masks_from_the_first_step(one_thread):
 
 @pytest.mark.parametrize("settings", [
     {"score": "activation", "target": "R", "activation_every": 3},  # between events of a schedule
-    {"intervention": "gaussian", "noise_batches": 6, "event_epochs": [1, 3]},  # inside a noise window
-    {"intervention": "zero_return_saved", "noise_batches": 6, "event_epochs": [1, 3]},
+    {"intervention": "gaussian", "noise_batches": 6, "event_epochs": [0, 2]},  # inside a noise window
+    {"intervention": "zero_return_saved", "noise_batches": 6, "event_epochs": [0, 2]},
 ], ids=["schedule", "gaussian_window", "zeroing_window"])
 def test_a_run_stopped_after_epoch_two_resumes_bit_for_bit(settings, tmp_path, one_thread):
     cfg = config(**settings)
@@ -262,8 +391,15 @@ def test_bad_settings_are_one_line_errors_naming_the_field():
         ({"score": "l3"}, "mode_settings.score: got 'l3', allowed: l2, l1, activation, ebn"),
         ({"target": "M"}, "mode_settings.target: got 'M', allowed: S, R, L"),
         ({"fractions": [0.5, 1.5]}, "mode_settings.fractions: got (0.5, 1.5), allowed: a list of fractions in (0, 1)"),
-        ({"event_epochs": [3, 2]}, "mode_settings.event_epochs: got (3, 2), allowed: increasing epochs >= 1"),
-        ({"event_epochs": [1, 9]}, "mode_settings.event_epochs: an event after epoch 9, allowed: events after epochs in [1, 3]"),
+        ({"event_epochs": [3, 2]}, "mode_settings.event_epochs: got (3, 2), allowed: increasing epochs >= 0"),
+        ({"event_epochs": [1, 9]}, "mode_settings.event_epochs: an event after 10 epochs of training, allowed: "
+                                   "schedule epochs up to 2 (event_after: epoch_index"),
+        ({"event_epochs": [0], "event_after": "epochs_done"},
+         "mode_settings.event_epochs: got (0,), allowed: a list of epochs >= 1 (event_after: epochs_done)"),
+        ({"count_rule": "floor"}, "mode_settings.count_rule: got 'floor', allowed: ceil, round"),
+        ({"event_after": "late"}, "mode_settings.event_after: got 'late', allowed: epoch_index, epochs_done"),
+        ({"eval_noise_batches": -1}, "mode_settings.eval_noise_batches: got -1, allowed: an integer >= 0"),
+        ({"epoch_noise_factor": 10.0}, "mode_settings.epoch_noise_factor: got 10.0, retired (issue 22)"),
         ({"layers": ["last_conv:x"]}, "mode_settings.layers: got ('last_conv:x',), allowed: last_conv:K"),
         ({"fractions": [0.5, 0.5]}, "mode_settings.fractions: got (0.5, 0.5), allowed: one value, or one per layer (4)"),
         ({"scratch": True, "intervention": "gaussian"}, "mode_settings.scratch: got True, allowed: false unless"),
@@ -279,13 +415,17 @@ def test_settings_round_trip_and_only_non_defaults_enter_the_id():
     again = TrainConfig.from_dict(cfg.to_dict())
     assert again == cfg and again.trial_id == cfg.trial_id
     assert cfg.identity()["mode_settings"] == {"fractions": [0.5, 0.5, 0.5, 0.75],
-                                               "event_epochs": [1, 2, 3], "target": "L"}
+                                               "event_epochs": [0, 1, 2], "target": "L"}
     paper = TrainConfig(**{**BASE, "epochs": 325}, mode_settings={})
-    assert paper.mode_settings.all_event_epochs()[:4] == (3, 4, 5, 6)
-    assert paper.mode_settings.layer_event_epochs(3) == (6, 46, 86, 126, 166, 206, 246)
+    # s = (3, 4, 5, 6): the first events after 4, 5, 6 and 7 epochs; the last layer's every 40.
+    assert paper.mode_settings.all_event_epochs()[:4] == (4, 5, 6, 7)
+    assert paper.mode_settings.layer_event_epochs(3) == (7, 47, 87, 127, 167, 207, 247)
+    # A store written before issue 22 holds the retired epoch_noise_factor at its default.
+    old = {**cfg.to_dict(), "mode_settings": {**cfg.to_dict()["mode_settings"], "epoch_noise_factor": 79.0}}
+    assert TrainConfig.from_dict(old).trial_id == cfg.trial_id
 
 
-def test_the_model_row_holds_the_mean_stability_over_events(one_thread):
+def test_the_model_row_holds_the_mean_stability_over_events_that_pruned_something(one_thread):
     result = train(config(), device="cpu")
     per_event = {}
     for row in result.tables["events"]:
@@ -293,5 +433,31 @@ def test_the_model_row_holds_the_mean_stability_over_events(one_thread):
     assert all(len(values) == 1 for values in per_event.values())  # one value per event, every layer
     expected = sum(v.pop() for v in per_event.values()) / len(per_event)
     assert result.models[-1]["stability"] == pytest.approx(expected)
+    # p = 0.1 of 16 filters over 3 events: m = ⌈14.4⌉ = 15 and ⌈15 + (3 − j)/3⌉ = 16, 16, 15
+    # remain: the first two events remove nothing, and the authors' analysis averages only
+    # the epochs that removed a filter.
+    sparse = train(config(layers=["blocks.7.conv"], fractions=[0.1]), device="cpu")
+    rows = sparse.tables["events"]
+    assert [r["filters_targeted"] for r in rows] == [0, 0, 1]
+    assert sparse.models[-1]["stability"] == pytest.approx(rows[2]["stability"])
     scratch = train(config(scratch=True), device="cpu")
     assert scratch.models[-1]["stability"] == 1.0
+
+
+def test_events_that_remove_no_filter_do_not_enter_the_mean_stability():
+    from trainers.modes.prune_during_training import mean_stability
+
+    rows = [{"event": 0, "stability": 0.9, "filters_targeted": 2}, {"event": 0, "stability": 0.9, "filters_targeted": 0},
+            {"event": 1, "stability": 1.0, "filters_targeted": 0}, {"event": 2, "stability": 0.7, "filters_targeted": 1}]
+    assert mean_stability(rows) == pytest.approx((0.9 + 0.7) / 2)
+    assert mean_stability([{"event": 0, "stability": 0.98, "filters_targeted": 0}]) == 1.0
+    # And in a run: 4 filters at p = 0.25 over 3 events: ⌈3 + (3 − j)/3⌉ = 4, 4, 3 remain.
+    model = nn.Sequential(nn.Conv2d(2, 4, 1), nn.BatchNorm2d(4))
+    accuracy = iter([0.8, 0.7, 0.8, 0.4, 0.8, 0.6])
+    mode, state = _direct({"layers": ["0"], "fractions": [0.25], "event_epochs": [0, 1, 2]}, model)
+    state.evaluate = lambda m: {"test_acc": next(accuracy)}
+    for epoch in (1, 2, 3):
+        state.epoch = epoch
+        mode.on_epoch_start(state)
+    assert [r["filters_targeted"] for r in mode.events] == [0, 0, 1]
+    assert mode.model_info("final")["stability"] == pytest.approx(1 - (0.8 - 0.6) / 0.8)

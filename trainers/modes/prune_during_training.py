@@ -1,6 +1,7 @@
 """The callbacks of ``prune_during_training``: structured pruning during training, its noise
 injection variants and the instability of every event (Bartoldson et al. 2020, "The
-generalization-stability tradeoff in neural network pruning"). The settings are
+generalization-stability tradeoff in neural network pruning"; the authors' code is
+bbartoldson/GeneralizationStabilityTradeoff). The settings are
 :class:`trainers.modes.settings.PruneDuringTrainingSettings`.
 
 **Layers.** The conv layers of the model in ``named_modules`` order; convs whose name contains
@@ -8,20 +9,29 @@ generalization-stability tradeoff in neural network pruning"). The settings are
 first ``BatchNorm2d`` after it in ``named_modules`` order with as many channels, before the next
 conv (VGG's ``conv``/``bn``, a basic block's ``conv1``/``bn1``, ``conv2``/``bn2``).
 
-**Events** happen at the start of an epoch: the event "at epoch e" happens after e epochs of
-training, before the first batch of the 0-based epoch e (:meth:`PruneDuringTraining.on_epoch_start`),
-so ``state.pt`` of epoch e is written before it and a run resumed there redoes it exactly.
-Every layer with an event at e is treated at once, then the test accuracy is read:
+**Events** happen at the start of an epoch: the event "after e epochs" happens before the first
+batch of the 0-based epoch e (:meth:`PruneDuringTraining.on_epoch_start`), so ``state.pt`` of
+epoch e is written before it and a run resumed there redoes it exactly. A schedule value s is
+an event after s + 1 epochs with ``event_after: epoch_index`` (the default: the authors' loop
+prunes after training epoch s, 0-based, of ``range(s, e + 1, r)``; Appendix A) and after s
+epochs with ``epochs_done``. The ``epoch`` column of the events table is the epochs done.
+Every layer with an event then is treated at once, then the test accuracy is read:
 ``t_pre`` (before) and ``t_post`` (after) are the loop's own full-set evaluation
 (``state.evaluate``, eval mode) and ``instability = (t_pre − t_post) / t_pre``,
 ``stability = 1 − instability`` (Section 2, Figure 1; the paper's ``t_pre`` and ``t_post``).
+A run's mean stability (its model row) averages the events that targeted at least one
+filter, as the authors' analysis averages only the epochs that pruned something; 1 when none
+did (scratch pruning, or a schedule too fine for the layer).
 
-**How many filters.** For a layer of n filters with K events, the filters removed after its
-j-th event are, with ``fractions`` (total p): m = ⌈(1 − p)·n⌉ filters remain at the end
-(Appendix A; (1 − p)·n is rounded to 9 decimals first, so float noise never adds a filter) and
-round(j·(n − m)/K) are removed; with ``rates`` (r, a fraction of the *original* n):
-min(n − 1, round(j·r·n)). ``round`` is Python's (halves to even). An event targets the
-difference between two consecutive counts. The ``rate`` column of the events table is
+**How many filters.** For a layer of n filters with K events, with ``fractions`` (total p)
+m = ⌈(1 − p)·n⌉ filters remain at the end (Appendix A; (1 − p)·n is rounded to 9 decimals
+first, so float noise never keeps a filter: the same m as the authors' float arithmetic for
+every power-of-two n of the zoo's models). ``count_rule: ceil`` (default; Appendix A and the
+authors' ``_prune_layer``): ⌈m + (n − m)(K − j)/K⌉ filters remain after the j-th event
+(computed in integers); ``round``: round(j·(n − m)/K) are removed after it (Python's rounding,
+halves to even). With ``rates`` (r, a fraction of the *original* n): ⌈n·(1 − j·r)⌉ remain
+(``ceil``, at least 1) or min(n − 1, round(j·r·n)) are removed (``round``). An event targets
+the difference between two consecutive counts. The ``rate`` column of the events table is
 targeted / n.
 
 **Scores** (one per filter, computed at the event): ``l2`` and ``l1``: the norm of the
@@ -31,10 +41,12 @@ as ``avg ← decay·avg + (1 − decay)·batch`` from the training batch of ever
 ``activation_every``-th optimizer step (the paper's 0.9 and 10, Appendix A footnote 3; the
 first update copies the batch value); ``ebn``: E[BN] (Appendix B.2.1), with γ' = |γ| and β the
 BatchNorm scale and shift, λ = −β/γ': E[R] = γ'·φ(λ) + β·(1 − Φ(λ)) (= max(β, 0) when γ' = 0).
-**Targets** among the filters still present: ``S`` the lowest scores, ``L`` the highest (ties:
-the lower index first, a stable sort), ``R`` the first of a ``torch.randperm`` drawn from the
-mode's own generator (seed ``derive_seed(seed, "prune_during_training")``, saved with the state,
-so the global RNG of the loop is never touched).
+**Targets** among the filters never targeted before (pruned, or noised: the authors' code
+keeps one mask for both, so noise never targets a filter twice): ``S`` the lowest scores,
+``L`` the highest (ties: the lower index first, a stable sort), ``R`` the first of a
+``torch.randperm`` drawn from the mode's own generator (seed
+``derive_seed(seed, "prune_during_training")``, saved with the state, so the global RNG of
+the loop is never touched).
 
 **Pruning** (``intervention: prune``): a removed filter's weights are masked in ``state.masks``
 (re-applied by the loop after every step); with ``prune_batchnorm`` its bias and BatchNorm
@@ -43,22 +55,35 @@ zero in train and eval mode and the network computes what the network without th
 computes. ``scratch``: the masks of the last event of every layer are chosen at the start of
 epoch 0 (scores of the initial weights; with ``activation`` all scores are 0 and the stable
 sort decides) and never change; scratch runs have no events (stability 1 by definition, the
-control of Figure 6).
+control of Figure 6). The authors' scratch runs also skip the first epoch's training; here
+they train every epoch.
 
-**Noise injection** (Section 3.3, Figure 5, Appendix D): the targeted filters' *weights* (not
-their bias or BatchNorm, as in Figure 5) are perturbed before each of ``noise_batches`` = N
-training batches; nothing is removed. ``zero_return_zero`` / ``zero_return_saved``: the weights
-are set to zero at the event and again after each of the first N − 1 optimizer steps of the
-window (so N forward passes see them at zero); after the N-th step they are set to zero
-(and train on from there) or back to their values at the event. ``gaussian``: before each of
-the N batches, fresh noise N(0, σ²) is added, σ² the variance of all the layer's weights at
-the event (the paper: "the empirical standard deviation of an unmodified filter from the same
-layer"); a batch that is the first of an epoch (the event's first batch included) gets
-variance ``epoch_noise_factor``·σ², 79 by default: the paper's runs noised the weights during
-the 79 test batches of CIFAR-10 (10,000 images, batch 128) that precede every epoch, which
-equals one draw of 79 times the variance. An event that falls inside an active window ends
-that window first. The window's remaining batches, targets, saved values, σ and the generator
-are saved with the state, so a window that spans an epoch boundary resumes exactly.
+**Noise injection** (Section 3.3, Figure 5, Appendix D): nothing is removed; the targets are
+perturbed for a window of ``noise_batches`` = N training batches, as the authors' code does
+before each forward pass of the window:
+
+- ``zero_return_zero`` (Figure 5 top, their ``iter_*_zeroing``): this event's targets' conv
+  weights are zeroed at the event and again after each of the first N − 1 optimizer steps,
+  so the N batches see them at zero; the N-th step's update is kept and they train on from
+  there (the authors multiply by zero before each forward pass, never after a step).
+- ``zero_return_saved`` (Figure D.2, their ``cumu_*_zeroing_restore``): every filter ever
+  targeted, this event's included, has its conv weights and its BatchNorm scale and shift
+  zeroed the same way; after the N-th step the conv weights, scale, shift and BatchNorm
+  running mean and variance of those filters are restored to their values at the event.
+- ``gaussian`` (Figure 5 bottom, their ``iter_*_gaussian``): fresh N(0, σ²) is added to this
+  event's targets' conv weights before each of the N batches, σ the standard deviation
+  (Bessel-corrected, as ``torch.std``) of the weights of the layer's first filter never
+  targeted, recomputed before every draw. The authors' window also spans their test batches
+  (T = ``eval_noise_batches``, 79): with N ≥ 2 the event adds one draw of variance T·σ²
+  before ``t_post`` is read (its test pass; theirs read the accuracy while the draws
+  accumulated batch by batch) and the first batch of each later epoch of the window gets
+  2T·σ² more (their tests before and after the per-epoch pruning step). "Gaussian 1" is one
+  draw of σ² at the event and nothing else (Appendix D.1: "noise added on just the first test
+  batch (providing an identical effect to adding the noise on the first training batch)").
+
+An event that falls inside an active window ends that window first. The window's remaining
+batches, targets, saved values and the generator are saved with the state, so a window that
+spans an epoch boundary resumes exactly.
 
 Not done: the paper also prunes the shortcut connections into a removed ResNet feature map
 (Appendix A); here only the filter (and its BatchNorm) is removed. For a block's second conv
@@ -127,13 +152,24 @@ def select_layers(model: nn.Module, layers: Tuple[str, ...]) -> List[str]:
     return [name for name in convs if name in layers]
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def removed_after(settings, n: int, events: int, j: int, index: int) -> int:
-    """Filters of an n-filter layer removed (or targeted in all) after its j-th of ``events`` events."""
+    """Filters of an n-filter layer removed (or targeted in all) after its j-th of ``events``
+    events, by ``settings.count_rule`` (module docstring, "How many filters")."""
+    ceil = settings.count_rule == "ceil"
     if settings.rates:
         rate = settings.rates[index if len(settings.rates) > 1 else 0]
+        if ceil:
+            return n - max(1, math.ceil(round(n * (1.0 - j * rate), 9)))
         return min(n - 1, int(round(j * rate * n)))
     fraction = settings.fractions[index if len(settings.fractions) > 1 else 0]
     remaining = math.ceil(round((1.0 - fraction) * n, 9))
+    if ceil:
+        # Appendix A: ⌈m + (n − m)(K − j)/K⌉ remain, in integers (m is an integer).
+        return n - (remaining + _ceil_div((n - remaining) * (events - j), events))
     return int(round(j * (n - remaining) / events))
 
 
@@ -169,6 +205,7 @@ class PruneDuringTraining(ModeCallbacks):
         super().__init__(config)
         self.events: List[Dict[str, Any]] = []
         self.removed: Dict[str, torch.Tensor] = {}
+        self.noised: Dict[str, torch.Tensor] = {}
         self.activation: Dict[str, torch.Tensor] = {}
         self.window: Dict[str, Any] = {}
         self.scratch_done = False
@@ -183,10 +220,11 @@ class PruneDuringTraining(ModeCallbacks):
         window = dict(self.window)
         for key in ("targets", "saved"):
             if key in window:
-                window[key] = {k: v.detach().cpu() for k, v in window[key].items()}
+                window[key] = {k: _to_cpu(v) for k, v in window[key].items()}
         return {
             "events": [dict(row) for row in self.events],
             "removed": {k: v.detach().cpu() for k, v in self.removed.items()},
+            "noised": {k: v.detach().cpu() for k, v in self.noised.items()},
             "activation": {k: v.detach().cpu() for k, v in self.activation.items()},
             "window": window,
             "scratch_done": self.scratch_done,
@@ -196,6 +234,7 @@ class PruneDuringTraining(ModeCallbacks):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.events = [dict(row) for row in state.get("events", [])]
         self.removed = dict(state.get("removed", {}))
+        self.noised = dict(state.get("noised", {}))
         self.activation = dict(state.get("activation", {}))
         self.window = dict(state.get("window", {}))
         self.scratch_done = bool(state.get("scratch_done", False))
@@ -206,11 +245,8 @@ class PruneDuringTraining(ModeCallbacks):
         return {EVENTS: [dict(row) for row in self.events]} if self.events else {}
 
     def model_info(self, model_id: str) -> Dict[str, Any]:
-        """The run's mean stability over its events (one value per event, whatever the number
-        of layers it touched); 1 for a run without events (scratch pruning, the paper's
-        100%-stable control)."""
-        per_event = {row["event"]: row["stability"] for row in self.events}
-        return {"stability": sum(per_event.values()) / len(per_event) if per_event else 1.0}
+        """The run's mean stability: :func:`mean_stability` of its events table."""
+        return {"stability": mean_stability(self.events)}
 
     # helpers -----------------------------------------------------------------------------
     def _setup(self, model: nn.Module) -> None:
@@ -224,6 +260,11 @@ class PruneDuringTraining(ModeCallbacks):
             missing = [name for name in self._layers if name not in self._bn]
             if missing:
                 raise PruneDuringTrainingError(f"mode_settings.score: ebn needs a BatchNorm after {missing[0]}")
+        if self.settings.intervention == "zero_return_saved":
+            missing = [name for name in self._layers if name not in self._bn]
+            if missing:
+                raise PruneDuringTrainingError(
+                    f"mode_settings.intervention: zero_return_saved needs a BatchNorm after {missing[0]}")
         if self.settings.score == "activation":
             for name in self._layers:
                 watched = self._bn.get(name, self._modules[name])
@@ -271,30 +312,53 @@ class PruneDuringTraining(ModeCallbacks):
         with torch.no_grad():
             conv.weight.masked_fill_(~state.masks[f"{name}.weight"], 0.0)
 
-    def _noise(self, factor: float) -> None:
-        """Add N(0, factor·σ²) to every targeted filter of the window (gaussian)."""
+    def _noise(self, variance_factor: int) -> None:
+        """Add N(0, variance_factor·σ²) to every targeted filter of the window (gaussian), σ the
+        standard deviation of the layer's first never-targeted filter right now."""
+        if variance_factor <= 0:
+            return
         with torch.no_grad():
             for name, targets in self.window["targets"].items():
                 weight = self._modules[name].weight
-                std = math.sqrt(factor) * float(self.window["std"][name])
+                std = math.sqrt(variance_factor) * first_untargeted_std(weight, self.noised[name])
                 draw = torch.randn((len(targets), *weight.shape[1:]), generator=self.generator) * std
                 weight[targets.to(weight.device)] += draw.to(weight.device, weight.dtype)
 
     def _zero_targets(self) -> None:
+        """Zero the window's targets: conv weights, and for ``zero_return_saved`` the BatchNorm
+        scale and shift too (Appendix D.2)."""
+        with_bn = self.settings.intervention == "zero_return_saved"
         with torch.no_grad():
             for name, targets in self.window["targets"].items():
                 weight = self._modules[name].weight
                 weight[targets.to(weight.device)] = 0.0
+                if with_bn:
+                    bn = self._bn[name]
+                    bn.weight[targets.to(bn.weight.device)] = 0.0
+                    bn.bias[targets.to(bn.bias.device)] = 0.0
+
+    def _saved_values(self, targets: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, torch.Tensor]]:
+        """What ``zero_return_saved`` restores: the targets' conv weights and their BatchNorm
+        scale, shift, running mean and running variance at the event (Appendix D.2)."""
+        saved = {}
+        for name, index in targets.items():
+            weight, bn = self._modules[name].weight, self._bn[name]
+            values = {"weight": weight, "bn_weight": bn.weight, "bn_bias": bn.bias,
+                      "running_mean": bn.running_mean, "running_var": bn.running_var}
+            saved[name] = {key: tensor.detach()[index.to(tensor.device)].cpu().clone()
+                           for key, tensor in values.items() if tensor is not None}
+        return saved
 
     def _end_window(self) -> None:
-        kind = self.settings.intervention
-        if kind == "zero_return_zero":
-            self._zero_targets()
-        elif kind == "zero_return_saved":
+        if self.settings.intervention == "zero_return_saved":
             with torch.no_grad():
                 for name, targets in self.window["targets"].items():
-                    weight = self._modules[name].weight
-                    weight[targets.to(weight.device)] = self.window["saved"][name].to(weight.device, weight.dtype)
+                    weight, bn = self._modules[name].weight, self._bn[name]
+                    tensors = {"weight": weight, "bn_weight": bn.weight, "bn_bias": bn.bias,
+                               "running_mean": bn.running_mean, "running_var": bn.running_var}
+                    for key, value in self.window["saved"][name].items():
+                        tensor = tensors[key]
+                        tensor[targets.to(tensor.device)] = value.to(tensor.device, tensor.dtype)
         self.window = {}
 
     # hooks -------------------------------------------------------------------------------
@@ -308,8 +372,9 @@ class PruneDuringTraining(ModeCallbacks):
         if state.epoch in settings.all_event_epochs():
             self._event(state)
         elif self.window.get("remaining", 0) > 0 and settings.intervention == "gaussian":
-            # The step before added N(0, σ²) for this batch, the first of an epoch.
-            self._noise(settings.epoch_noise_factor - 1.0)
+            # The step before added σ² for this batch; the authors' two test passes at this
+            # epoch boundary (before and after their pruning step) add T draws each.
+            self._noise(2 * settings.eval_noise_batches)
 
     def _scratch(self, state) -> None:
         for index, name in enumerate(self._layers):
@@ -327,6 +392,7 @@ class PruneDuringTraining(ModeCallbacks):
 
     def _event(self, state) -> None:
         settings = self.settings
+        pruning = settings.intervention == "prune"
         if self.window:
             self._end_window()
         before = state.evaluate(state.model)["test_acc"]
@@ -339,35 +405,25 @@ class PruneDuringTraining(ModeCallbacks):
             n = self._modules[name].out_channels
             count = removed_after(settings, n, len(epochs), j, index) - \
                 removed_after(settings, n, len(epochs), j - 1, index)
-            removed = self.removed.get(name, torch.zeros(n, dtype=torch.bool))
-            candidates = ~removed if settings.intervention == "prune" else torch.ones(n, dtype=torch.bool)
-            targets = choose(self._scores(name), candidates, count, settings.target, self.generator)
+            # One mask of every filter ever targeted, pruned or noised (the authors' ``mask``).
+            taken = (self.removed if pruning else self.noised).get(name, torch.zeros(n, dtype=torch.bool))
+            targets = choose(self._scores(name), ~taken, count, settings.target, self.generator)
             chosen[name] = (targets, n, j)
-        if settings.intervention == "prune":
-            for name, (targets, n, _) in chosen.items():
-                removed = self.removed.get(name, torch.zeros(n, dtype=torch.bool)).clone()
-                removed[targets] = True
-                self.removed[name] = removed
+            taken = taken.clone()
+            taken[targets] = True
+            (self.removed if pruning else self.noised)[name] = taken
+        if pruning:
+            for name in chosen:
                 self._set_mask(state, name)
             self._zero_removed()
         else:
-            weights = {name: self._modules[name].weight for name in chosen}
-            self.window = {
-                "remaining": settings.noise_batches,
-                "targets": {name: targets for name, (targets, _, _) in chosen.items()},
-                "saved": {name: weights[name].detach()[targets.to(weights[name].device)].cpu().clone()
-                          for name, (targets, _, _) in chosen.items()},
-                "std": {name: float(weights[name].detach().double().std()) for name in chosen},
-            }
-            if settings.intervention == "gaussian":
-                self._noise(settings.epoch_noise_factor)
-            else:
-                self._zero_targets()
+            self._start_window(chosen)
         after = state.evaluate(state.model)["test_acc"]
+        if settings.intervention == "gaussian" and settings.noise_batches > 1:
+            self._noise(1)  # the first training batch's own draw
         instability = (before - after) / before if before > 0 else float("nan")
         event = len({row["epoch"] for row in self.events})
         for name, (targets, n, j) in chosen.items():
-            pruned = settings.intervention == "prune"
             self.events.append({
                 "trial_id": self.config.trial_id,
                 "event": event,
@@ -378,8 +434,9 @@ class PruneDuringTraining(ModeCallbacks):
                 "intervention": settings.intervention,
                 "filters_original": n,
                 "filters_targeted": len(targets),
-                "filters_removed": len(targets) if pruned else 0,
-                "filters_remaining": int(n - self.removed[name].sum()) if pruned else n,
+                "filters_removed": len(targets) if pruning else 0,
+                "filters_remaining": int(n - self.removed[name].sum()) if pruning else n,
+                "filters_noised": 0 if pruning else len(self.window["targets"].get(name, ())),
                 "rate": len(targets) / n,
                 "filters": ",".join(str(int(i)) for i in targets),
                 "t_pre": float(before),
@@ -387,6 +444,23 @@ class PruneDuringTraining(ModeCallbacks):
                 "instability": float(instability),
                 "stability": float(1.0 - instability),
             })
+
+    def _start_window(self, chosen: Mapping[str, Tuple[torch.Tensor, int, int]]) -> None:
+        """A noise window over this event's targets, or (``zero_return_saved``) over every
+        filter ever targeted; the event's own noise (module docstring)."""
+        settings = self.settings
+        if settings.intervention == "zero_return_saved":
+            targets = {name: torch.nonzero(self.noised[name], as_tuple=False).flatten() for name in chosen}
+        else:
+            targets = {name: index for name, (index, _, _) in chosen.items()}
+        self.window = {"remaining": settings.noise_batches, "targets": targets}
+        if settings.intervention == "zero_return_saved":
+            self.window["saved"] = self._saved_values(targets)
+        if settings.intervention == "gaussian":
+            # "Gaussian 1": one draw; otherwise the authors' test pass after the event (T draws).
+            self._noise(1 if settings.noise_batches == 1 else settings.eval_noise_batches)
+        else:
+            self._zero_targets()
 
     def on_step_end(self, state) -> None:
         self._setup(state.model)
@@ -404,6 +478,38 @@ class PruneDuringTraining(ModeCallbacks):
             if self.window["remaining"] == 0:
                 self._end_window()
             elif self.settings.intervention == "gaussian":
-                self._noise(1.0)
+                self._noise(1)
             else:
                 self._zero_targets()
+
+
+def first_untargeted_std(weight: torch.Tensor, targeted: torch.Tensor) -> float:
+    """The standard deviation (Bessel-corrected, ``torch.std``) of the weights of the first
+    filter not in ``targeted``: the authors' ``w[mask][0].std()``, "the empirical standard
+    deviation of an unmodified filter from the same layer" (Appendix D.1)."""
+    free = torch.nonzero(~targeted.cpu(), as_tuple=False).flatten()
+    if not len(free):
+        raise PruneDuringTrainingError("gaussian noise: every filter of the layer has been targeted")
+    return float(weight.detach()[int(free[0])].double().std())
+
+
+def mean_stability(events: List[Mapping[str, Any]]) -> float:
+    """The mean over events (one value per event, shared by its layers) of the stability of
+    the events that targeted at least one filter; 1.0 when none did. The authors' analysis
+    (``figures_and_tables/utils.py``, ``summarize``) averages the epochs that pruned something
+    and gives runs that never pruned 100%."""
+    per_event: Dict[int, float] = {}
+    targeted: Dict[int, int] = {}
+    for row in events:
+        per_event[row["event"]] = row["stability"]
+        targeted[row["event"]] = targeted.get(row["event"], 0) + int(row["filters_targeted"])
+    values = [value for event, value in per_event.items() if targeted[event] > 0]
+    return sum(values) / len(values) if values else 1.0
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    return value

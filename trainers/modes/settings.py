@@ -55,24 +55,40 @@ class EmaSettings:
             raise ModeError(f"{prefix}start_epoch: got {self.start_epoch!r}, allowed: an integer >= 0")
 
 
+IMP_OUTPUT_LAYER = ("openlth", "prune", "exempt")
+# The models whose OpenLTH default hyperparameters exempt the output layer from pruning
+# (``pruning_layers_to_ignore='fc.weight'`` in models/mnist_lenet.py and models/cifar_vgg.py);
+# OpenLTH's CIFAR ResNets prune it. Matched as name prefixes of genzoo's model names.
+OPENLTH_EXEMPT_OUTPUT = ("lenet", "vgg")
+
+
 @dataclass(frozen=True)
 class ImpSettings:
     """``imp``: iterative magnitude pruning with learning-rate rewinding (Renda et al. 2020, as
-    used by Paul et al. 2022, "Pruning's effect on generalization through the lens of
-    training and regularization", Section 2).
+    used by Jin, Carbin, Roy, Frankle and Dziugaite 2022, "Pruning's effect on generalization
+    through the lens of training and regularization", Section 2).
 
     Level 0 trains the dense network for ``epochs``. Each level k = 1..``levels`` then
-    removes ``prune_fraction`` of the *remaining* conv and linear weights by global magnitude
-    (so the model keeps round((1 − prune_fraction)^k · N) of the N weights), resets the
-    learning-rate schedule to its value at epoch ``rewind_epoch`` (t; the paper's t = 10, and
-    0 for LeNet on MNIST) and retrains from the current weights for ``epochs − t`` epochs with
-    a fresh optimizer state. Every level is a model of the zoo (``level_00`` is dense).
+    removes ``prune_fraction`` of the *remaining* prunable weights by global magnitude
+    (so the model keeps round((1 − prune_fraction)^k · N) of the N prunable weights), resets
+    the learning-rate schedule to its value at epoch ``rewind_epoch`` (t; the paper's t = 10,
+    and 0 for LeNet on MNIST) and retrains from the current weights for ``epochs − t`` epochs
+    with a fresh optimizer state. Every level is a model of the zoo (``level_00`` is dense).
     ``levels = 20`` at 20% reaches 1.2% of the weights, about where the paper stops.
+
+    Prunable weights: every conv and linear weight, except the output layer (the model's last
+    linear layer) when ``output_layer`` says so: ``openlth`` (default; the paper ran OpenLTH,
+    whose default hyperparameters exempt the output layer of LeNet and VGG,
+    ``pruning_layers_to_ignore='fc.weight'``, and prune it in its ResNets: here models named
+    ``lenet*`` and ``vgg*`` exempt it, every other model prunes it), ``exempt`` or ``prune``
+    (every model; ``prune`` is genzoo before issue 22). At level 20 an exempt output layer
+    leaves LeNet-300-100 with 4,058 of its 266,200 weights, against 3,070 when it is pruned.
     """
 
     levels: int = 20
     prune_fraction: float = 0.2
     rewind_epoch: int = 10
+    output_layer: str = "openlth"
 
     def validate(self, prefix: str) -> None:
         if not _is_int(self.levels) or self.levels < 1:
@@ -81,6 +97,14 @@ class ImpSettings:
             raise ModeError(f"{prefix}prune_fraction: got {self.prune_fraction!r}, allowed: a fraction in (0, 1)")
         if not _is_int(self.rewind_epoch) or self.rewind_epoch < 0:
             raise ModeError(f"{prefix}rewind_epoch: got {self.rewind_epoch!r}, allowed: an integer >= 0")
+        if self.output_layer not in IMP_OUTPUT_LAYER:
+            raise ModeError(f"{prefix}output_layer: got {self.output_layer!r}, allowed: {', '.join(IMP_OUTPUT_LAYER)}")
+
+    def exempts_output_layer(self, model: str) -> bool:
+        """Whether the output layer of a model named ``model`` stays unpruned."""
+        if self.output_layer == "openlth":
+            return model.startswith(OPENLTH_EXEMPT_OUTPUT)
+        return self.output_layer == "exempt"
 
     def total_epochs(self, epochs: int) -> int:
         """Level 0 trains ``epochs``; each of the ``levels`` levels retrains ``epochs − t``."""
@@ -94,7 +118,7 @@ class ImpSettings:
 
 @dataclass(frozen=True)
 class ExtendedDenseSettings:
-    """``extended_dense`` (Paul et al. 2022, Section 5.1): the control of ``imp`` that trains
+    """``extended_dense`` (Jin et al. 2022, Section 5.1): the control of ``imp`` that trains
     exactly as long, with the same replayed (cyclic) learning-rate schedule and the same
     optimizer resets, but removes no weight. Level k ends after as many optimizer steps as
     ``imp``'s level k; every level is a model (``level_00`` ... ``level_<levels>``)."""
@@ -115,6 +139,8 @@ class ExtendedDenseSettings:
 PDT_SCORES = ("l2", "l1", "activation", "ebn")
 PDT_TARGETS = ("S", "R", "L")
 PDT_INTERVENTIONS = ("prune", "zero_return_zero", "zero_return_saved", "gaussian")
+PDT_COUNT_RULES = ("ceil", "round")
+PDT_EVENT_AFTER = ("epoch_index", "epochs_done")
 
 
 @dataclass(frozen=True)
@@ -126,20 +152,44 @@ class PruneDuringTrainingSettings:
 
     ``layers``: conv module names, or one selector: ``last_conv:K`` (the last K conv layers
     outside shortcuts) or ``block_convs`` (every conv layer of every block of ``blocks``,
-    shortcuts excluded). Schedule of layer i: events after ``start_epochs[i]``,
-    ``start_epochs[i] + period``, ... up to ``end_epochs[i]`` (epochs done at the event), or
-    the explicit ``event_epochs`` for every layer; a one-value tuple holds for every layer.
+    shortcuts excluded).
+
+    Schedule of layer i (Appendix A): events at ``start_epochs[i]``, ``start_epochs[i] +
+    period``, ... up to ``end_epochs[i]`` (the authors' ``range(s, e + 1, r)``), or the explicit
+    ``event_epochs`` for every layer; a one-value tuple holds for every layer. ``event_after``
+    says what such an epoch e means: ``epoch_index`` (default; the paper's s_i and e_i as the
+    authors' code reads them): e is the 0-based index of a training epoch and the event comes
+    right after it, after e + 1 epochs of training (s = 3: after 4 epochs); ``epochs_done``:
+    the event comes after e epochs (genzoo before issue 22, one epoch earlier).
+
     Amount: ``fractions`` (total fraction of the layer's filters removed by its last event,
     the paper's p_i) or ``rates`` (fraction of the layer's *original* filters removed per
-    event; when given they replace ``fractions``). The defaults are the paper's VGG11 setting (Appendix B.1,
-    r = 40; needs at least 276 epochs). ``score``: l2, l1 (filter norms), activation
-    (moving average of the mean |activation| after BatchNorm, decay ``activation_decay``,
-    updated every ``activation_every`` batches: the paper's 0.9 and 10) or ebn (E[BN],
-    Appendix B.2.1). ``target``: S (smallest), R (random, seeded), L (largest). ``scratch``:
-    the final masks from the first step. ``intervention``: prune, or noise for
-    ``noise_batches`` batches instead (Section 3.3): zero_return_zero, zero_return_saved,
-    gaussian (the first batch of an epoch gets ``epoch_noise_factor`` times the variance).
+    event; when given they replace ``fractions``). ``count_rule`` (how many filters each event
+    removes): ``ceil`` (default; Appendix A and the authors' code: of n filters, m = ⌈(1 − p)·n⌉
+    remain at the end and ⌈m + (n − m)(K − j)/K⌉ after event j of K) or ``round`` (genzoo
+    before issue 22: round(j·(n − m)/K) removed after event j, Python's rounding). The defaults
+    are the paper's VGG11 setting (Appendix B.1, r = 40; the last event comes after 247 epochs, so at least 248).
+
+    ``score``: l2, l1 (filter norms), activation (moving average of the mean |activation| after
+    BatchNorm, decay ``activation_decay``, updated every ``activation_every`` batches: the
+    paper's 0.9 and 10) or ebn (E[BN], Appendix B.2.1). ``target``: S (smallest), R (random,
+    seeded), L (largest). ``scratch``: the final masks from the first step.
     ``prune_batchnorm``: zero a removed filter's bias and BatchNorm scale and shift too.
+
+    ``intervention``: prune, or noise instead (Section 3.3, Appendix D), on filters chosen
+    like pruning targets among those never chosen before (the authors' mask): for
+    ``noise_batches`` = N training batches (the paper's "Zeroing N", "Gaussian N"):
+    zero_return_zero (Figure 5 top: the new targets' weights zeroed, they train on from zero),
+    zero_return_saved (Figure D.2: every filter ever targeted, with its BatchNorm scale and
+    shift, zeroed; then weights, scale, shift and running statistics restored), gaussian
+    (Figure 5 bottom: N(0, σ²) added to the new targets before each batch, σ the standard
+    deviation of the layer's first never-targeted filter; "Gaussian 1" is one draw).
+    ``eval_noise_batches`` = T (default 79, the authors' Figure 5 runs: 10,000 CIFAR-10 test
+    images at batch 128): in the authors' code the noise is also added before every *test*
+    batch of the window, which with the weights fixed is one draw of T·σ² after the event and
+    one of 2T·σ² at each later epoch boundary (their loop tests before and after its pruning
+    step every epoch); Appendix D.1. "Gaussian 1" is the exception the paper states: one draw,
+    whatever T. 0 leaves out the test batches.
     """
 
     layers: Tuple[str, ...] = ("last_conv:4",)
@@ -149,6 +199,8 @@ class PruneDuringTrainingSettings:
     end_epochs: Tuple[int, ...] = (150, 150, 150, 275)
     period: int = 40
     event_epochs: Tuple[int, ...] = ()
+    event_after: str = "epoch_index"
+    count_rule: str = "ceil"
     score: str = "l2"
     target: str = "S"
     activation_decay: float = 0.9
@@ -156,7 +208,7 @@ class PruneDuringTrainingSettings:
     scratch: bool = False
     intervention: str = "prune"
     noise_batches: int = 1
-    epoch_noise_factor: float = 79.0
+    eval_noise_batches: int = 79
     prune_batchnorm: bool = True
 
     def __post_init__(self) -> None:
@@ -188,15 +240,20 @@ class PruneDuringTrainingSettings:
                 raise bad(name, "a list of fractions in (0, 1)")
         if not self.fractions and not self.rates:
             raise bad("fractions", "a non-empty list of fractions in (0, 1) (or give rates)")
+        if self.event_after not in PDT_EVENT_AFTER:
+            raise bad("event_after", ", ".join(PDT_EVENT_AFTER))
+        if self.count_rule not in PDT_COUNT_RULES:
+            raise bad("count_rule", ", ".join(PDT_COUNT_RULES))
+        first = self._first_epoch()
         for name in ("start_epochs", "end_epochs", "event_epochs"):
             value = getattr(self, name)
-            if not isinstance(value, tuple) or not all(_is_int(v) and v >= 1 for v in value):
-                raise bad(name, "a list of epochs >= 1")
+            if not isinstance(value, tuple) or not all(_is_int(v) and v >= first for v in value):
+                raise bad(name, f"a list of epochs >= {first} (event_after: {self.event_after})")
         if self.event_epochs:
             if list(self.event_epochs) != sorted(set(self.event_epochs)):
-                raise bad("event_epochs", "increasing epochs >= 1")
+                raise bad("event_epochs", f"increasing epochs >= {first}")
         elif not self.start_epochs:
-            raise bad("start_epochs", "a non-empty list of epochs >= 1 (or give event_epochs)")
+            raise bad("start_epochs", f"a non-empty list of epochs >= {first} (or give event_epochs)")
         if not _is_int(self.period) or self.period < 1:
             raise bad("period", "an integer >= 1")
         explicit = not self.layers[0].startswith("last_conv:") and self.layers[0] != "block_convs"
@@ -233,15 +290,25 @@ class PruneDuringTrainingSettings:
             raise bad("scratch", "false unless intervention is prune")
         if not _is_int(self.noise_batches) or self.noise_batches < 1:
             raise bad("noise_batches", "an integer >= 1")
-        if not _is_number(self.epoch_noise_factor) or self.epoch_noise_factor < 1.0:
-            raise bad("epoch_noise_factor", "a number >= 1")
+        if not _is_int(self.eval_noise_batches) or self.eval_noise_batches < 0:
+            raise bad("eval_noise_batches", "an integer >= 0")
         if not isinstance(self.prune_batchnorm, bool):
             raise bad("prune_batchnorm", "true or false")
 
+    def _first_epoch(self) -> int:
+        """The smallest schedule value: 0 (after the first epoch) with ``epoch_index``, 1 with
+        ``epochs_done``; an event before any training would measure nothing."""
+        return 0 if self.event_after == "epoch_index" else 1
+
+    def _offset(self) -> int:
+        """Epochs done at an event minus its schedule value (1 with ``epoch_index``)."""
+        return 1 if self.event_after == "epoch_index" else 0
+
     def all_event_epochs(self) -> Tuple[int, ...]:
-        """Every epoch (epochs done) at which some layer has an event, increasing."""
+        """Every number of epochs done at which some layer has an event, increasing (the loop
+        runs an event at the start of the 0-based epoch with that index)."""
         if self.event_epochs:
-            return self.event_epochs
+            return self.layer_event_epochs(0)
         ends = self.end_epochs or self.start_epochs
         width = max(len(self.start_epochs), len(ends))
         epochs = set()
@@ -249,8 +316,9 @@ class PruneDuringTrainingSettings:
             epochs.update(self.layer_event_epochs(i))
         return tuple(sorted(epochs))
 
-    def layer_event_epochs(self, index: int) -> Tuple[int, ...]:
-        """The event epochs of the index-th selected layer."""
+    def layer_schedule(self, index: int) -> Tuple[int, ...]:
+        """The index-th selected layer's schedule as written (``range(s, e + 1, r)`` or
+        ``event_epochs``), in the convention ``event_after`` names."""
         if self.event_epochs:
             return self.event_epochs
         ends = self.end_epochs or self.start_epochs
@@ -258,12 +326,29 @@ class PruneDuringTrainingSettings:
         end = ends[index if len(ends) > 1 else 0]
         return tuple(range(start, end + 1, self.period))
 
+    def layer_event_epochs(self, index: int) -> Tuple[int, ...]:
+        """The epochs done at each event of the index-th selected layer."""
+        return tuple(epoch + self._offset() for epoch in self.layer_schedule(index))
+
     def check_against(self, epochs: int, prefix: str) -> None:
         last = max(self.all_event_epochs())
         if last >= epochs:
             name = "event_epochs" if self.event_epochs else "end_epochs"
-            raise ModeError(f"{prefix}{name}: an event after epoch {last}, allowed: events after epochs in "
-                            f"[1, {epochs - 1}] (train.epochs is {epochs})")
+            largest = epochs - 1 - self._offset()
+            raise ModeError(f"{prefix}{name}: an event after {last} epochs of training, allowed: schedule epochs "
+                            f"up to {largest} (event_after: {self.event_after}; train.epochs is {epochs}, and an "
+                            f"event needs an epoch of training after it)")
+
+
+# Settings a mode no longer has, with the value every stored config that never set them holds
+# (trials.parquet keeps every setting): such a key at that value is dropped when read, any
+# other value is an error naming what replaced it.
+RETIRED: Mapping[str, Mapping[str, Tuple[Any, str]]] = MappingProxyType({
+    "prune_during_training": MappingProxyType({
+        # Issue 22: 79·σ² on the first batch of every epoch of a window, "Gaussian 1" included.
+        "epoch_noise_factor": (79.0, "eval_noise_batches (the test batches noised, Appendix D.1)"),
+    }),
+})
 
 
 SETTINGS: Mapping[str, Type] = MappingProxyType({
@@ -294,6 +379,7 @@ def parse_settings(mode: Any, values: Any, *, prefix: str = "mode_settings.") ->
     if not isinstance(values, Mapping):
         raise ModeError(f"{prefix.rstrip('.')}: got {values!r}, allowed: a mapping of {mode} settings")
     known = [f.name for f in dataclasses.fields(cls)]
+    values = _without_retired(mode, values, prefix)
     for key in values:
         if key not in known:
             raise ModeError(f"{prefix}{key}: unknown setting of mode {mode}, allowed: {', '.join(known) or 'none'}")
@@ -308,6 +394,22 @@ def parse_settings(mode: Any, values: Any, *, prefix: str = "mode_settings.") ->
     settings = cls(**converted)
     settings.validate(prefix)
     return settings
+
+
+def _without_retired(mode: str, values: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
+    """``values`` without the retired settings of ``mode`` that hold their old default
+    (:data:`RETIRED`); a retired setting at any other value is a :class:`ModeError`."""
+    retired = RETIRED.get(mode, {})
+    out = {}
+    for key, value in values.items():
+        if key in retired:
+            old, replacement = retired[key]
+            if value != old:
+                raise ModeError(f"{prefix}{key}: got {value!r}, retired (issue 22), allowed: {old!r}; "
+                                f"use {replacement}")
+            continue
+        out[key] = value
+    return out
 
 
 def non_default(settings: Any) -> Dict[str, Any]:
