@@ -12,7 +12,7 @@ training, iterative magnitude pruning). Torch only; never imports ``measures`` o
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Collection, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -66,11 +66,21 @@ def _check_mask_names(masks: Mapping[str, torch.Tensor], names: List[str], argum
         raise PruningError(f"{argument} has keys that are not conv/linear weights: {unknown[:3]}")
 
 
+def output_layer_weight(model: nn.Module) -> str:
+    """The parameter name of the output layer's weight: the last ``nn.Linear`` in
+    ``named_modules`` order (LeNet's ``fc3``, VGG's ``fc``); an error for a model without one."""
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linear:
+        raise PruningError("the model has no linear output layer to exempt")
+    return f"{linear[-1]}.weight" if linear[-1] else "weight"
+
+
 def global_magnitude_masks(
     model: nn.Module,
     keep_fraction: float,
     *,
     existing_masks: Optional[Mapping[str, torch.Tensor]] = None,
+    exclude: Collection[str] = (),
 ) -> Masks:
     """One-shot global magnitude pruning: keep the round(f·n) largest |w| over all weights.
 
@@ -86,15 +96,22 @@ def global_magnitude_masks(
     ``existing_masks`` (for iterative pruning): weights already pruned stay pruned and are
     never chosen; ``keep_fraction`` is still a fraction of all ``n`` weights, so it must not
     ask for more weights than the existing masks keep. Weights without an entry count as kept.
+
+    ``exclude``: weight names that are not pruned at all (OpenLTH's
+    ``pruning_layers_to_ignore``): they are left out of the ranking and of ``n``, and the
+    masks have no entry for them.
     """
-    params = prunable_parameters(model)
+    unknown = sorted(set(exclude) - {name for name, _ in prunable_parameters(model)})
+    if unknown:
+        raise PruningError(f"exclude has names that are not conv/linear weights: {unknown[:3]}")
+    params = [(name, param) for name, param in prunable_parameters(model) if name not in exclude]
     names = [name for name, _ in params]
     if not params:
         raise PruningError("model has no conv or linear weights to prune")
     with torch.no_grad():
         scores = torch.cat([param.detach().abs().flatten().float() for _, param in params])
         if existing_masks is not None:
-            _check_mask_names(existing_masks, names, "existing_masks")
+            _check_mask_names(existing_masks, names, "existing_masks (the excluded weights have none)")
             alive = torch.cat([
                 existing_masks[name].to(scores.device).flatten().bool()
                 if name in existing_masks else torch.ones(param.numel(), dtype=torch.bool, device=scores.device)

@@ -108,3 +108,48 @@ def test_rewind_epoch_must_be_inside_the_training_run():
 
     with pytest.raises(ConfigError, match=r"^mode_settings\.rewind_epoch: got 3, allowed: an epoch in \[0, 3\)"):
         TrainConfig(**BASE, mode="imp", mode_settings={"rewind_epoch": 3})
+
+
+LENET = dict(dataset="digits", model="lenet_300_100", width=20, train_size=96, batch_size=32, epochs=2, lr=0.05,
+             augment=False, mode="imp")
+
+
+@pytest.mark.parametrize("output_layer", ["openlth", "prune"])
+def test_lenet_keeps_its_output_layer_whole_under_openlths_default(output_layer):
+    # OpenLTH's mnist_lenet_300_100 default hyperparameters: pruning_layers_to_ignore='fc.weight'
+    # (the output layer). Written here: the output layer is LeNet's last linear layer (fc3); the
+    # other weights keep round(0.8^k · N_other) at level k; under "prune" it is ranked with them.
+    torch.set_num_threads(1)
+    config = TrainConfig(**LENET, mode_settings={"levels": 3, "rewind_epoch": 0, "output_layer": output_layer})
+    recorder = Recorder()
+    result = train(config, device="cpu", hooks=[recorder])
+    weights = dict(prunable_parameters(result.model))
+    assert list(weights) == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    output = weights["fc3.weight"].detach()
+    others = sum(w.numel() for name, w in weights.items() if name != "fc3.weight")
+    total = others + output.numel()
+    if output_layer == "openlth":
+        assert torch.count_nonzero(output) == output.numel()  # untouched by every level
+        for level in (1, 2, 3):
+            start = config.epochs * level  # epochs done when level k starts (t = 0)
+            kept = sum(int(torch.count_nonzero(w)) for n, w in recorder.epoch_end[start + config.epochs].items()
+                       if n != "fc3.weight")
+            assert kept == round(0.8 ** level * others), level
+    else:
+        kept = sum(int(torch.count_nonzero(w)) for w in recorder.epoch_end[4 * config.epochs].values())
+        assert kept == round(0.8 ** 3 * total)
+        assert torch.count_nonzero(output) < output.numel()
+
+
+def test_output_layer_exemption_follows_openlths_model_defaults():
+    from trainers.modes.settings import ImpSettings
+
+    default = ImpSettings()
+    assert default.exempts_output_layer("lenet_300_100") and default.exempts_output_layer("vgg16")
+    assert not default.exempts_output_layer("resnet20")  # OpenLTH's cifar_resnet prunes its fc
+    assert ImpSettings(output_layer="exempt").exempts_output_layer("resnet20")
+    assert not ImpSettings(output_layer="prune").exempts_output_layer("vgg16")
+    from trainers.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^mode_settings\.output_layer: got 'fc', allowed: openlth, prune, exempt$"):
+        TrainConfig(**BASE, mode="imp", mode_settings={"output_layer": "fc"})

@@ -70,15 +70,24 @@ class ExtendedDense(ModeCallbacks):
 
 
 class Imp(ExtendedDense):
-    """``imp``: at the start of level k, keep the round((1 − p)^k · N) largest-magnitude conv
-    and linear weights among those still kept (global ranking, ties broken by position, see
-    :func:`trainers.pruning.global_magnitude_masks`); removed weights stay zero (the loop
-    re-applies the masks after every optimizer step)."""
+    """``imp``: at the start of level k, keep the round((1 − p)^k · N) largest-magnitude
+    prunable weights among those still kept (global ranking, ties broken by position, see
+    :func:`trainers.pruning.global_magnitude_masks`); N counts the conv and linear weights
+    but the output layer's when the settings exempt it (``output_layer``, OpenLTH's default
+    for LeNet and VGG), which then has no mask; removed weights stay zero (the loop re-applies
+    the masks after every optimizer step)."""
 
     def keep_fraction(self, level: int) -> float:
         return (1.0 - self.settings.prune_fraction) ** level
 
+    def exempt(self, model) -> tuple:
+        """The weight names IMP never prunes in ``model``."""
+        if self.settings.exempts_output_layer(self.config.model):
+            return (pruning.output_layer_weight(model),)
+        return ()
+
     def start_level(self, state, level: int) -> None:
         state.masks = pruning.global_magnitude_masks(
-            state.model, self.keep_fraction(level), existing_masks=state.masks or None)
+            state.model, self.keep_fraction(level), existing_masks=state.masks or None,
+            exclude=self.exempt(state.model))
         pruning.apply_masks(state.model, state.masks)
