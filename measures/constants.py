@@ -30,6 +30,8 @@ DEFAULT_EPSILON = 1e-6
 # flatness (measures/flatness.py, measures/hessian.py)
 METHODS = ("lanczos", "power")
 EPS_SEARCHES = ("bisect", "scan")
+EPS_SPLITS = ("hessian", "train", "test")
+EPS_REPORTS = ("last_passing", "first_failing")
 TIC_TRACES = ("hutchinson", "top_k")
 SPLITS = ("train", "test")
 PARAMS_CHOICES = ("all", "weights")

@@ -8,7 +8,8 @@ predicts generalization* (Section 5.4.2).
 
 Every quantity is computed on one fixed subset of the training set (default 5,000 examples,
 drawn without replacement with the generator ``generator_for(trial_id, "flatness")``), with
-the labels the model was trained on, the model in eval mode (BatchNorm running statistics;
+the labels the model was trained on (ε-flatness can use other examples: ``eps_split``), the
+model in eval mode (BatchNorm running statistics;
 see ``measures.hessian``), over the parameters chosen by ``params`` (default all, as
 PyHessian). The second paper used 512 *test* examples instead; ``split="test"`` and
 ``subset=512`` reproduce that. The family leaves ``ctx.model`` in eval mode and never changes
@@ -26,7 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from measures.constants import METHODS, EPS_SEARCHES, TIC_TRACES, SPLITS, TRACE_METHODS  # noqa: F401 (defined once, torch-free)
+from measures.constants import (  # noqa: F401 (defined once, torch-free)
+    EPS_REPORTS, EPS_SEARCHES, EPS_SPLITS, METHODS, SPLITS, TIC_TRACES, TRACE_METHODS,
+)
 from measures.common import generator_for, recalibrated_copy, seeded_indices
 from measures.context import MeasureOutput, TrialContext
 from measures.hessian import (
@@ -187,6 +190,19 @@ def eps_flatness(
     return best * step, evaluations, best == capped_at
 
 
+def _eps_examples(ctx: TrialContext, split: str, subset: Optional[int], x: torch.Tensor,
+                  y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The examples of the ε-flatness loss: the Hessian's (``hessian``), or ``subset`` (None:
+    all) of the ``train`` or ``test`` split, seeded by ``"flatness/eps"``."""
+    if split == "hessian":
+        return x, y
+    x_all, y_all = (ctx.train_x, ctx.train_y) if split == "train" else (ctx.test_x, ctx.test_y)
+    if subset is None or subset >= len(x_all):
+        return x_all, y_all
+    indices = seeded_indices(ctx.trial_id, "flatness/eps", len(x_all), subset).to(x_all.device)
+    return x_all[indices], y_all[indices]
+
+
 def _counting(matvec: Matvec) -> Tuple[Matvec, Callable[[], int]]:
     calls = [0]
 
@@ -217,6 +233,31 @@ def _check_settings(
         raise FlatnessError(f"z: must be positive, got {z!r}")
 
 
+def _check_eps_data(directions: Optional[int], split: str, subset: Optional[int], report: str) -> None:
+    if directions is not None and (not isinstance(directions, int) or isinstance(directions, bool) or directions < 1):
+        raise FlatnessError(f"eps_directions: got {directions!r}, allowed: a positive integer or null (all top_k)")
+    if split not in EPS_SPLITS:
+        raise FlatnessError(f"eps_split: got {split!r}, allowed: {', '.join(EPS_SPLITS)}")
+    if subset is not None and (not isinstance(subset, int) or isinstance(subset, bool) or subset < 1):
+        raise FlatnessError(f"eps_subset: got {subset!r}, allowed: a positive integer or null (the whole split)")
+    if subset is not None and split == "hessian":
+        raise FlatnessError(f"eps_subset: got {subset!r}, allowed: null with eps_split hessian (its examples are "
+                            f"the Hessian's)")
+    if report not in EPS_REPORTS:
+        raise FlatnessError(f"eps_report: got {report!r}, allowed: {', '.join(EPS_REPORTS)}")
+
+
+def reported_eps(last_passing: float, step: float, capped: bool, report: str) -> float:
+    """The ε ``eps_report`` asks for, from the search's last passing grid point: itself
+    (``last_passing``), or the next grid point, the first that fails (``first_failing``, the
+    authors' Figure E.3: the smallest |ε| at which some direction's loss increase reached the
+    threshold). When nothing failed up to ``eps_max`` (``capped``) both are ``eps_max``, a
+    lower bound."""
+    if report == "first_failing" and not capped:
+        return last_passing + step
+    return last_passing
+
+
 def _check_eigen_settings(top_k: int, lanczos_steps: Optional[int], power_max_iter: int, power_tol: float) -> None:
     if lanczos_steps is not None and (not isinstance(lanczos_steps, int) or lanczos_steps < top_k):
         raise FlatnessError(f"lanczos_steps: must be None or an integer >= top_k={top_k}, got {lanczos_steps!r}")
@@ -242,6 +283,10 @@ def flatness(
     eps_loss_increase: float = 0.1,
     eps_max: float = 10.0,
     eps_search: str = "bisect",
+    eps_directions: Optional[int] = None,
+    eps_split: str = "hessian",
+    eps_subset: Optional[int] = None,
+    eps_report: str = "last_passing",
     batch_size: int = 1000,
     per_example_batch_size: int = 256,
     z: float = 1.0,
@@ -279,8 +324,17 @@ def flatness(
     - ``tic_proxy``: Tr(C)/Tr(H) (Appendix E.3), with Tr(H) the ``hessian_trace`` estimate
       (``tic_trace="hutchinson"``, whichever ``trace_method``) or the top-k sum as in the
       paper (``"top_k"``); NaN if that trace is 0.
-    - ``eps_flatness``: :func:`eps_flatness` along the top-k eigenvectors with ``eps_step``
-      0.01, ``eps_loss_increase`` 0.1, ``eps_max`` 10, ``eps_search`` "bisect".
+    - ``eps_flatness``: :func:`eps_flatness` along the top ``eps_directions`` eigenvectors
+      (default null: all top-k) with ``eps_step`` 0.01, ``eps_loss_increase`` 0.1, ``eps_max``
+      10, ``eps_search`` "bisect", on the loss over ``eps_split`` examples: ``hessian``
+      (default, the Hessian's subset), or ``eps_subset`` examples of ``train`` or ``test``
+      (null: all of them; drawn with ``generator_for(trial_id, "flatness/eps")``);
+      ``eps_report``: ``last_passing`` (default, the largest ε that passes) or
+      ``first_failing`` (the next grid point). The second paper (Appendix E.3 and the
+      authors' Figure_Ei.py): the top 10 eigenvectors of the Hessian on 512 test examples,
+      the loss on the whole test set, the grid 0.01 ... 0.4 scanned, the first failing ε:
+      ``eps_directions: 10, eps_split: test, eps_report: first_failing, eps_search: scan,
+      eps_max: 0.4`` (the stability presets set them).
 
     Random draws: the subset from ``generator_for(trial_id, "flatness")``, the Lanczos/power
     start vectors from ``"flatness/eigen"`` and the Rademacher vectors from
@@ -321,6 +375,7 @@ def flatness(
     if not isinstance(hvp_cache, bool):
         raise FlatnessError(f"hvp_cache: must be true or false, got {hvp_cache!r}")
     _check_eps_settings(eps_step, eps_loss_increase, eps_max, eps_search)
+    _check_eps_data(eps_directions, eps_split, eps_subset, eps_report)
     model = recalibrated_copy(ctx.model, ctx.train_x) if recalibrate_bn else ctx.model.eval()
     x_all, y_all = (ctx.train_x, ctx.train_y) if split == "train" else (ctx.test_x, ctx.test_y)
     if subset is not None and (not isinstance(subset, int) or subset < 1):
@@ -362,10 +417,12 @@ def flatness(
     tic_denominator = trace.mean if tic_trace == "hutchinson" else top_k_sum
     tic = covariance_trace / tic_denominator if tic_denominator != 0 else float("nan")
 
-    loss_at, space = mean_loss_function(model, x, y, batch_size=batch_size, params=params)
-    directions = eigenvectors.to(dtype=space.dtype)
-    eps, loss_evaluations, eps_capped = eps_flatness(
+    x_eps, y_eps = _eps_examples(ctx, eps_split, eps_subset, x, y)
+    loss_at, space = mean_loss_function(model, x_eps, y_eps, batch_size=batch_size, params=params)
+    directions = eigenvectors[:, :k if eps_directions is None else min(eps_directions, k)].to(dtype=space.dtype)
+    last_passing, loss_evaluations, eps_capped = eps_flatness(
         loss_at, directions, step=eps_step, loss_increase=eps_loss_increase, eps_max=eps_max, search=eps_search)
+    eps = reported_eps(last_passing, eps_step, eps_capped, eps_report)
 
     eigenvalue_list = [float(value) for value in eigenvalues]
     return MeasureOutput(
@@ -404,6 +461,11 @@ def flatness(
             "eps_loss_increase": eps_loss_increase,
             "eps_max": eps_max,
             "eps_search": eps_search,
+            "eps_directions": int(directions.shape[1]),
+            "eps_split": eps_split,
+            "eps_examples": len(x_eps),
+            "eps_report": eps_report,
+            "eps_last_passing": last_passing,
             "eps_capped": eps_capped,
             "eps_loss_evaluations": loss_evaluations,
             "batch_size": batch_size,

@@ -10,7 +10,7 @@ Families and what they yield (see each module's docstrings for definitions and c
 - ``margins``: margin/<layer>/<stat> (Jiang et al. 2019); ``output_margin_stats``: output_margin/<stat>
 - ``flatness``: Hessian spectrum and trace, effective dimensionality, gradient-covariance trace,
   TIC proxy, eps-flatness (second paper, Appendix E)
-- ``el2n``: el2n (Paul et al. 2021) at the early checkpoint
+- ``el2n``: el2n (Paul, Ganguli & Dziugaite 2021) at the early checkpoint
 - ``pruning_vs_perturbation``: the first paper's Figure 2 curves
 """
 
@@ -28,7 +28,9 @@ from measures.constants import (
     DEFAULT_NUM_EXAMPLES,
     DEFAULT_RESOLUTION,
     DEFAULT_SEARCH,
+    EPS_REPORTS,
     EPS_SEARCHES,
+    EPS_SPLITS,
     EPSILON_PLACEMENTS,
     EVAL_BATCH_SIZE,
     HVP_MODES,
@@ -79,7 +81,8 @@ FAMILIES: Mapping[str, Family] = MappingProxyType({family.name: family for famil
             "gradient_covariance_trace", "tic_proxy", "eps_flatness"),
            {"subset": 5000, "split": "train", "top_k": 100, "method": "lanczos", "lanczos_steps": None,
             "power_max_iter": 100, "power_tol": 1e-3, "trace_method": "deflated", "hutchinson_samples": 10, "eps_step": 0.01,
-            "eps_loss_increase": 0.1, "eps_max": 10.0, "eps_search": "bisect", "batch_size": 1000,
+            "eps_loss_increase": 0.1, "eps_max": 10.0, "eps_search": "bisect", "eps_directions": None,
+            "eps_split": "hessian", "eps_subset": None, "eps_report": "last_passing", "batch_size": 1000,
             "per_example_batch_size": 256, "z": 1.0, "params": "all", "recalibrate_bn": False,
             "hvp_mode": "reverse_over_reverse", "hvp_cache": True, "tic_trace": "hutchinson"},
            tables=("hessian_eigenvalues",)),
@@ -112,6 +115,8 @@ CHOICES: Mapping[Tuple[str, str], Tuple[str, ...]] = MappingProxyType({
     ("flatness", "split"): SPLITS,
     ("flatness", "method"): METHODS,
     ("flatness", "eps_search"): EPS_SEARCHES,
+    ("flatness", "eps_split"): EPS_SPLITS,
+    ("flatness", "eps_report"): EPS_REPORTS,
     ("flatness", "tic_trace"): TIC_TRACES,
     ("flatness", "params"): PARAMS_CHOICES,
     ("flatness", "hvp_mode"): HVP_MODES,

@@ -166,6 +166,49 @@ def test_eps_flatness_equals_a_brute_force_scan_along_dense_eigenvectors(full_ru
     assert output.info["eps_capped"] is False
 
 
+def test_eps_flatness_with_the_papers_settings_is_the_authors_first_failing_epsilon(full_run):
+    # Appendix E.3 and the authors' Figure_Ei.py: directions = the top eigenvectors of the
+    # Hessian on the Hessian's examples; the loss on the whole test set; for each |ε| of the
+    # 0.01 grid the worst increase over the directions and both signs; ε = the smallest |ε|
+    # whose worst increase reaches the threshold.
+    ctx, _, _, _, eigenvectors = full_run
+    directions = eigenvectors[:, :2]
+    base_vector = parameters_to_vector(ctx.model.parameters()).detach()
+    base = loss_of(ctx.model, ctx.test_x, ctx.test_y)
+    probe = tiny_network()
+    probe.load_state_dict(ctx.model.state_dict())
+    expected = None
+    for n in range(1, 1001):
+        worst = -math.inf
+        for column in range(2):
+            for sign in (1.0, -1.0):
+                vector_to_parameters(base_vector + sign * n * 0.01 * directions[:, column], probe.parameters())
+                worst = max(worst, loss_of(probe, ctx.test_x, ctx.test_y) - base)
+        if worst > 0.1:
+            expected = n * 0.01
+            break
+    assert expected is not None and expected > 0.05
+    for search in ("scan", "bisect"):
+        output = flatness(ctx, subset=None, top_k=3, hutchinson_samples=2, eps_directions=2, eps_split="test",
+                          eps_report="first_failing", eps_search=search)
+        assert output.values["eps_flatness"] == pytest.approx(expected, abs=1e-9)
+        assert output.info["eps_examples"] == len(ctx.test_x) and output.info["eps_directions"] == 2
+        assert output.info["eps_last_passing"] == pytest.approx(expected - 0.01, abs=1e-9)
+    # The Hessian's own examples and every direction by default: the last passing ε as before.
+    default = flatness(ctx, subset=None, top_k=3, hutchinson_samples=2)
+    assert default.values["eps_flatness"] == default.info["eps_last_passing"]
+    assert default.info["eps_examples"] == len(ctx.train_x) and default.info["eps_directions"] == 3
+
+
+def test_eps_subset_of_a_split_is_seeded():
+    ctx = context()
+    output = flatness(ctx, subset=16, top_k=1, hutchinson_samples=2, eps_split="train", eps_subset=20)
+    assert output.info["eps_examples"] == 20
+    indices = seeded_indices(TRIAL, "flatness/eps", 64, 20)
+    assert torch.equal(indices, torch.randperm(64, generator=torch.Generator().manual_seed(
+        seed_for(TRIAL, "flatness/eps")))[:20].sort().values)
+
+
 def test_eps_flatness_scan_search_gives_the_same_answer_on_the_model(full_run):
     ctx, output, _, _, _ = full_run
     scanned = flatness(ctx, subset=None, top_k=3, hutchinson_samples=2, eps_search="scan")
@@ -257,7 +300,8 @@ def test_registry_lists_every_scalar_and_the_function_defaults():
     ("method", "arnoldi"), ("subset", 0), ("split", "validation"), ("eps_search", "golden"),
     ("params", "biases"), ("hutchinson_samples", 1), ("z", 0.0), ("top_k", 0), ("eps_step", 0.0),
     ("eps_max", 0.001), ("lanczos_steps", 0), ("power_tol", -1.0), ("hvp_mode", "numeric"),
-    ("trace_method", "hutch++"),
+    ("trace_method", "hutch++"), ("eps_directions", 0), ("eps_split", "validation"), ("eps_subset", 0),
+    ("eps_subset", 5), ("eps_report", "middle"),
 ])
 def test_bad_settings_raise_one_line_errors_naming_the_setting(setting, value):
     settings = {"subset": 16, "top_k": 1, "hutchinson_samples": 2}
