@@ -1,11 +1,27 @@
 """Warnings a report must give before its correlations are read: a target whose spread
-across models is below its own test-set noise, models that do not fit their training data, a
-measure that is (nearly) constant or stuck at a bound of its settings, and a stochastic
-estimate whose standard error is large next to the spread across models.
+across models is not well above its own test-set noise, models that do not fit their training
+data, a measure that is (nearly) constant or stuck at a bound of its settings, a stochastic
+estimate whose standard error is large next to the spread across models, a measure computed on
+fewer models than the zoo holds, a measure that ranks convergence rather than generalization
+in a zoo not trained to a common loss, and a zoo too small for the effects of the paper it is
+compared with.
 
 Each check is a small pure function returning one-line warnings (empty when all is well).
 
 Constants:
+
+- ``SPREAD_FACTOR`` = 2: the target's standard deviation across models must be at least
+  twice one model's test-set standard error. At 1× (the rule before issue 21) half of the
+  spread of a zoo can still be test-set noise: ``stability_demo``'s gap spread equalled one
+  model's standard error and no warning fired.
+- ``CONVERGENCE_TAU`` = 0.5: in a zoo not trained to a common loss, a measure whose |τ| with
+  the models' final training loss exceeds 0.5, or exceeds its |τ| with the target, is flagged
+  as confounded by convergence, provided that |τ| with the training loss is itself beyond
+  ``2 s_τ`` (distinguishable from chance). Prunability's tolerance β is relative to the
+  model's own training loss, so on a zoo whose losses spread over orders of magnitude it
+  ranks how far each model converged (τ(prunability, train loss) = −0.51 on the demo of
+  issue 21). ``CONVERGENCE_EXEMPT`` = (``train_loss``,): the measure that is the final
+  training loss by definition.
 
 - ``MIN_DISTINCT`` = 10 distinct values a measure should take (the issue's acceptance rule);
   on zoos of fewer than 20 models the bound is half the models, rounded up.
@@ -28,8 +44,16 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from analysis.data import ok_measures
+from analysis.data import measure_family, ok_measures
+from analysis.kendall import kendall_tau, kendall_tau_se
 
+SPREAD_FACTOR = 2.0
+CONVERGENCE_TAU = 0.5
+CONVERGENCE_EXEMPT = ("train_loss",)
+# The trials column that says a zoo was trained to a common loss (null when unset).
+STOP_COLUMN = "stop_at_train_loss"
+# Whether a model stopped by reaching it (null without a target).
+REACHED_COLUMN = "reached_target"
 MIN_DISTINCT = 10
 DOMINANT_SHARE = 0.9
 FIT_ACCURACY = 0.95
@@ -78,20 +102,20 @@ def target_spread_and_noise(target: str, values: pd.Series, test_acc: Optional[p
 
 def target_noise_warnings(target: str, values: pd.Series, test_acc: Optional[pd.Series],
                           test_examples: Optional[int]) -> List[str]:
-    """Warn when the standard deviation of the target across models is below the standard
-    error of one model's target on the test set (:func:`binomial_se` at the mean test
-    accuracy; the gap and the test error carry the test accuracy's noise, the training
-    accuracy being measured on the whole training set). For ``test_loss`` the noise needs
-    per-example losses, which the store does not keep: nothing is said."""
+    """Warn when the standard deviation of the target across models is below ``SPREAD_FACTOR``
+    (2) times the standard error of one model's target on the test set (:func:`binomial_se`
+    at the mean test accuracy; the gap and the test error carry the test accuracy's noise,
+    the training accuracy being measured on the whole training set). For ``test_loss`` the
+    noise needs per-example losses, which the store does not keep: nothing is said."""
     measured = target_spread_and_noise(target, values, test_acc, test_examples)
     if measured is None:
         return []
     spread, noise = measured
-    if spread >= noise:
+    if spread >= SPREAD_FACTOR * noise:
         return []
-    return [f"target spread below test-set noise: the {target} has standard deviation {spread:.4f} across models, "
-            f"less than one model's test-set standard error {noise:.4f} ({test_examples} test images); "
-            f"its ranking is mostly noise"]
+    return [f"target spread below {SPREAD_FACTOR:g}× test-set noise: the {target} has standard deviation "
+            f"{spread:.4f} across models, {spread / noise:.1f} times one model's test-set standard error "
+            f"{noise:.4f} ({test_examples} test images); much of its ranking is noise"]
 
 
 def fit_warnings(train_acc: Optional[pd.Series]) -> List[str]:
@@ -141,7 +165,8 @@ def _infos(measures: pd.DataFrame, ids: List[str]) -> pd.DataFrame:
     rows = ok_measures(measures)
     rows = rows[rows["trial_id"].isin(ids)].drop_duplicates(["trial_id", "measure"], keep="last")
     if "settings" not in rows.columns:
-        return pd.DataFrame(columns=["trial_id", "measure", "value", "info"])
+        return pd.DataFrame({"trial_id": pd.Series(dtype=object), "measure": pd.Series(dtype=object),
+                             "value": pd.Series(dtype=float), "info": pd.Series(dtype=object)})
     infos = []
     for text in rows["settings"]:
         try:
@@ -208,4 +233,114 @@ def noise_warnings(measures: pd.DataFrame, ids: List[str]) -> Dict[str, str]:
         if median_se > NOISE_RATIO * spread:
             found[name] = (f"{name}: the {label} (median {_number(median_se)}) is large next to its spread across "
                            f"models (standard deviation {_number(spread)}); its ranking is mostly estimation noise")
+    return found
+
+
+def measure_counts(wide: pd.DataFrame) -> pd.Series:
+    """Per measure column of ``wide`` (one row per model of the zoo): the number of models
+    with a finite value."""
+    return wide.notna().sum(axis=0).astype(int)
+
+
+def partial_measures(wide: pd.DataFrame) -> Dict[str, int]:
+    """The measures of ``wide`` with a finite value for fewer than all of its rows (the
+    zoo's models), with their counts: measure -> models with a value."""
+    counts = measure_counts(wide)
+    return {str(name): int(count) for name, count in counts.items() if count < len(wide)}
+
+
+def coverage_warnings(partial: Dict[str, int], n_models: int, *, included: bool = False) -> List[str]:
+    """One warning per measure family with measures in ``partial`` (measure -> models with a
+    value, of the ``n_models`` of the zoo): their coverage, and whether they were left out
+    of Tables 1–3 (the default) or kept (``included``, ``genzoo analyze --include-partial``).
+    A measure on a few models of a zoo (an interrupted ``genzoo measure``) ranks those few,
+    which can give CMI 1.0 or an adjusted R² of 0.9999 beside the complete measures."""
+    by_family: Dict[str, List[str]] = {}
+    for name in sorted(partial):
+        by_family.setdefault(measure_family(name), []).append(name)
+    found = []
+    for family, names in sorted(by_family.items()):
+        counts = sorted({partial[n] for n in names})
+        coverage = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+        what = names[0] if len(names) == 1 else f"{len(names)} measures of family {family}"
+        fate = ("kept in Tables 1–3 (--include-partial)" if included
+                else "left out of Tables 1–3 (genzoo analyze --include-partial keeps them)")
+        found.append(f"partial measure: {what} computed on {coverage} of the {n_models} models; {fate}")
+    return found
+
+
+def trained_to_common_loss(models: pd.DataFrame) -> bool:
+    """Whether every model was trained until the same training loss: the trials column
+    ``stop_at_train_loss`` (``STOP_COLUMN``) is present, set (not null) for every model and
+    one value, and, where the store records it, every model ``reached_target`` (a model that
+    hit its epoch cap first did not). A missing column means "not set" (stores written
+    before it)."""
+    if STOP_COLUMN not in models.columns or len(models) == 0:
+        return False
+    values = pd.to_numeric(models[STOP_COLUMN], errors="coerce")
+    if not (values.notna().all() and values.nunique() == 1):
+        return False
+    if REACHED_COLUMN in models.columns:
+        return bool(models[REACHED_COLUMN].fillna(False).astype(bool).all())
+    return True
+
+
+def convergence_confounds(models: pd.DataFrame, wide: pd.DataFrame, target: pd.Series) -> pd.DataFrame:
+    """Per measure column of ``wide`` (same index as ``models``): τ with the models' final
+    ``train_loss`` and with ``target`` over the models with all three finite, and whether it
+    is confounded by convergence (the rule of ``CONVERGENCE_TAU`` in the module docstring).
+    Empty when the zoo was trained to a common loss (:func:`trained_to_common_loss`) or
+    has no ``train_loss`` column."""
+    columns = ["measure", "n_models", "tau_train_loss", "tau_target", "confounded"]
+    if trained_to_common_loss(models) or "train_loss" not in models.columns:
+        return pd.DataFrame(columns=columns)
+    loss = pd.to_numeric(models["train_loss"], errors="coerce").astype(float)
+    records = []
+    for name in wide.columns:
+        if name in CONVERGENCE_EXEMPT:
+            continue
+        frame = pd.DataFrame({"m": wide[name], "loss": loss, "g": target.reindex(wide.index)}).astype(float)
+        frame = frame[np.isfinite(frame.to_numpy()).all(axis=1)]
+        n = len(frame)
+        if n < 3 or frame["loss"].nunique() < 2:
+            continue
+        tau_loss = kendall_tau(frame["m"], frame["loss"])
+        tau_target = kendall_tau(frame["m"], frame["g"])
+        confounded = abs(tau_loss) > 2 * kendall_tau_se(n) and (
+            abs(tau_loss) > CONVERGENCE_TAU or abs(tau_loss) > abs(tau_target))
+        records.append({"measure": name, "n_models": n, "tau_train_loss": tau_loss, "tau_target": tau_target,
+                        "confounded": bool(confounded)})
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def convergence_warnings(confounds: pd.DataFrame, models: pd.DataFrame, target: str) -> List[str]:
+    """One warning per measure that :func:`convergence_confounds` flags, naming the spread of
+    the final training losses."""
+    if confounds.empty or not confounds["confounded"].any():
+        return []
+    loss = pd.to_numeric(models["train_loss"], errors="coerce")
+    spread = f"final training losses {loss.min():.2g} to {loss.max():.2g}"
+    return [f"confounded by convergence: {row.measure} follows the final training loss (τ = {row.tau_train_loss:.2f}) "
+            f"{'more than' if abs(row.tau_train_loss) > abs(row.tau_target) else 'as well as'} the {target} "
+            f"(τ = {row.tau_target:.2f}); the zoo is not trained to a common loss ({spread}, no stop_at_train_loss)"
+            for row in confounds[confounds["confounded"]].itertuples()]
+
+
+def too_small_warnings(results: pd.DataFrame) -> List[str]:
+    """One warning per compared experiment with claims whose effect, at the paper's size, is
+    below the detectable 2 standard errors of this zoo (the ``too_small`` column of
+    :func:`analysis.against_paper.compare`): the zoo is too small to test them."""
+    if results.empty or "too_small" not in results.columns:
+        return []
+    found = []
+    for experiment, part in results.groupby("experiment", sort=False):
+        small = part[part["too_small"].astype(bool)]
+        if small.empty:
+            continue
+        examples = ", ".join(f"{row.claim} (|{row.paper_value:.3g}| < {row.detectable:.3g})"
+                             for row in small.head(3).itertuples())
+        more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+        found.append(f"zoo too small for {len(small)} of the {len(part)} claims of {experiment}: an effect of the "
+                     f"paper's size is below 2 standard errors of the statistic with this zoo's models, e.g. "
+                     f"{examples}{more}")
     return found

@@ -24,9 +24,13 @@ from analysis.data import (
 )
 from analysis.checks import (
     bound_warnings,
+    convergence_confounds,
+    convergence_warnings,
+    coverage_warnings,
     degenerate_warnings,
     fit_warnings,
     noise_warnings,
+    partial_measures,
     target_noise_warnings,
     target_spread_and_noise,
 )
@@ -125,6 +129,7 @@ def analyze(
     sections: Sequence[str] = (),
     test_examples: Optional[int] = None,
     colour_by: Optional[str] = None,
+    include_partial: bool = False,
 ) -> AnalysisResult:
     """Compute and write the analysis of one experiment into ``out_dir``.
 
@@ -147,6 +152,9 @@ def analyze(
     is below one model's test-set noise (:mod:`analysis.checks`); ``colour_by`` names the
     hyperparameter that colours the scatter plots (default :func:`colour_axis`). With
     ``tables["epochs"]`` (the store's per-epoch records) the report draws learning curves.
+
+    A measure with a value for fewer than all the models of the tables is left out of Tables
+    1–3 and listed with its coverage, unless ``include_partial``.
 
     Only completed trials with a finite target and measure rows with status "ok" and a finite
     value enter the statistics. Writes ``table1|2|3.md/.csv``, ``figures/*.png`` and ``*.svg``,
@@ -190,6 +198,13 @@ def analyze(
 
     table_measures, joint_fits, fit_notes = _measures_for_tables(wide, target_series, feature_groups)
     notes.extend(fit_notes)
+    partial = partial_measures(table_measures)
+    if partial and not include_partial:
+        if len(partial) == table_measures.shape[1]:
+            raise AnalysisError(
+                f"measures: every measure was computed on only part of the {len(ids)} completed trials (at most "
+                f"{max(partial.values())}); finish `genzoo measure` or analyze with --include-partial")
+        table_measures = table_measures.drop(columns=list(partial))
     extra_targets: Dict[str, pd.Series] = {}
     double_descent = double_descent or target == "test_loss"
     if double_descent:
@@ -220,7 +235,10 @@ def analyze(
         _write(out / f"{name}.csv", to_csv_text(table).encode(), written)
         _write(out / f"{name}.md", f"# {titles[name]}\n\n{captions[name]}{to_markdown(table)}".encode(), written)
 
-    warnings = _warnings(models, table_measures, measures, target, target_series, test_examples)
+    confounds = convergence_confounds(models, table_measures, target_series)
+    warnings = _warnings(models, table_measures, measures, target, target_series, test_examples,
+                         coverage=coverage_warnings(partial, len(models), included=include_partial),
+                         convergence=convergence_warnings(confounds, models, target))
     _write(out / SETTINGS_CSV, to_csv_text(measure_settings(measures, ids)).encode(), written)
     colour = colour_by if colour_by is not None else colour_axis(models, target_series, axes)
     if colour is not None and colour not in models.columns:
@@ -246,6 +264,7 @@ def analyze(
         axes=axes, hold_fixed=hold_fixed, t1=t1, t2=t2, t3=t3, figures=figures, settings=settings or {},
         measures=measures, notes=notes, double_descent=double_descent, anchor=anchor, sections=extra,
         warnings=warnings, colour=colour, settings_csv=SETTINGS_CSV,
+        partial={} if include_partial else partial,
         spread_and_noise=target_spread_and_noise(target, target_series, models.get("test_acc"), test_examples),
         test_examples=test_examples,
     )
@@ -278,15 +297,18 @@ def colour_axis(models: pd.DataFrame, target: pd.Series, axes: Sequence[str]) ->
 
 
 def _warnings(models: pd.DataFrame, table_measures: pd.DataFrame, measures: pd.DataFrame,
-              target: str, target_series: pd.Series, test_examples: Optional[int]) -> List[str]:
+              target: str, target_series: pd.Series, test_examples: Optional[int], *,
+              coverage: Sequence[str] = (), convergence: Sequence[str] = ()) -> List[str]:
     """Every check of :mod:`analysis.checks`, one line each: the target's spread against its
-    test-set noise, the fit of the models, then per Table 1 measure (sorted by name) a degenerate
-    value distribution, a value at a bound of its settings, a large stochastic error."""
+    test-set noise, the fit of the models, the ``coverage`` and ``convergence`` warnings
+    computed by the caller, then per Table 1 measure (sorted by name) a degenerate value
+    distribution, a value at a bound of its settings, a large stochastic error."""
     found = target_noise_warnings(target, target_series, models.get("test_acc"), test_examples)
     found += fit_warnings(models.get("train_acc"))
+    found += list(coverage) + list(convergence)
     ids = list(models.index)
     per_measure = [degenerate_warnings(table_measures), bound_warnings(measures, ids), noise_warnings(measures, ids)]
-    for name in sorted(set().union(*per_measure)):
+    for name in sorted(set().union(*per_measure) & set(table_measures.columns)):
         found += [checks[name] for checks in per_measure if name in checks]
     return found
 

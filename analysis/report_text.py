@@ -111,6 +111,7 @@ def report_text(
     settings_csv: Optional[str] = None,
     spread_and_noise: Optional[Tuple[float, float]] = None,
     test_examples: Optional[int] = None,
+    partial: Optional[Mapping[str, int]] = None,
 ) -> str:
     ids = list(models.index)
     status_counts = trials["status"].astype(str).value_counts().sort_index()
@@ -153,8 +154,9 @@ def report_text(
         paragraph += " This is a double-descent zoo: Table 1 also gives τ against test loss and test error."
 
     lines = [f"# Analysis of `{experiment or 'unnamed'}`", "", paragraph, "", "## Warnings", ""]
-    lines += [f"- **{w}**" for w in warnings] or ["- none: the target's spread exceeds its test-set noise and no measure "
-                                                  "is constant, degenerate or dominated by estimation noise"]
+    lines += [f"- **{w}**" for w in warnings] or ["- none: the target's spread exceeds twice its test-set noise, every "
+                                                  "measure covers the whole zoo, and no measure is constant, degenerate, "
+                                                  "dominated by estimation noise or confounded by convergence"]
     lines += ["", "## Tables", ""]
     lines += [
         "- [Table 1](table1.md) ([csv](table1.csv)): per measure, Kendall's τ with the target, `kendall_tau_se` "
@@ -230,6 +232,11 @@ def report_text(
     coverage = measure_coverage(measures, ids) if "measure" in measures.columns else pd.DataFrame()
     lines += ["", "## Measure coverage (completed trials)", ""]
     lines.append(to_markdown(coverage) if not coverage.empty else "- no measure rows")
+    if partial:
+        left_out = pd.DataFrame({"measure": sorted(partial), "models": [partial[m] for m in sorted(partial)],
+                                 "of": len(models)})
+        lines += ["", "Left out of Tables 1–3 (computed on fewer models than the zoo holds; "
+                  "`genzoo analyze --include-partial` keeps them):", "", to_markdown(left_out)]
     lines += ["", "## Notes", ""]
     lines += [f"- {note}" for note in notes] or ["- none"]
     lines += ["", f"Standard error of τ for n = {len(models)}: s_τ = {kendall_tau_se(len(models)):.4f}.", ""]

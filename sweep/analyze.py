@@ -40,7 +40,8 @@ def count_test_examples(models: pd.DataFrame) -> Optional[int]:
     return TEST_EXAMPLES.get(names.pop()) if len(names) == 1 else None
 
 
-def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str] = None):
+def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str] = None,
+        include_partial: bool = False):
     from sweep.migrate import upgrade
 
     store = Store(storage, experiment)
@@ -63,6 +64,7 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
             hparams=hparams,
             double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
             sections=options.sections, test_examples=count_test_examples(models), colour_by=options.colour_by,
+            include_partial=include_partial,
         )
         root = Path(scratch)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -91,8 +93,11 @@ def zoo_frames(store: Store, table_names=("pruning_curves", "el2n", "hessian_eig
     trials = store.trials()
     completed = trials[trials["status"] == COMPLETED] if len(trials) else trials
     models = store.models()
-    rows = completed.drop(columns=[c for c in METRICS if c in completed.columns]).merge(
-        models.rename(columns={"epoch": "model_epoch"}), on="trial_id", how="inner")
+    # The model's own columns win over the trial's (its metrics, reached_target).
+    models = models.rename(columns={"epoch": "model_epoch"})
+    shared = [c for c in models.columns if c in completed.columns and c != "trial_id"]
+    rows = completed.drop(columns=[c for c in (*METRICS, *shared) if c in completed.columns]).merge(
+        models, on="trial_id", how="inner")
     rows = _keyed(rows)
     tables = {name: _keyed(store.read_folder(name)) for name in table_names
               if store.list(name, suffix=".parquet")}

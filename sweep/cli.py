@@ -8,7 +8,7 @@
     genzoo sweep status EXPERIMENT [--storage S]
     genzoo measure EXPERIMENT [--measures a,b] [--set FAMILY.SETTING=VALUE ...] [--gpus-per-task F]
                               [--force] [--autoscale] [--storage S]
-    genzoo analyze EXPERIMENT [--target gap|test_loss|test_error] [--storage S]
+    genzoo analyze EXPERIMENT [--target gap|test_loss|test_error] [--include-partial] [--storage S]
     genzoo demo [--storage S]                   sweep run + measure + analyze of the demo preset
 
 Bad input (a config field, a missing dataset, an unwritable store) is one line on stderr and
@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="correlation tables, figures and report of an experiment")
     analyze.add_argument("experiment")
     analyze.add_argument("--target", default=None, choices=["gap", "test_loss", "test_error"])
+    analyze.add_argument("--include-partial", action="store_true",
+                         help="keep in Tables 1-3 the measures computed on fewer models than the zoo holds")
     _add_storage(analyze)
 
     demo = commands.add_parser("demo", help="sweep run + measure + analyze of the demo preset on local Ray")
@@ -160,7 +162,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                         gpus_per_task=args.gpus_per_task, force=args.force, address=args.address,
                         data_root=args.data_root, autoscale=args.autoscale, overrides=args.overrides)
     if args.command == "analyze":
-        return _analyze(args.experiment, storage=args.storage, target=args.target)
+        return _analyze(args.experiment, storage=args.storage, target=args.target,
+                        include_partial=args.include_partial)
     if args.command == "demo":
         return _demo(args)
     raise AssertionError(args.command)
@@ -217,10 +220,10 @@ def _measure(experiment: str, **kwargs) -> int:
     return 0 if summary.get("error", 0) == 0 else 1
 
 
-def _analyze(experiment: str, *, storage: Optional[str], target: Optional[str]) -> int:
+def _analyze(experiment: str, *, storage: Optional[str], target: Optional[str], include_partial: bool = False) -> int:
     from sweep import analyze
 
-    result = analyze.run(experiment, storage=storage, target=target)
+    result = analyze.run(experiment, storage=storage, target=target, include_partial=include_partial)
     print(result.table1_text)
     print(f"report: {result.report_path}")
     return 0

@@ -335,7 +335,7 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
 
 
 def scaled_widths(scale_from: int, factor: float, steps: int) -> List[int]:
-    """Width down-scaling (Paul et al. 2022, Section 5.2): ``scale_from · factor^k`` for
+    """Width down-scaling (Jin et al. 2022, Section 5.2): ``scale_from · factor^k`` for
     k = 0..``steps``, each rounded to the nearest integer (Python's ``round``: halves to even)
     and at least 1; a width that rounding repeats is kept once. The parameter count of a
     conv net scales about as width², so a step of 0.8 in width removes about 36% of the

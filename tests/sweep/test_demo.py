@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.checks import FIT_ACCURACY, binomial_se
+from analysis.checks import FIT_ACCURACY, SPREAD_FACTOR, binomial_se
 from sweep import config as sweep_config
 from sweep.analyze import TEST_EXAMPLES
 
@@ -18,8 +18,9 @@ MIN_GAP_RANGE = 0.10
 def _spread_rule(train_acc: np.ndarray, test_acc: np.ndarray) -> None:
     gap = train_acc - test_acc
     assert gap.max() - gap.min() >= MIN_GAP_RANGE, gap
-    # The report's spread rule (analysis.checks.target_noise_warnings) must stay silent.
-    assert gap.std(ddof=1) > binomial_se(float(test_acc.mean()), TEST_EXAMPLES["digits"])
+    # The report's spread rule (analysis.checks.target_noise_warnings: twice one model's
+    # test-set standard error) must stay silent.
+    assert gap.std(ddof=1) > SPREAD_FACTOR * binomial_se(float(test_acc.mean()), TEST_EXAMPLES["digits"])
     assert np.median(train_acc) >= FIT_ACCURACY, train_acc
 
 
@@ -47,4 +48,4 @@ def test_reduced_demo_end_to_end_prints_stage_times_and_passes_the_spread_rule(t
     trials = pd.read_parquet(tmp_path / "demo_reduced" / "trials.parquet")
     _spread_rule(trials["train_acc"].to_numpy(float), trials["test_acc"].to_numpy(float))
     report = (tmp_path / "demo_reduced" / "analysis" / "report.md").read_text()
-    assert "target spread below test-set noise" not in report
+    assert "target spread below" not in report
