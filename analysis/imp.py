@@ -1,7 +1,7 @@
 """The ``imp`` report section: the third paper's analysis of iterative magnitude pruning.
 
-Paul et al. 2022, *Pruning's effect on generalization through the lens of training and
-regularization*. Every IMP level is a model of the zoo (``level_00`` dense, then 20% fewer
+Jin, Carbin, Roy, Frankle & Dziugaite 2022, *Pruning's effect on generalization through the lens
+of training and regularization*. Every IMP level is a model of the zoo (``level_00`` dense, then 20% fewer
 weights per level); ``extended_dense`` trials train the same schedule without pruning; a
 width down-scaling series is standard training at several widths. Definitions used here:
 
@@ -45,7 +45,7 @@ RUN = ["benchmark", "label_noise", "seed"]
 
 def match_rule(differences: pd.Series) -> str:
     """"differ" when |mean| ≥ std (ddof = 1) of the per-seed differences, else "match";
-    "n/a" with fewer than two seeds (Paul et al. 2022, Section 2)."""
+    "n/a" with fewer than two seeds (Jin et al. 2022, Section 2)."""
     values = differences.dropna().astype(float)
     if len(values) < 2:
         return "n/a"
@@ -279,7 +279,7 @@ def _width_series(standard: pd.DataFrame) -> Optional[pd.DataFrame]:
 def imp_section(data: SectionInput) -> SectionOutput:
     """The report section of an IMP zoo (see the module docstring)."""
     models = _prepare(data.models)
-    lines = ["## Iterative magnitude pruning (Paul et al. 2022)", ""]
+    lines = ["## Iterative magnitude pruning (Jin et al. 2022)", ""]
     files: Dict[str, bytes] = {}
     notes: List[str] = []
     imp = models[models["mode"] == "imp"]

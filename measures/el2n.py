@@ -1,6 +1,6 @@
-"""EL2N scores (Paul et al. 2021, "Deep learning on a data diet", the Error L2 Norm), used by
-"Pruning's effect on generalization through the lens of training and regularization" (section
-3, Method) to group training examples by their influence on generalization.
+"""EL2N scores (Paul, Ganguli & Dziugaite 2021, "Deep learning on a data diet", the Error L2
+Norm), used by "Pruning's effect on generalization through the lens of training and
+regularization" (Jin, Carbin, Roy, Frankle & Dziugaite 2022, section 3, Method) to group training examples by their influence on generalization.
 
 For each training example, with p = softmax(f(x)) under the model at the early checkpoint
 (``ctx.early_state``, the earliest saved early epoch) and y the label it was trained on (the
@@ -8,7 +8,7 @@ noisy label where the label was corrupted):
 
     EL2N(x, y) = ||p − onehot(y)||₂.
 
-Paul et al. average the score over several independent runs; a zoo member has one run, so the
+Paul, Ganguli & Dziugaite average the score over several independent runs; a zoo member has one run, so the
 score is that run's. The model is in eval mode (BatchNorm running statistics, no dropout) and
 the training set is not augmented.
 
@@ -50,7 +50,7 @@ def _check(x: torch.Tensor, y: torch.Tensor, batch_size: Any) -> None:
 
 @torch.inference_mode()
 def el2n_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
-    """||softmax(f(x)) − onehot(y)||₂ per example (Paul et al. 2021), model in eval mode,
+    """||softmax(f(x)) − onehot(y)||₂ per example (Paul, Ganguli & Dziugaite 2021), model in eval mode,
     in float32 or the logits' wider dtype, on the inputs' device."""
     _check(x, y, batch_size)
     model.eval()

@@ -87,7 +87,7 @@ def plan_text(config: SweepConfig) -> str:
 
 def _width_fractions(base: TrainConfig, widths) -> str:
     """Each width's conv/linear weight count as a fraction of the first width's, next to
-    IMP's 0.8^k at the same step k (width down-scaling, Paul et al. 2022, Section 5.2)."""
+    IMP's 0.8^k at the same step k (width down-scaling, Jin et al. 2022, Section 5.2)."""
     from trainers import models
     from trainers.pruning import prunable_parameters
 

@@ -12,8 +12,8 @@ from trainers.data.sources import Dataset, DatasetError, PathLike, _generator, d
 def corrupt_labels(labels: torch.Tensor, num_classes: int, fraction: float, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Random label noise: ``(new_labels, noisy_mask)``.
 
-    Paul et al., *Pruning's effect on generalization through the lens of training and
-    regularization* (NeurIPS 2022), Section 4 "Method": select p% of the examples uniformly
+    Jin, Carbin, Roy, Frankle & Dziugaite, *Pruning's effect on generalization through the lens
+    of training and regularization* (NeurIPS 2022), Section 4 "Method": select p% of the examples uniformly
     at random and give each a label drawn uniformly from the *other* classes. Exactly
     ``round(fraction * N)`` examples change (Python's ``round``: halves go to the even
     integer). The examples are the first ones of a random permutation, and the new label is
