@@ -1,5 +1,6 @@
 """Bootstrap confidence intervals over models for Kendall's τ, the granulated ψ and the
-adjusted R² of Table 1 and Table 2.
+adjusted R² of Table 1 and Table 2, and for the statistics of the comparison with the papers
+(:mod:`analysis.against_paper`): Pearson's r, a mean over runs, a difference of two means.
 
 The unit resampled is the model: a bootstrap sample draws n models with replacement from the
 n models of the zoo (Efron and Tibshirani 1993, ch. 6 and 13), and the statistic is recomputed
@@ -131,6 +132,68 @@ def adjusted_r2_statistic(x: Sequence[float], y: Sequence[float]) -> Callable[[n
         return 1.0 - (1.0 - r2) * (n - 1) / (n - 2)
 
     return statistic
+
+
+def pearson_r_ci(x: Sequence[float], y: Sequence[float], *, n_resamples: int = N_RESAMPLES,
+                 confidence: float = CONFIDENCE, seed: int = SEED) -> Tuple[float, float]:
+    """Percentile bootstrap interval over models of Pearson's r (the second paper's
+    statistic for stability against test accuracy): r* of a resample is the weighted
+    correlation with weights c_i / n (a model drawn twice counts twice, unlike τ*, for which
+    a pair of copies is no pair). A resample with a constant x or y makes the interval NaN."""
+    return _interval(pearson_statistic(x, y), len(x), seed, n_resamples, confidence)
+
+
+def pearson_statistic(x: Sequence[float], y: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
+    """r* of resamples given as rows of model indices (see :func:`pearson_r_ci`)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(x)
+    x = x - x.mean()
+    y = y - y.mean()
+
+    def statistic(indices: np.ndarray) -> np.ndarray:
+        weights = _counts(indices, n) / n
+        mx, my = weights @ x, weights @ y
+        sxx = weights @ (x * x) - mx * mx
+        syy = weights @ (y * y) - my * my
+        sxy = weights @ (x * y) - mx * my
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((sxx > 0) & (syy > 0), sxy / np.sqrt(sxx * syy), np.nan)
+
+    return statistic
+
+
+def mean_ci(values: Sequence[float], *, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+            seed: int = SEED) -> Tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (one per run); NaN with fewer
+    than 3 values or when every resample has the same mean."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+
+    def statistic(indices: np.ndarray) -> np.ndarray:
+        return (_counts(indices, n) / n) @ values
+
+    return _interval(statistic, n, seed, n_resamples, confidence)
+
+
+def mean_difference_ci(a: Sequence[float], b: Sequence[float], *, n_resamples: int = N_RESAMPLES,
+                       confidence: float = CONFIDENCE, seed: int = SEED) -> Tuple[float, float]:
+    """Percentile bootstrap interval of mean(a) − mean(b), the two groups resampled
+    independently (``scipy.stats.bootstrap`` with two samples); NaN when either group has
+    fewer than 3 values or the resampled differences are all equal."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if len(a) < 3 or len(b) < 3:
+        return math.nan, math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = stats.bootstrap(
+            (a, b), lambda u, v, axis=-1: np.mean(u, axis=axis) - np.mean(v, axis=axis), vectorized=True,
+            n_resamples=n_resamples, batch=BATCH, confidence_level=confidence, method=METHOD,
+            rng=np.random.default_rng(seed),
+        )
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else (math.nan, math.nan)
 
 
 def _group_codes(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:

@@ -22,6 +22,7 @@ from analysis.data import (
     measures_wide,
     target_values,
 )
+from analysis import against_paper
 from analysis.checks import (
     bound_warnings,
     convergence_confounds,
@@ -33,10 +34,12 @@ from analysis.checks import (
     partial_measures,
     target_noise_warnings,
     target_spread_and_noise,
+    too_small_warnings,
 )
 from analysis.data import measure_settings
 from analysis.errors import AnalysisError
 from analysis.kendall import kendall_tau, kendall_tau_se
+from analysis.paper_claims import PaperComparison
 from analysis.report_text import report_text
 from analysis.sections import SECTIONS, SectionInput
 from analysis.sections import names as section_names
@@ -80,7 +83,8 @@ class AnalysisResult:
     """What :func:`analyze` computed and wrote.
 
     ``paths``: every file written, in order; ``table1_text``: Table 1 for the terminal;
-    ``notes``: what was left out or could not be computed, one line each (also in the report).
+    ``notes``: what was left out or could not be computed, one line each (also in the report);
+    ``against_paper``: one row per claim of the paper compared with (None without a paper).
     """
 
     table1: pd.DataFrame
@@ -94,6 +98,7 @@ class AnalysisResult:
     n_models: int
     notes: Tuple[str, ...] = field(default=())
     warnings: Tuple[str, ...] = field(default=())
+    against_paper: Optional[pd.DataFrame] = None
 
 
 def _write(path: Path, data: bytes, written: List[Path]) -> None:
@@ -129,6 +134,7 @@ def analyze(
     sections: Sequence[str] = (),
     test_examples: Optional[int] = None,
     colour_by: Optional[str] = None,
+    paper: Optional[PaperComparison] = None,
     include_partial: bool = False,
 ) -> AnalysisResult:
     """Compute and write the analysis of one experiment into ``out_dir``.
@@ -152,9 +158,12 @@ def analyze(
     is below one model's test-set noise (:mod:`analysis.checks`); ``colour_by`` names the
     hyperparameter that colours the scatter plots (default :func:`colour_axis`). With
     ``tables["epochs"]`` (the store's per-epoch records) the report draws learning curves.
+    ``paper`` (a preset's ``analysis.paper``) adds the section "Against the paper" and
+    ``against_paper.csv`` (:mod:`analysis.against_paper`).
 
     A measure with a value for fewer than all the models of the tables is left out of Tables
-    1–3 and listed with its coverage, unless ``include_partial``.
+    1–3 (and of the comparison with the paper) and listed with its coverage, unless
+    ``include_partial``.
 
     Only completed trials with a finite target and measure rows with status "ok" and a finite
     value enter the statistics. Writes ``table1|2|3.md/.csv``, ``figures/*.png`` and ``*.svg``,
@@ -239,6 +248,17 @@ def analyze(
     warnings = _warnings(models, table_measures, measures, target, target_series, test_examples,
                          coverage=coverage_warnings(partial, len(models), included=include_partial),
                          convergence=convergence_warnings(confounds, models, target))
+    against: List[str] = []
+    results = None
+    if paper is not None:
+        zoo = against_paper.Zoo(
+            models=models, measures=table_measures, target=target, target_series=target_series, axes=axes,
+            hold_fixed=hold_fixed, t1=t1, t2=t2, t3=t3, tables=dict(tables or {}),
+            partial={} if include_partial else partial, confounds=confounds)
+        results = against_paper.compare(paper, zoo)
+        _write(out / against_paper.CSV_NAME, against_paper.csv_text(results).encode(), written)
+        against = against_paper.section(paper, zoo, results)
+        warnings += too_small_warnings(results)
     _write(out / SETTINGS_CSV, to_csv_text(measure_settings(measures, ids)).encode(), written)
     colour = colour_by if colour_by is not None else colour_axis(models, target_series, axes)
     if colour is not None and colour not in models.columns:
@@ -263,7 +283,7 @@ def analyze(
         experiment=experiment, trials=trials, models=models, target=target, target_series=target_series,
         axes=axes, hold_fixed=hold_fixed, t1=t1, t2=t2, t3=t3, figures=figures, settings=settings or {},
         measures=measures, notes=notes, double_descent=double_descent, anchor=anchor, sections=extra,
-        warnings=warnings, colour=colour, settings_csv=SETTINGS_CSV,
+        warnings=warnings, colour=colour, settings_csv=SETTINGS_CSV, against=against,
         partial={} if include_partial else partial,
         spread_and_noise=target_spread_and_noise(target, target_series, models.get("test_acc"), test_examples),
         test_examples=test_examples,
@@ -274,7 +294,7 @@ def analyze(
     return AnalysisResult(
         table1=t1, table2=t2, table3=t3, paths=written, table1_text=header + to_text(t1),
         report_path=report_path, target=target, axes=tuple(axes), n_models=len(models), notes=tuple(notes),
-        warnings=tuple(warnings),
+        warnings=tuple(warnings), against_paper=results,
     )
 
 

@@ -111,6 +111,7 @@ def report_text(
     settings_csv: Optional[str] = None,
     spread_and_noise: Optional[Tuple[float, float]] = None,
     test_examples: Optional[int] = None,
+    against: Sequence[str] = (),
     partial: Optional[Mapping[str, int]] = None,
 ) -> str:
     ids = list(models.index)
@@ -157,6 +158,8 @@ def report_text(
     lines += [f"- **{w}**" for w in warnings] or ["- none: the target's spread exceeds twice its test-set noise, every "
                                                   "measure covers the whole zoo, and no measure is constant, degenerate, "
                                                   "dominated by estimation noise or confounded by convergence"]
+    if against:
+        lines += ["", *against]
     lines += ["", "## Tables", ""]
     lines += [
         "- [Table 1](table1.md) ([csv](table1.csv)): per measure, Kendall's τ with the target, `kendall_tau_se` "

@@ -23,7 +23,7 @@ import pandas as pd
 from analysis.report import analyze
 from measures import registry
 from sweep import provenance
-from sweep.config import read_resolved_config
+from sweep.config import paper_comparison, read_resolved_config
 from sweep.store import COMPLETED, Store, model_key
 from trainers.status import METRICS
 from trainers.data.sources import DIGITS_TEST_PER_CLASS
@@ -64,7 +64,7 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
             hparams=hparams,
             double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
             sections=options.sections, test_examples=count_test_examples(models), colour_by=options.colour_by,
-            include_partial=include_partial,
+            paper=paper_comparison(options.paper) if options.paper else None, include_partial=include_partial,
         )
         root = Path(scratch)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):

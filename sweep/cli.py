@@ -225,6 +225,11 @@ def _analyze(experiment: str, *, storage: Optional[str], target: Optional[str], 
 
     result = analyze.run(experiment, storage=storage, target=target, include_partial=include_partial)
     print(result.table1_text)
+    if result.against_paper is not None:
+        counts = result.against_paper["verdict"].value_counts()
+        print("against the paper: " + ", ".join(f"{int(counts.get(v, 0))} {v}"
+                                               for v in ("reproduced", "contradicted", "inconclusive"))
+              + f" of {len(result.against_paper)} claims (report section \"Against the paper\")")
     print(f"report: {result.report_path}")
     return 0
 

@@ -19,6 +19,8 @@ A sweep file::
     storage: s3://bucket/zoo    # optional; --storage and GENZOO_STORAGE override it
     measures: {flatness: {subset: 500}} # optional settings for `genzoo measure`
     analysis: {target: test_loss, double_descent: true}  # the paper's choices for `genzoo analyze`
+    analysis: {paper: robustness_to_pruning}   # compare with the paper's published numbers, or
+    analysis: {paper: {name: robustness_to_pruning, experiments: [demogen], differences: ["..."]}}
 
 Any bad field is a :class:`SweepConfigError` whose one-line message names the field and what
 is allowed; the ``measures:`` block is checked here too (family names, setting keys, the kind
@@ -37,6 +39,8 @@ from trainers import catalog, yamlio
 from trainers.config import PACKABLE_MODES, ConfigError, TrainConfig, pack_key
 
 PRESET_DIR = Path(__file__).parent / "presets"
+# The published claims of each paper (analysis.paper_claims), one file per paper.
+PAPER_DIR = PRESET_DIR / "papers"
 TOP_LEVEL = (
     "experiment", "dataset", "model", "mode", "mode_settings", "train", "grid", "seeds", "checkpoint_epochs",
     "variants", "resources", "max_failures", "storage", "measures", "analysis", "fault_injection",
@@ -65,6 +69,20 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class PaperChoice:
+    """A preset's ``analysis.paper``: the paper file ``name`` (``sweep/presets/papers/``), the
+    names of its ``experiments`` to compare with (empty: the paper's default ones) and the
+    preset's own protocol ``differences`` from the paper, stated with every verdict."""
+
+    name: str
+    experiments: Tuple[str, ...] = ()
+    differences: Tuple[str, ...] = ()
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "experiments": list(self.experiments), "differences": list(self.differences)}
+
+
+@dataclass(frozen=True)
 class AnalysisOptions:
     """The choices of the paper a sweep reproduces, for ``genzoo analyze`` (see
     :func:`analysis.report.analyze`): the default ``target`` (gap, test_loss or test_error),
@@ -73,7 +91,8 @@ class AnalysisOptions:
     (besides the store's per-epoch ``epochs``, always given to the sections), the
     paper-specific ``sections`` of the report (:mod:`analysis.sections`), and the
     hyperparameter that colours the scatter plots (``colour_by``; default: the grid axis that
-    ranks the target best)."""
+    ranks the target best), and the ``paper`` whose published numbers the report's "Against the
+    paper" section compares with (:class:`PaperChoice`; None: no such section)."""
 
     target: str = "gap"
     double_descent: bool = False
@@ -85,12 +104,14 @@ class AnalysisOptions:
     tables: Tuple[str, ...] = ("pruning_curves", "el2n", "hessian_eigenvalues")
     sections: Tuple[str, ...] = ()
     colour_by: Optional[str] = None
+    paper: Optional[PaperChoice] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "target": self.target, "double_descent": self.double_descent, "anchor": self.anchor,
             "feature_groups": [{"prefix": p, "derived": d, "best": b} for p, d, b in self.feature_groups],
             "tables": list(self.tables), "sections": list(self.sections), "colour_by": self.colour_by,
+            "paper": self.paper.to_dict() if self.paper else None,
         }
 
 
@@ -165,6 +186,40 @@ class SweepConfig:
 
 def presets() -> List[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def papers() -> List[str]:
+    """The names of the paper files (``sweep/presets/papers/<name>.yaml``)."""
+    return sorted(p.stem for p in PAPER_DIR.glob("*.yaml"))
+
+
+def load_paper(name: str):
+    """The :class:`analysis.paper_claims.Paper` of a paper file, validated (a one-line
+    :class:`SweepConfigError` naming the file and field otherwise)."""
+    from analysis.errors import AnalysisError
+    from analysis.paper_claims import parse_paper
+
+    if name not in papers():
+        raise SweepConfigError(f"analysis.paper.name: got {name!r}, allowed: {', '.join(papers())}")
+    path = PAPER_DIR / f"{name}.yaml"
+    try:
+        document = yamlio.load(path.read_text(), str(path))
+        return parse_paper(document, f"papers/{name}.yaml")
+    except yamlio.YamlError as exc:
+        raise SweepConfigError(str(exc)) from None
+    except AnalysisError as exc:
+        raise SweepConfigError(str(exc)) from None
+
+
+def paper_comparison(choice: PaperChoice):
+    """The :class:`analysis.paper_claims.PaperComparison` a :class:`PaperChoice` asks for."""
+    from analysis.errors import AnalysisError
+    from analysis.paper_claims import choose
+
+    try:
+        return choose(load_paper(choice.name), list(choice.experiments), list(choice.differences), "analysis.paper")
+    except AnalysisError as exc:
+        raise SweepConfigError(str(exc)) from None
 
 
 def load(name_or_path: str, overrides: Sequence[str] = ()) -> SweepConfig:
@@ -453,7 +508,37 @@ def _analysis_options(block: Mapping[str, Any]) -> AnalysisOptions:
                 raise bad
             parsed.append((group["prefix"], group["derived"], group.get("best")))
         values["feature_groups"] = tuple(parsed)
+    if "paper" in block:
+        values["paper"] = _paper_choice(block["paper"])
     return AnalysisOptions(**values)
+
+
+def _paper_choice(block: Any) -> Optional[PaperChoice]:
+    """``analysis.paper``: null, a paper name, or {name, experiments, differences}; the paper
+    file is read and its experiments checked here, so a typo fails when the sweep file is read."""
+    if block is None:
+        return None
+    if isinstance(block, str):
+        block = {"name": block}
+    allowed = ("name", "experiments", "differences")
+    if not isinstance(block, dict):
+        raise SweepConfigError(f"analysis.paper: got {block!r}, allowed: a paper name or a mapping of "
+                               f"{', '.join(allowed)}")
+    for key in block:
+        if key not in allowed:
+            raise SweepConfigError(f"analysis.paper.{key}: unknown field, allowed: {', '.join(allowed)}")
+    name = block.get("name")
+    if not isinstance(name, str) or not name:
+        raise SweepConfigError(f"analysis.paper.name: got {name!r}, allowed: {', '.join(papers())}")
+    lists = {}
+    for key, what in (("experiments", "experiment names of the paper"), ("differences", "sentences")):
+        value = block.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() and "\n" not in v for v in value):
+            raise SweepConfigError(f"analysis.paper.{key}: got {value!r}, allowed: a list of {what}")
+        lists[key] = tuple(v.strip() for v in value)
+    choice = PaperChoice(name=name, experiments=lists["experiments"], differences=lists["differences"])
+    paper_comparison(choice)
+    return choice
 
 
 def with_gpus(config: SweepConfig, gpus: float) -> SweepConfig:

@@ -49,3 +49,4 @@ def test_reduced_demo_end_to_end_prints_stage_times_and_passes_the_spread_rule(t
     _spread_rule(trials["train_acc"].to_numpy(float), trials["test_acc"].to_numpy(float))
     report = (tmp_path / "demo_reduced" / "analysis" / "report.md").read_text()
     assert "target spread below" not in report
+    assert "## Against the paper" in report
