@@ -1,3 +1,6 @@
+import dataclasses
+import re
+
 import pytest
 import yaml
 
@@ -128,7 +131,9 @@ def test_mode_and_its_settings_come_from_the_sweep_file(tmp_path):
 def test_the_analysis_block_carries_the_papers_choices():
     assert sweep_config.load("double_descent_cnn").analysis.target == "test_loss"
     assert sweep_config.load("double_descent_cnn").analysis.double_descent
-    assert sweep_config.load("demo").analysis == sweep_config.AnalysisOptions()
+    demo = sweep_config.load("demo").analysis
+    assert demo.paper.name == "robustness_to_pruning" and demo.paper.differences
+    assert dataclasses.replace(demo, paper=None) == sweep_config.AnalysisOptions()
     config = sweep_config.parse({"analysis": {"anchor": "sum_of_fro", "tables": ["el2n"],
                                               "feature_groups": [{"prefix": "margin/", "derived": "m"}]}})
     assert config.analysis.feature_groups == (("margin/", "m", None),) and config.analysis.tables == ("el2n",)
@@ -189,3 +194,69 @@ def test_the_scatter_colour_is_a_preset_choice():
     assert sweep_config.parse({"analysis": {"colour_by": "width"}}).analysis.colour_by == "width"
     with pytest.raises(SweepConfigError, match=r"^analysis\.colour_by: got 3"):
         sweep_config.parse({"analysis": {"colour_by": 3}})
+
+
+# Which paper each preset is compared with (issue 21): demos inherit their paper's comparison.
+PRESET_PAPERS = {
+    "demo": ("robustness_to_pruning", ("demogen",)),
+    "demogen": ("robustness_to_pruning", ("demogen",)),
+    "double_descent_cnn": ("robustness_to_pruning", ("double_descent_cnn",)),
+    "double_descent_resnet18": ("robustness_to_pruning", ("double_descent_resnet18",)),
+    "label_noise": ("robustness_to_pruning", ("double_descent_resnet18",)),
+    "stability_demo": ("generalization_stability_tradeoff", ("figure2_vgg11", "figure6_flatness")),
+    "stability_vgg11": ("generalization_stability_tradeoff", ("figure2_vgg11", "figure6_flatness")),
+    "stability_resnet18": ("generalization_stability_tradeoff", ("figure2_resnet18",)),
+    "stability_sgd": ("generalization_stability_tradeoff", ("figure4_sgd",)),
+    "noise_injection_vgg11": ("generalization_stability_tradeoff", ("figure5_noise",)),
+    "imp_demo": ("pruning_training_regularization", ("imp_label_noise",)),
+    "imp_lenet_mnist": ("pruning_training_regularization", ("imp_label_noise",)),
+    "imp_resnet20_cifar10": ("pruning_training_regularization", ("imp_label_noise",)),
+    "imp_vgg16_cifar10": ("pruning_training_regularization", ("imp_label_noise",)),
+}
+
+
+def test_every_preset_names_the_paper_it_is_compared_with():
+    assert set(PRESET_PAPERS) == set(sweep_config.presets())
+    for preset, (paper, experiments) in PRESET_PAPERS.items():
+        choice = sweep_config.load(preset).analysis.paper
+        assert choice.name == paper, preset
+        assert sweep_config.paper_comparison(choice).experiments == experiments, preset
+
+
+def test_the_first_papers_file_has_every_row_of_tables_1_and_2():
+    paper = sweep_config.load_paper("robustness_to_pruning")
+    claims = {c.id: c for c in paper.experiments["demogen"].claims}
+    table1 = ["prunability", "random_prunability", "pac_bayes_mag_flat", "sum_of_fro", "normalized_margins",
+              "best_margin_variable", "sum_of_train_losses", "train_loss"]
+    table2 = table1 + ["sum_two_norms", "parameter_count", "sum_two_norms_pruned", "pruned_parameter_count"]
+    for measure in table1:
+        for statistic in ("tau", "adjusted_r2", "cmi"):
+            assert f"t1.{measure}.{statistic}" in claims
+    for measure in table2:
+        for column in ("width", "dropout", "augment", "weight_decay", "depth", "psi"):
+            assert f"t2.{measure}.{column}" in claims
+        assert f"t2.{measure}.tau" in claims or f"t1.{measure}.tau" in claims
+    assert len(claims) == 8 * 3 + 12 * 6 + 4 + 6
+    # spot checks of the transcription, one per table
+    assert claims["t1.prunability.tau"].value == 0.6496 and claims["t1.normalized_margins.cmi"].value == 0.1761
+    assert claims["t2.sum_of_fro.dropout"].value == -0.7955 and claims["t2.parameter_count.dropout"].direction == 0
+    assert claims["t2.pruned_parameter_count.tau"].value == 0.0417 and claims["t3.pac_bayes_mag_flat.cmi"].value == 0.04541
+    double_descent = {c.id: c for c in paper.experiments["double_descent_cnn"].claims}
+    assert double_descent["dd_cnn.sum_of_train_losses.test_error"].value == -0.9381
+    # the paper's names and orientations of genzoo's measures
+    assert paper.paper_name("sum_of_train_losses") == "Negative Sum of Train Losses"
+    assert paper.paper_name("sum_of_fro") == "Frobenius-norm"
+    assert paper.paper_name("pac_bayes_mag_flat") == "Random Perturbation Robustness"
+    assert all(m.sign == 1 for m in paper.measures.values())
+
+
+def test_a_bad_paper_block_is_a_one_line_error_naming_the_field():
+    for block, field in [({"paper": "nope"}, "paper.name"), ({"paper": 3}, "paper"),
+                         ({"paper": {"name": "robustness_to_pruning", "experiments": ["x"]}}, "paper.experiments"),
+                         ({"paper": {"name": "robustness_to_pruning", "differences": [""]}}, "paper.differences"),
+                         ({"paper": {"name": "robustness_to_pruning", "why": 1}}, "paper.why")]:
+        with pytest.raises(SweepConfigError, match=rf"^analysis\.{re.escape(field)}:"):
+            sweep_config.parse({"analysis": block})
+    config = sweep_config.parse({"analysis": {"paper": {"name": "robustness_to_pruning",
+                                                        "experiments": ["double_descent_cnn"], "differences": ["x"]}}})
+    assert sweep_config.parse(config.to_dict()).analysis == config.analysis
