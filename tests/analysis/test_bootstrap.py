@@ -96,3 +96,34 @@ def test_intervals_are_seeded_and_nan_when_undefined():
     assert all(math.isnan(v) for v in adjusted_r2_ci(x, constant))
     assert all(math.isnan(v) for v in psi_ci(frame, "measure", "target", []))
     assert covers((math.nan, math.nan), 0.0) is None
+
+
+def test_pearson_mean_and_difference_intervals_match_their_normal_theory_on_large_samples():
+    from analysis.bootstrap import mean_ci, mean_difference_ci, pearson_r_ci
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=400)
+    y = 0.5 * x + rng.normal(size=400)
+    r = np.corrcoef(x, y)[0, 1]
+    z, half = np.arctanh(r), 1.96 / np.sqrt(400 - 3)  # Fisher's z interval
+    low, high = pearson_r_ci(x, y)
+    assert low == pytest.approx(np.tanh(z - half), abs=0.03) and high == pytest.approx(np.tanh(z + half), abs=0.03)
+    se = y.std(ddof=1) / np.sqrt(400)
+    low, high = mean_ci(y)
+    assert low == pytest.approx(y.mean() - 1.96 * se, abs=0.02) and high == pytest.approx(y.mean() + 1.96 * se, abs=0.02)
+    se = np.sqrt(x.var(ddof=1) / 400 + y.var(ddof=1) / 400)
+    low, high = mean_difference_ci(x, y)
+    assert low == pytest.approx(x.mean() - y.mean() - 1.96 * se, abs=0.03)
+    assert np.isnan(mean_ci([1.0, 2.0])).all() and np.isnan(mean_difference_ci([1.0, 2.0, 3.0], [1.0, 2.0])).all()
+
+
+def test_pearson_interval_leaves_out_the_few_resamples_with_a_constant_column():
+    from analysis.bootstrap import pearson_r_ci
+
+    # Eight models whose test accuracies tie (360 test images): some resamples draw one value only.
+    x = [0.883, 0.653, 0.500, 0.486, 0.732, 0.494, 0.803, 1.0]
+    y = [0.975, 0.981, 0.972, 0.981, 0.981, 0.983, 0.975, 0.986]
+    low, high = pearson_r_ci(x, y)
+    assert -1 <= low < np.corrcoef(x, y)[0, 1] < high <= 1
+    assert np.isnan(pearson_r_ci([1.0, 2.0, 3.0], [1.0, 1.0, 1.0])).all()
+    assert np.isnan(pearson_r_ci([1.0, 2.0], [1.0, 2.0])).all()
