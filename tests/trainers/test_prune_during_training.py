@@ -199,7 +199,7 @@ def test_gaussian_1_adds_one_draw_of_the_first_unmodified_filters_variance():
         w1 = model[0].weight.detach().clone()
         state.step = 1
         mode.on_step_end(state)  # the window was that one draw: nothing more
-        assert torch.equal(model[0].weight.detach(), w1) and mode.window == {}
+        assert torch.equal(model[0].weight.detach(), w1) and mode.windows == {}
     pooled = torch.cat(drawn)
     assert pooled.mean().abs() < 0.01
     assert pooled.var().item() == pytest.approx(1.0, rel=0.1)  # σ², not 79·σ²
@@ -236,7 +236,7 @@ def test_gaussian_n_adds_the_test_batches_of_the_window_and_sigma_per_batch():
     w3 = weight.detach().clone()
     state.step = 3
     mode.on_step_end(state)  # the window is over: nothing added
-    assert torch.equal(weight.detach(), w3) and mode.window == {}
+    assert torch.equal(weight.detach(), w3) and mode.windows == {}
 
 
 @pytest.mark.parametrize("variant", ["gaussian", "zero_return_zero", "zero_return_saved"])
@@ -263,6 +263,38 @@ def test_noise_targets_accumulate_and_never_repeat(variant):
     assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
     noised = [row["filters_noised"] for row in mode.events]
     assert noised == ([3, 6, 9] if variant == "zero_return_saved" else [3, 3, 3])  # Figure D.2 is cumulative
+
+
+def test_every_layer_has_its_own_window_that_other_layers_events_leave_running():
+    # The authors count batches per layer: layer "0"'s event after epoch 1 opens a 6-batch
+    # window (4 batches an epoch); layer "2"'s event after epoch 2 does not end it.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 8, 1), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8))
+    mode, state = _direct({"layers": ["0", "2"], "fractions": [0.5], "start_epochs": [0, 1], "end_epochs": [0, 1],
+                           "intervention": "zero_return_zero", "noise_batches": 6}, model)
+
+    def train_step(step):
+        with torch.no_grad():
+            for conv in (model[0], model[2]):
+                conv.weight.add_(0.1 + torch.rand_like(conv.weight))
+        state.step = step
+        mode.on_step_end(state)
+
+    state.epoch = 1
+    mode.on_epoch_start(state)
+    first = [int(i) for i in mode.events[0]["filters"].split(",")]
+    for step in (1, 2, 3, 4):
+        train_step(step)
+        assert (model[0].weight[first] == 0).all(), step
+    state.epoch = 2
+    mode.on_epoch_start(state)  # layer "2"'s event
+    second = [int(i) for i in mode.events[1]["filters"].split(",")]
+    assert mode.events[1]["layer"] == "2" and (model[2].weight[second] == 0).all()
+    train_step(5)
+    assert (model[0].weight[first] == 0).all() and (model[2].weight[second] == 0).all()
+    train_step(6)  # layer "0"'s sixth batch: its window ends, the update is kept
+    assert (model[0].weight[first] != 0).all() and (model[2].weight[second] == 0).all()
+    assert set(mode.windows) == {"2"} and mode.windows["2"]["remaining"] == 4
 
 
 def test_zero_return_saved_zeroes_and_restores_the_batchnorm_of_every_filter_ever_targeted():
@@ -376,7 +408,8 @@ def test_a_run_stopped_after_epoch_two_resumes_bit_for_bit(settings, tmp_path, o
     def saved_window(run_dir):
         saved = torch.load(run_dir / "state.pt", weights_only=True)["mode"]
         if "intervention" in settings:
-            assert saved["window"]["remaining"] == 2  # steps 5..8 done, 9 and 10 left
+            windows = saved["windows"]  # one per layer, all started after epoch 1
+            assert len(windows) == 4 and {w["remaining"] for w in windows.values()} == {2}  # 9 and 10 left
 
     resumed = stop_and_resume(cfg, tmp_path / "stopped", 2, between=saved_window)
     assert without_timing(resumed.records) == without_timing(straight.records)

@@ -81,9 +81,14 @@ before each forward pass of the window:
   draw of σ² at the event and nothing else (Appendix D.1: "noise added on just the first test
   batch (providing an identical effect to adding the noise on the first training batch)").
 
-An event that falls inside an active window ends that window first. The window's remaining
-batches, targets, saved values and the generator are saved with the state, so a window that
-spans an epoch boundary resumes exactly.
+Every layer has its own window, as in the authors' code (a counter per layer): a layer's event
+that targets filters ends that layer's active window (restoring, for ``zero_return_saved``)
+and starts a new one; an event that targets none, and every other layer's event, leave it
+running. At an epoch boundary inside a Gaussian window whose layer has no event, the window gets
+T·σ² before ``t_pre`` is read and T·σ² after ``t_post`` (the authors' two test passes, before
+and after their pruning step), so an event's stability measures that event alone. The
+windows' remaining batches, targets, saved values and the generator are saved with the state,
+so a window that spans an epoch boundary resumes exactly.
 
 Not done: the paper also prunes the shortcut connections into a removed ResNet feature map
 (Appendix A); here only the filter (and its BatchNorm) is removed. For a block's second conv
@@ -207,7 +212,7 @@ class PruneDuringTraining(ModeCallbacks):
         self.removed: Dict[str, torch.Tensor] = {}
         self.noised: Dict[str, torch.Tensor] = {}
         self.activation: Dict[str, torch.Tensor] = {}
-        self.window: Dict[str, Any] = {}
+        self.windows: Dict[str, Dict[str, Any]] = {}
         self.scratch_done = False
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(derive_seed(config.seed, "prune_during_training"))
@@ -217,16 +222,12 @@ class PruneDuringTraining(ModeCallbacks):
 
     # state -------------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
-        window = dict(self.window)
-        for key in ("targets", "saved"):
-            if key in window:
-                window[key] = {k: _to_cpu(v) for k, v in window[key].items()}
         return {
             "events": [dict(row) for row in self.events],
             "removed": {k: v.detach().cpu() for k, v in self.removed.items()},
             "noised": {k: v.detach().cpu() for k, v in self.noised.items()},
             "activation": {k: v.detach().cpu() for k, v in self.activation.items()},
-            "window": window,
+            "windows": {name: _to_cpu(window) for name, window in self.windows.items()},
             "scratch_done": self.scratch_done,
             "generator": self.generator.get_state(),
         }
@@ -236,7 +237,10 @@ class PruneDuringTraining(ModeCallbacks):
         self.removed = dict(state.get("removed", {}))
         self.noised = dict(state.get("noised", {}))
         self.activation = dict(state.get("activation", {}))
-        self.window = dict(state.get("window", {}))
+        self.windows = {name: dict(window) for name, window in state.get("windows", {}).items()}
+        old = state.get("window") or {}  # a state.pt written before per-layer windows (issue 22)
+        for name, targets in old.get("targets", {}).items():
+            self.windows[name] = {"remaining": old["remaining"], "targets": targets}
         self.scratch_done = bool(state.get("scratch_done", False))
         if "generator" in state:
             self.generator.set_state(state["generator"])
@@ -312,54 +316,45 @@ class PruneDuringTraining(ModeCallbacks):
         with torch.no_grad():
             conv.weight.masked_fill_(~state.masks[f"{name}.weight"], 0.0)
 
-    def _noise(self, variance_factor: int) -> None:
-        """Add N(0, variance_factor·σ²) to every targeted filter of the window (gaussian), σ the
+    def _noise(self, name: str, variance_factor: int) -> None:
+        """Add N(0, variance_factor·σ²) to the targets of ``name``'s window (gaussian), σ the
         standard deviation of the layer's first never-targeted filter right now."""
         if variance_factor <= 0:
             return
+        targets = self.windows[name]["targets"]
         with torch.no_grad():
-            for name, targets in self.window["targets"].items():
-                weight = self._modules[name].weight
-                std = math.sqrt(variance_factor) * first_untargeted_std(weight, self.noised[name])
-                draw = torch.randn((len(targets), *weight.shape[1:]), generator=self.generator) * std
-                weight[targets.to(weight.device)] += draw.to(weight.device, weight.dtype)
+            weight = self._modules[name].weight
+            std = math.sqrt(variance_factor) * first_untargeted_std(weight, self.noised[name])
+            draw = torch.randn((len(targets), *weight.shape[1:]), generator=self.generator) * std
+            weight[targets.to(weight.device)] += draw.to(weight.device, weight.dtype)
 
-    def _zero_targets(self) -> None:
-        """Zero the window's targets: conv weights, and for ``zero_return_saved`` the BatchNorm
-        scale and shift too (Appendix D.2)."""
-        with_bn = self.settings.intervention == "zero_return_saved"
+    def _zero_targets(self, name: str) -> None:
+        """Zero the targets of ``name``'s window: conv weights, and for ``zero_return_saved``
+        the BatchNorm scale and shift too (Appendix D.2)."""
+        targets = self.windows[name]["targets"]
         with torch.no_grad():
-            for name, targets in self.window["targets"].items():
-                weight = self._modules[name].weight
-                weight[targets.to(weight.device)] = 0.0
-                if with_bn:
-                    bn = self._bn[name]
-                    bn.weight[targets.to(bn.weight.device)] = 0.0
-                    bn.bias[targets.to(bn.bias.device)] = 0.0
+            weight = self._modules[name].weight
+            weight[targets.to(weight.device)] = 0.0
+            if self.settings.intervention == "zero_return_saved":
+                bn = self._bn[name]
+                bn.weight[targets.to(bn.weight.device)] = 0.0
+                bn.bias[targets.to(bn.bias.device)] = 0.0
 
-    def _saved_values(self, targets: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, torch.Tensor]]:
-        """What ``zero_return_saved`` restores: the targets' conv weights and their BatchNorm
-        scale, shift, running mean and running variance at the event (Appendix D.2)."""
-        saved = {}
-        for name, index in targets.items():
-            weight, bn = self._modules[name].weight, self._bn[name]
-            values = {"weight": weight, "bn_weight": bn.weight, "bn_bias": bn.bias,
-                      "running_mean": bn.running_mean, "running_var": bn.running_var}
-            saved[name] = {key: tensor.detach()[index.to(tensor.device)].cpu().clone()
-                           for key, tensor in values.items() if tensor is not None}
-        return saved
+    def _restorable(self, name: str) -> Dict[str, torch.Tensor]:
+        """What ``zero_return_saved`` saves and restores (Appendix D.2): the conv weights and
+        the BatchNorm scale, shift, running mean and running variance."""
+        bn = self._bn[name]
+        tensors = {"weight": self._modules[name].weight, "bn_weight": bn.weight, "bn_bias": bn.bias,
+                   "running_mean": bn.running_mean, "running_var": bn.running_var}
+        return {key: tensor for key, tensor in tensors.items() if tensor is not None}
 
-    def _end_window(self) -> None:
+    def _end_window(self, name: str) -> None:
+        window = self.windows.pop(name)
         if self.settings.intervention == "zero_return_saved":
             with torch.no_grad():
-                for name, targets in self.window["targets"].items():
-                    weight, bn = self._modules[name].weight, self._bn[name]
-                    tensors = {"weight": weight, "bn_weight": bn.weight, "bn_bias": bn.bias,
-                               "running_mean": bn.running_mean, "running_var": bn.running_var}
-                    for key, value in self.window["saved"][name].items():
-                        tensor = tensors[key]
-                        tensor[targets.to(tensor.device)] = value.to(tensor.device, tensor.dtype)
-        self.window = {}
+                for key, tensor in self._restorable(name).items():
+                    where = window["targets"].to(tensor.device)
+                    tensor[where] = window["saved"][key].to(tensor.device, tensor.dtype)
 
     # hooks -------------------------------------------------------------------------------
     def on_epoch_start(self, state) -> None:
@@ -369,12 +364,18 @@ class PruneDuringTraining(ModeCallbacks):
             if not self.scratch_done:
                 self._scratch(state)
             return
-        if state.epoch in settings.all_event_epochs():
+        event = state.epoch in settings.all_event_epochs()
+        # Gaussian windows that go on across this boundary (the step before added σ² for the
+        # next batch): the authors' test pass before their pruning step adds T draws ...
+        running = list(self.windows) if settings.intervention == "gaussian" else []
+        for name in running:
+            self._noise(name, settings.eval_noise_batches)
+        if event:
             self._event(state)
-        elif self.window.get("remaining", 0) > 0 and settings.intervention == "gaussian":
-            # The step before added σ² for this batch; the authors' two test passes at this
-            # epoch boundary (before and after their pruning step) add T draws each.
-            self._noise(2 * settings.eval_noise_batches)
+        # ... and the one after it T more (after t_post: the event's stability is its own).
+        for name in running:
+            if name in self.windows and self.windows[name].get("since", -1) != state.epoch:
+                self._noise(name, settings.eval_noise_batches)
 
     def _scratch(self, state) -> None:
         for index, name in enumerate(self._layers):
@@ -393,8 +394,6 @@ class PruneDuringTraining(ModeCallbacks):
     def _event(self, state) -> None:
         settings = self.settings
         pruning = settings.intervention == "prune"
-        if self.window:
-            self._end_window()
         before = state.evaluate(state.model)["test_acc"]
         chosen: Dict[str, Tuple[torch.Tensor, int, int]] = {}
         for index, name in enumerate(self._layers):
@@ -412,15 +411,19 @@ class PruneDuringTraining(ModeCallbacks):
             taken = taken.clone()
             taken[targets] = True
             (self.removed if pruning else self.noised)[name] = taken
+        started: List[str] = []
         if pruning:
             for name in chosen:
                 self._set_mask(state, name)
             self._zero_removed()
         else:
-            self._start_window(chosen)
+            started = [name for name, (targets, _, _) in chosen.items() if len(targets)]
+            for name in started:
+                self._start_window(name, state.epoch, chosen[name][0])
         after = state.evaluate(state.model)["test_acc"]
         if settings.intervention == "gaussian" and settings.noise_batches > 1:
-            self._noise(1)  # the first training batch's own draw
+            for name in started:
+                self._noise(name, 1)  # the first training batch's own draw
         instability = (before - after) / before if before > 0 else float("nan")
         event = len({row["epoch"] for row in self.events})
         for name, (targets, n, j) in chosen.items():
@@ -436,7 +439,7 @@ class PruneDuringTraining(ModeCallbacks):
                 "filters_targeted": len(targets),
                 "filters_removed": len(targets) if pruning else 0,
                 "filters_remaining": int(n - self.removed[name].sum()) if pruning else n,
-                "filters_noised": 0 if pruning else len(self.window["targets"].get(name, ())),
+                "filters_noised": len(self.windows[name]["targets"]) if name in started else 0,
                 "rate": len(targets) / n,
                 "filters": ",".join(str(int(i)) for i in targets),
                 "t_pre": float(before),
@@ -445,22 +448,27 @@ class PruneDuringTraining(ModeCallbacks):
                 "stability": float(1.0 - instability),
             })
 
-    def _start_window(self, chosen: Mapping[str, Tuple[torch.Tensor, int, int]]) -> None:
-        """A noise window over this event's targets, or (``zero_return_saved``) over every
-        filter ever targeted; the event's own noise (module docstring)."""
+    def _start_window(self, name: str, epoch: int, new_targets: torch.Tensor) -> None:
+        """A noise window of ``name`` over this event's targets, or (``zero_return_saved``) over
+        every filter of the layer ever targeted, after ending the layer's running window; the
+        event's own noise (module docstring)."""
         settings = self.settings
+        if name in self.windows:
+            self._end_window(name)
         if settings.intervention == "zero_return_saved":
-            targets = {name: torch.nonzero(self.noised[name], as_tuple=False).flatten() for name in chosen}
+            targets = torch.nonzero(self.noised[name], as_tuple=False).flatten()
         else:
-            targets = {name: index for name, (index, _, _) in chosen.items()}
-        self.window = {"remaining": settings.noise_batches, "targets": targets}
+            targets = new_targets
+        window: Dict[str, Any] = {"remaining": settings.noise_batches, "targets": targets, "since": epoch}
         if settings.intervention == "zero_return_saved":
-            self.window["saved"] = self._saved_values(targets)
+            window["saved"] = {key: tensor.detach()[targets.to(tensor.device)].cpu().clone()
+                               for key, tensor in self._restorable(name).items()}
+        self.windows[name] = window
         if settings.intervention == "gaussian":
             # "Gaussian 1": one draw; otherwise the authors' test pass after the event (T draws).
-            self._noise(1 if settings.noise_batches == 1 else settings.eval_noise_batches)
+            self._noise(name, 1 if settings.noise_batches == 1 else settings.eval_noise_batches)
         else:
-            self._zero_targets()
+            self._zero_targets(name)
 
     def on_step_end(self, state) -> None:
         self._setup(state.model)
@@ -473,14 +481,14 @@ class PruneDuringTraining(ModeCallbacks):
                     old = self.activation.get(name)
                     self.activation[name] = value.cpu() if old is None else decay * old + (1.0 - decay) * value.cpu()
             self._pending = {}
-        if self.window.get("remaining", 0) > 0:
-            self.window["remaining"] -= 1
-            if self.window["remaining"] == 0:
-                self._end_window()
+        for name in list(self.windows):
+            self.windows[name]["remaining"] -= 1
+            if self.windows[name]["remaining"] == 0:
+                self._end_window(name)
             elif self.settings.intervention == "gaussian":
-                self._noise(1)
+                self._noise(name, 1)
             else:
-                self._zero_targets()
+                self._zero_targets(name)
 
 
 def first_untargeted_std(weight: torch.Tensor, targeted: torch.Tensor) -> float:
