@@ -69,6 +69,8 @@ DETECTABLE_SE = 2.0
 MAGNITUDE_FACTOR = 2.0
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 CSV_NAME = "against_paper.csv"
+# ``too_small``: this zoo cannot see an effect of the paper's size: |value| < DETECTABLE_SE
+# null standard errors, or fewer than 3 models or runs (no interval at all).
 COLUMNS = ["experiment", "claim", "ref", "paper_row", "statistic", "paper_value", "paper_n", "genzoo_value",
            "ci_low", "ci_high", "n", "se", "detectable", "too_small", "same_sign", "verdict", "reason",
            "differences"]
@@ -299,7 +301,7 @@ def _few(n: int, unit: str = "models") -> str:
     """Why an interval is NaN: too few models or runs, else degenerate resamples."""
     if n < 3:
         return f"{n} {unit}; an interval needs at least 3"
-    return "a resample gave an undefined value, or every resample the same"
+    return f"{n} {unit}: a resample gave an undefined value, or every resample the same"
 
 
 # ---------------------------------------------------------------- runs of a pruning-during-training zoo
@@ -675,7 +677,7 @@ def compare(comparison: PaperComparison, zoo: Zoo) -> pd.DataFrame:
                 "genzoo_value": estimate.value, "ci_low": estimate.low, "ci_high": estimate.high,
                 "n": estimate.n, "se": estimate.se,
                 "detectable": DETECTABLE_SE * estimate.se if _finite(estimate.se) else math.nan,
-                "too_small": bool(not estimate.untested and too_small(claim.value, estimate)),
+                "too_small": bool(not estimate.untested and (too_small(claim.value, estimate) or estimate.n < 3)),
                 "same_sign": "" if same is None else ("yes" if same else "no"),
                 "verdict": outcome, "reason": reason, "differences": "; ".join(applying),
             })

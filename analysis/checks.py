@@ -327,9 +327,11 @@ def convergence_warnings(confounds: pd.DataFrame, models: pd.DataFrame, target: 
 
 
 def too_small_warnings(results: pd.DataFrame) -> List[str]:
-    """One warning per compared experiment with claims whose effect, at the paper's size, is
-    below the detectable 2 standard errors of this zoo (the ``too_small`` column of
-    :func:`analysis.against_paper.compare`): the zoo is too small to test them."""
+    """One warning per compared experiment with claims this zoo is too small to test (the
+    ``too_small`` column of :func:`analysis.against_paper.compare`): the paper's effect is
+    below 2 null standard errors of the statistic for this zoo, or the claim rests on fewer
+    than 3 models or runs, which give no interval at all (``imp_demo``'s 2 seeds per noise
+    level)."""
     if results.empty or "too_small" not in results.columns:
         return []
     found = []
@@ -337,10 +339,12 @@ def too_small_warnings(results: pd.DataFrame) -> List[str]:
         small = part[part["too_small"].astype(bool)]
         if small.empty:
             continue
-        examples = ", ".join(f"{row.claim} (|{row.paper_value:.3g}| < {row.detectable:.3g})"
-                             for row in small.head(3).itertuples())
+        examples = ", ".join(
+            f"{row.claim} (|{row.paper_value:.3g}| < {row.detectable:.3g})"
+            if math.isfinite(row.paper_value) and math.isfinite(row.detectable) else f"{row.claim} (n = {row.n})"
+            for row in small.head(3).itertuples())
         more = f" and {len(small) - 3} more" if len(small) > 3 else ""
         found.append(f"zoo too small for {len(small)} of the {len(part)} claims of {experiment}: an effect of the "
-                     f"paper's size is below 2 standard errors of the statistic with this zoo's models, e.g. "
-                     f"{examples}{more}")
+                     f"paper's size is below 2 standard errors of the statistic, or fewer than 3 models or runs "
+                     f"give no interval, e.g. {examples}{more}")
     return found

@@ -409,7 +409,7 @@ def test_imp_claims_with_three_seeds():
 def test_two_seeds_cannot_settle_the_label_noise_claims_and_say_so():
     results = _imp_results(*imp_zoo(seeds=(0, 1)))
     row = results.loc["improvement"]
-    assert row["verdict"] == INCONCLUSIVE and row["n"] == 2
+    assert row["verdict"] == INCONCLUSIVE and row["n"] == 2 and row["too_small"]
     assert row["reason"] == "no interval (2 runs; an interval needs at least 3)"
     one_seed = _imp_results(*imp_zoo(seeds=(0,)))
     assert one_seed.loc["improvement", "reason"] == (

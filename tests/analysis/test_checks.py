@@ -199,11 +199,14 @@ def test_no_convergence_warning_in_a_zoo_trained_to_a_common_loss():
 
 
 def test_too_small_warning_names_the_claims_a_zoo_cannot_test():
-    results = pd.DataFrame({"experiment": ["demogen"] * 3, "claim": ["a", "b", "c"],
-                            "paper_value": [0.158, -0.001, 0.65], "detectable": [0.25, 0.25, 0.25],
-                            "too_small": [True, True, False]})
+    results = pd.DataFrame({"experiment": ["demogen"] * 3 + ["imp"] * 2, "claim": ["a", "b", "c", "d", "e"],
+                            "paper_value": [0.158, -0.001, 0.65, np.nan, np.nan],
+                            "detectable": [0.25, 0.25, 0.25, np.nan, 0.1], "n": [32, 32, 32, 2, 12],
+                            "too_small": [True, True, False, True, False]})
     found = too_small_warnings(results)
     assert found == ["zoo too small for 2 of the 3 claims of demogen: an effect of the paper's size is below 2 "
-                     "standard errors of the statistic with this zoo's models, e.g. a (|0.158| < 0.25), "
-                     "b (|-0.001| < 0.25)"]
+                     "standard errors of the statistic, or fewer than 3 models or runs give no interval, e.g. "
+                     "a (|0.158| < 0.25), b (|-0.001| < 0.25)",
+                     "zoo too small for 1 of the 2 claims of imp: an effect of the paper's size is below 2 standard "
+                     "errors of the statistic, or fewer than 3 models or runs give no interval, e.g. d (n = 2)"]
     assert too_small_warnings(results.assign(too_small=False)) == []
