@@ -317,46 +317,41 @@ def _settings(text: Any) -> Dict[str, Any]:
 
 
 def stability_runs(zoo: Zoo) -> pd.DataFrame:
-    """One row per pruning-during-training run (index: model key) with ``stability``,
-    ``test_acc``, ``gap`` and the columns a claim selects by (``target``, ``intervention``,
+    """One row per pruning-during-training or unpruned (``standard``) run (index: model key)
+    with ``stability``, the paper's generalization measure ``best_test_acc`` and ``best_gap``
+    (the best test accuracy at or after the last pruning event), the final ``test_acc`` and
+    ``gap``, and the columns a claim selects by (``target``, ``intervention``,
     ``noise_batches``, ``scratch``, ``model``): the stability section's per-run table
-    (:func:`analysis.stability.per_model`, from the ``events`` table) when the zoo has one,
-    else the model rows' stored ``stability``; plus the zoo's ``standard`` runs (no pruning:
-    stability 1, target and intervention ``none``); then every measure column."""
+    (:func:`analysis.stability.per_model`, from the ``events`` table and the per-epoch
+    records) when the zoo has events. Without them, the model rows' stored ``stability`` (no
+    ``best_*`` columns; unpruned runs at stability 1). Then every measure column."""
     models = zoo.models
-    standard = models.iloc[0:0]
-    if "mode" in models.columns:
-        standard = models[models["mode"] == "standard"]
-        models = models[models["mode"] == "prune_during_training"]
-    if models.empty:
+    if "mode" not in models.columns or not (models["mode"] == "prune_during_training").any():
         return pd.DataFrame()
     events = zoo.tables.get("events")
     if events is not None and len(events):
         from analysis.stability import per_model
 
-        runs = per_model(models, events)
-        runs = runs.set_index("trial_id") if "trial_id" in runs.columns else runs
+        runs = per_model(models, events, zoo.tables.get("epochs")).set_index("trial_id")
     else:
-        if "stability" not in models.columns:
-            return pd.DataFrame()
         records = []
-        for key, row in models.iterrows():
-            settings = _settings(row.get("mode_settings"))
+        for key, row in models[models["mode"].isin(["prune_during_training", "standard"])].iterrows():
+            standard = row["mode"] == "standard"
+            if not standard and not _finite(row.get("stability")):
+                continue
+            settings = {} if standard else _settings(row.get("mode_settings"))
             scratch = bool(settings.get("scratch", False))
             records.append({
-                "key": key, "model": row.get("model"), "target": "scratch" if scratch else settings.get("target", "S"),
-                "intervention": settings.get("intervention", "prune"),
-                "noise_batches": int(settings.get("noise_batches", 1)), "scratch": scratch,
-                "stability": float(row["stability"]), "test_acc": float(row["test_acc"]),
+                "key": key, "model": row.get("model"),
+                "target": "none" if standard else ("scratch" if scratch else settings.get("target", "S")),
+                "intervention": "none" if standard else settings.get("intervention", "prune"),
+                "noise_batches": 0 if standard else int(settings.get("noise_batches", 1)), "scratch": scratch,
+                "stability": 1.0 if standard else float(row["stability"]), "test_acc": float(row["test_acc"]),
                 "gap": float(row["train_acc"]) - float(row["test_acc"]),
             })
+        if not records:
+            return pd.DataFrame()
         runs = pd.DataFrame(records).set_index("key")
-    if len(standard):
-        unpruned = pd.DataFrame({
-            "model": standard.get("model"), "target": "none", "intervention": "none", "noise_batches": 0,
-            "scratch": False, "stability": 1.0, "test_acc": standard["test_acc"].astype(float),
-            "gap": standard["train_acc"].astype(float) - standard["test_acc"].astype(float)}, index=standard.index)
-        runs = pd.concat([runs, unpruned[[c for c in unpruned.columns if c in runs.columns]]])
     runs.index.name = None
     measures = zoo.measures.reindex(runs.index)
     return runs.join(measures[[c for c in measures.columns if c not in runs.columns]])
@@ -394,8 +389,9 @@ def _run_statistic(claim: Claim, zoo: Zoo, paper_sign) -> Estimate:
     if claim.statistic == "correlation":
         x, y = claim.params["x"], claim.params["y"]
         for name in (x, y):
-            if name not in runs.columns:
-                return Estimate(untested=_missing_measure(zoo, name) or f"the runs have no {name}")
+            why = _run_column_missing(runs, zoo, name)
+            if why:
+                return Estimate(untested=why)
         selected, why = _matches(runs, claim.params.get("select", {}))
         if why:
             return Estimate(untested=why)
@@ -419,8 +415,9 @@ def _run_statistic(claim: Claim, zoo: Zoo, paper_sign) -> Estimate:
         measures = tuple(name for name in (x, y) if name in zoo.measures.columns)
         return _signed(Estimate(value, low, high, n, se, no_interval=_few(n, "runs"), measures=measures), sign)
     y = claim.params["y"]
-    if y not in runs.columns:
-        return Estimate(untested=_missing_measure(zoo, y) or f"the runs have no {y}")
+    why = _run_column_missing(runs, zoo, y)
+    if why:
+        return Estimate(untested=why)
     groups = []
     for key in ("a", "b"):
         selected, why = _matches(runs, claim.params[key])
@@ -438,6 +435,16 @@ def _run_statistic(claim: Claim, zoo: Zoo, paper_sign) -> Estimate:
     why = (f"{len(a)} and {len(b)} runs; an interval needs 3 in each group" if min(len(a), len(b)) < 3
            else "every resample gave the same difference")
     return _signed(Estimate(value, low, high, len(a) + len(b), se, no_interval=why), paper_sign(y))
+
+
+def _run_column_missing(runs: pd.DataFrame, zoo: Zoo, name: str) -> str:
+    """Why a run column or measure has no value ("" when it has)."""
+    if name in runs.columns and runs[name].notna().any():
+        return ""
+    if name.startswith("best_"):
+        return (f"the runs have no {name} (the best test accuracy after the last pruning event needs the "
+                f"events table and the per-epoch records)")
+    return _missing_measure(zoo, name) or f"the runs have no {name}"
 
 
 def _signed(estimate: Estimate, sign: int) -> Estimate:

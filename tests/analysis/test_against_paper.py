@@ -472,3 +472,37 @@ def test_the_report_has_the_section_and_the_csv(tmp_path):
     for claim in table["claim"]:
         assert f"| {claim} |" in report
     assert result.against_paper is not None and len(result.against_paper) == len(table)
+
+
+def test_with_events_the_runs_are_the_stability_sections_with_the_papers_best_accuracy():
+    from analysis.stability import per_model
+
+    models, flat = stability_zoo()
+    models = models.drop(columns="stability")
+    rng = np.random.default_rng(5)
+    events, epochs = [], []
+    for trial in models.index:
+        scratch = "scratch" in trial
+        for event, epoch in enumerate((2, 3)):
+            if not scratch:
+                t_pre, t_post = 0.8, 0.8 - rng.uniform(0, 0.3)
+                events.append({"trial_id": trial, "event": event, "epoch": epoch, "layer": "c", "rate": 0.1,
+                               "filters_targeted": 3, "t_pre": t_pre, "t_post": t_post,
+                               "stability": 1 - (t_pre - t_post) / t_pre})
+        for epoch in (1, 2, 3, 4, 5):
+            epochs.append({"trial_id": trial, "epoch": epoch, "train_acc": 1.0, "test_acc": rng.uniform(0.7, 0.9)})
+    events, epochs = pd.DataFrame(events), pd.DataFrame(epochs)
+    document = json.loads(json.dumps(STABILITY_PAPER))
+    document["experiments"]["fig2"]["claims"][0]["y"] = "best_test_acc"
+    comparison = choose(parse_paper(document, "toy2.yaml"), None, None, "analysis.paper")
+    target = models["train_acc"] - models["test_acc"]
+    zoo = Zoo(models=models, measures=flat, target="gap", target_series=target, axes=[],
+              tables={"events": events, "epochs": epochs})
+    row = compare(comparison, zoo).set_index("claim").loc["r"]
+    runs = per_model(models, events, epochs).set_index("trial_id")
+    chosen = runs[runs["target"].isin(["S", "L"])]
+    assert row["n"] == 8
+    assert row["genzoo_value"] == pytest.approx(np.corrcoef(chosen["stability"], chosen["best_test_acc"])[0, 1])
+    without = Zoo(models=models, measures=flat, target="gap", target_series=target, axes=[], tables={"events": events})
+    row = compare(comparison, without).set_index("claim").loc["r"]
+    assert row["reason"].startswith("not tested: the runs have no best_test_acc")
