@@ -5,13 +5,17 @@ whether the sign is the same, and a verdict.
 Verdict rules (:func:`verdict`, constants below):
 
 Signed statistics (Kendall's τ, ψ_i, ψ, correlations, differences; the paper's value, or its
-stated direction, gives the sign):
+stated direction, gives the sign). A paper's value within ``DETECTABLE_SE`` (2) of the paper's
+*own* null standard errors of zero (:func:`paper_se`: its stated s_τ, or one computed from its
+number of models and values per axis) is not a sign the paper saw: it is judged as a claim of
+no association (rule 2), e.g. Table 1's τ = 0.0201 of the training loss with s_τ = 0.037.
 
 1. No genzoo value (measure not computed, or computed on part of the zoo only; axis not
    varied; runs missing): **inconclusive**, "not tested: <why>".
-2. The paper's value is exactly 0 (a structural zero, e.g. parameter count along dropout): an
-   interval that contains 0 (or, without one, a value of 0) **reproduces** it; an interval
-   that excludes 0 contradicts it (rule 3's protocol clause applies).
+2. The paper's value is 0 (a structural zero, e.g. parameter count along dropout) or no
+   association (above): an interval that contains 0 (or, without one, a value of 0)
+   **reproduces** it; an interval that excludes 0 contradicts it (rule 3's protocol clause
+   applies).
 3. The 95% bootstrap interval excludes 0: the same sign as the paper's is **reproduced**;
    the opposite sign is **contradicted** when the zoo follows the paper's protocol, and
    **inconclusive** ("opposite sign, but the protocol differs: ...") when it does not: a
@@ -150,13 +154,14 @@ def verdict(kind: str, direction: int, paper_value: Optional[float], estimate: E
     if direction == 0:
         contains = (low <= 0 <= high) if has_interval else value == 0
         if contains:
-            return same, REPRODUCED, "the paper's value is 0 and genzoo's " + ("interval contains 0" if has_interval
-                                                                                 else "value is 0")
+            return same, REPRODUCED, "no association, as in the paper: genzoo's " + (
+                "interval contains 0" if has_interval else "value is 0")
         if not has_interval:
             return same, INCONCLUSIVE, f"no interval ({estimate.no_interval or 'none computed'})"
         if differences:
-            return same, INCONCLUSIVE, f"interval excludes the paper's 0, but the protocol differs: {protocol}"
-        return same, CONTRADICTED, "interval excludes the paper's 0"
+            return same, INCONCLUSIVE, (f"interval excludes 0 where the paper saw no association, but the protocol "
+                                        f"differs: {protocol}")
+        return same, CONTRADICTED, "interval excludes 0 where the paper saw no association"
     if has_interval and (low > 0 or high < 0):
         interval_sign = 1 if low > 0 else -1
         if interval_sign == direction:
@@ -664,6 +669,51 @@ def evaluate(claim: Claim, experiment: Experiment, comparison: PaperComparison, 
     return _imp_statistic(claim, zoo)
 
 
+def paper_se(claim: Claim, experiment: Experiment) -> float:
+    """The null standard error of the claim's statistic in the paper's own zoo (NaN when the
+    paper file does not give what it needs): for τ the s_τ the paper states (``tau_se``), else
+    s_τ(n) of its ``paper_n`` or ``models``; for ψ_i, s_τ(k_i)/sqrt(N/k_i) with k_i the axis's
+    number of values (``axis_values``) and N the paper's models (its groups of k_i models, one per
+    combination of the other axes and seeds); for ψ, sqrt(Σ_i s_i²)/(number of axes); for
+    Pearson's r 1/sqrt(n − 2) and for a Kendall correlation s_τ(n) of ``paper_n``."""
+    protocol = experiment.protocol
+    n = claim.paper_n or protocol.models
+    if claim.statistic == "kendall_tau":
+        if protocol.tau_se:
+            return protocol.tau_se
+        return kendall_tau_se(n) if n and n >= 2 else math.nan
+
+    def axis_se(axis: str) -> float:
+        k = protocol.axis_values.get(axis)
+        if not k or not protocol.models:
+            return math.nan
+        return kendall_tau_se(k) / math.sqrt(protocol.models / k)
+
+    if claim.statistic == "psi_axis":
+        return axis_se(claim.params["axis"])
+    if claim.statistic == "psi":
+        ses = [axis_se(a) for a in (protocol.axes or ())]
+        return math.sqrt(sum(x * x for x in ses)) / len(ses) if ses and all(map(math.isfinite, ses)) else math.nan
+    if claim.statistic == "correlation" and claim.paper_n:
+        if claim.params["method"] == "pearson":
+            return 1.0 / math.sqrt(claim.paper_n - 2) if claim.paper_n > 2 else math.nan
+        return kendall_tau_se(claim.paper_n) if claim.paper_n >= 2 else math.nan
+    return math.nan
+
+
+def paper_direction(claim: Claim, experiment: Experiment) -> Tuple[int, str]:
+    """The direction the claim is judged by, and a note when it is not the sign of the
+    paper's value: a value within ``DETECTABLE_SE`` of the paper's own null standard errors
+    (:func:`paper_se`) of zero is a claim of no association (direction 0)."""
+    if claim.kind != "signed" or claim.direction == 0 or claim.value is None:
+        return claim.direction, ""
+    se = paper_se(claim, experiment)
+    if math.isfinite(se) and abs(claim.value) < DETECTABLE_SE * se:
+        return 0, (f"the paper's {claim.value:.3g} is within {DETECTABLE_SE:g} of its own standard errors "
+                   f"({DETECTABLE_SE * se:.3g}) of 0, no association; ")
+    return claim.direction, ""
+
+
 def compare(comparison: PaperComparison, zoo: Zoo) -> pd.DataFrame:
     """One row per claim of the chosen experiments (:data:`COLUMNS`)."""
     records = []
@@ -673,7 +723,10 @@ def compare(comparison: PaperComparison, zoo: Zoo) -> pd.DataFrame:
         for claim in experiment.claims:
             estimate = evaluate(claim, experiment, comparison, zoo)
             applying = differences + _convergence(zoo, estimate.measures)
-            same, outcome, reason = verdict(claim.kind, claim.direction, claim.value, estimate, applying)
+            direction, note = paper_direction(claim, experiment)
+            same, outcome, reason = verdict(claim.kind, direction, claim.value, estimate, applying)
+            if note and not estimate.untested:
+                reason = note + reason
             measure = claim.params.get("measure")
             records.append({
                 "experiment": name, "claim": claim.id, "ref": claim.ref,
@@ -684,7 +737,8 @@ def compare(comparison: PaperComparison, zoo: Zoo) -> pd.DataFrame:
                 "genzoo_value": estimate.value, "ci_low": estimate.low, "ci_high": estimate.high,
                 "n": estimate.n, "se": estimate.se,
                 "detectable": DETECTABLE_SE * estimate.se if _finite(estimate.se) else math.nan,
-                "too_small": bool(not estimate.untested and (too_small(claim.value, estimate) or estimate.n < 3)),
+                "too_small": bool(not estimate.untested and direction != 0
+                                  and (too_small(claim.value, estimate) or estimate.n < 3)),
                 "same_sign": "" if same is None else ("yes" if same else "no"),
                 "verdict": outcome, "reason": reason, "differences": "; ".join(applying),
             })
@@ -735,6 +789,10 @@ def section(comparison: PaperComparison, zoo: Zoo, results: pd.DataFrame) -> Lis
         sub = part["verdict"].value_counts()
         lines.append(", ".join(f"{int(sub.get(v, 0))} {v}" for v in (REPRODUCED, CONTRADICTED, INCONCLUSIVE)) + ".")
         lines.append("")
+        listed = "; ".join(differences)
+        if listed:
+            part = part.assign(reason=[r.replace(f"differs: {listed}", "differs (as listed above)")
+                                       for r in part["reason"]])
         tested = part[~part["reason"].str.startswith("not tested")]
         untested = part[part["reason"].str.startswith("not tested")]
         if len(tested):

@@ -314,16 +314,19 @@ def convergence_confounds(models: pd.DataFrame, wide: pd.DataFrame, target: pd.S
 
 
 def convergence_warnings(confounds: pd.DataFrame, models: pd.DataFrame, target: str) -> List[str]:
-    """One warning per measure that :func:`convergence_confounds` flags, naming the spread of
-    the final training losses."""
+    """One warning naming every measure :func:`convergence_confounds` flags (sorted by |τ|
+    with the training loss, largest first), with both τ, and the spread of the final training
+    losses."""
     if confounds.empty or not confounds["confounded"].any():
         return []
     loss = pd.to_numeric(models["train_loss"], errors="coerce")
-    spread = f"final training losses {loss.min():.2g} to {loss.max():.2g}"
-    return [f"confounded by convergence: {row.measure} follows the final training loss (τ = {row.tau_train_loss:.2f}) "
-            f"{'more than' if abs(row.tau_train_loss) > abs(row.tau_target) else 'as well as'} the {target} "
-            f"(τ = {row.tau_target:.2f}); the zoo is not trained to a common loss ({spread}, no stop_at_train_loss)"
-            for row in confounds[confounds["confounded"]].itertuples()]
+    flagged = confounds[confounds["confounded"]]
+    flagged = flagged.iloc[np.argsort(-flagged["tau_train_loss"].abs().to_numpy(), kind="stable")]
+    listed = ", ".join(f"{row.measure} (τ {row.tau_train_loss:.2f} with the training loss, "
+                       f"{row.tau_target:.2f} with the {target})" for row in flagged.itertuples())
+    return [f"confounded by convergence: {len(flagged)} measure(s) follow the final training loss more than the "
+            f"{target} or beyond |τ| {CONVERGENCE_TAU:g}, in a zoo not trained to a common loss (final training "
+            f"losses {loss.min():.2g} to {loss.max():.2g}; set stop_at_train_loss): {listed}"]
 
 
 def too_small_warnings(results: pd.DataFrame) -> List[str]:

@@ -18,6 +18,8 @@ A paper file::
           architecture: [nin]               # genzoo model names (any of them)
           axes: [width, dropout, ...]       # hyperparameter axes the paper varies (null: not a grid)
           models: 324                       # the paper's number of models or runs
+          axis_values: {width: 3, ...}      # values per axis (the paper's own ψ standard errors)
+          tau_se: 0.037                     # the s_τ the paper states, when it states one
           training: ...                     # free text: optimizer, epochs, stopping rule
         anchor: prunability                 # the measure of its Table 3 (cmi_anchor claims)
         claims:
@@ -112,6 +114,8 @@ class Protocol:
     axes: Optional[Tuple[str, ...]] = None
     models: Optional[int] = None
     training: str = ""
+    axis_values: Mapping[str, int] = field(default_factory=dict)
+    tau_se: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -284,10 +288,21 @@ def parse_paper(document: Any, source: str) -> Paper:
         where = f"{source}: experiments.{exp_name}"
         entry = _mapping(entry, where, ("title", "protocol", "anchor", "claims"))
         protocol_raw = _mapping(entry.get("protocol") or {}, f"{where}.protocol",
-                                ("dataset", "architecture", "axes", "models", "training"))
+                                ("dataset", "architecture", "axes", "models", "training", "axis_values", "tau_se"))
         models = protocol_raw.get("models")
         if models is not None and (isinstance(models, bool) or not isinstance(models, int) or models < 1):
             raise _fail(f"{where}.protocol.models", f"got {models!r}, allowed: a positive integer")
+        axis_values = protocol_raw.get("axis_values") or {}
+        if not isinstance(axis_values, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 2
+                for k, v in axis_values.items()):
+            raise _fail(f"{where}.protocol.axis_values", f"got {axis_values!r}, allowed: a mapping of axis -> "
+                                                         f"number of values (at least 2)")
+        tau_se = protocol_raw.get("tau_se")
+        if tau_se is not None:
+            tau_se = _number(tau_se, f"{where}.protocol.tau_se")
+            if tau_se <= 0:
+                raise _fail(f"{where}.protocol.tau_se", f"got {tau_se!r}, allowed: a positive number")
         protocol = Protocol(
             dataset=_strings(protocol_raw.get("dataset", []), f"{where}.protocol.dataset"),
             architecture=_strings(protocol_raw.get("architecture", []), f"{where}.protocol.architecture"),
@@ -295,6 +310,7 @@ def parse_paper(document: Any, source: str) -> Paper:
                   else _strings(protocol_raw["axes"], f"{where}.protocol.axes")),
             models=models,
             training=_text(protocol_raw.get("training"), f"{where}.protocol.training", required=False),
+            axis_values=dict(axis_values), tau_se=tau_se,
         )
         claims_raw = entry.get("claims")
         if not isinstance(claims_raw, list) or not claims_raw:

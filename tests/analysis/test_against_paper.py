@@ -506,3 +506,41 @@ def test_with_events_the_runs_are_the_stability_sections_with_the_papers_best_ac
     without = Zoo(models=models, measures=flat, target="gap", target_series=target, axes=[], tables={"events": events})
     row = compare(comparison, without).set_index("claim").loc["r"]
     assert row["reason"].startswith("not tested: the runs have no best_test_acc")
+
+
+def test_a_paper_value_within_its_own_noise_is_a_claim_of_no_association():
+    from analysis.against_paper import paper_direction, paper_se
+    from analysis.paper_claims import parse_claim
+
+    document = json.loads(json.dumps(PAPER))
+    protocol = document["experiments"]["grid"]["protocol"]
+    protocol.update(tau_se=0.037, axis_values={"width": 3, "dropout": 3, "augment": 2, "weight_decay": 3, "depth": 3})
+    document["experiments"]["grid"]["claims"].append(
+        {"id": "flat_train_loss", "ref": "Table 1", "statistic": "kendall_tau", "measure": "wrong_way", "value": 0.0201})
+    paper = parse_paper(document, "toy.yaml")
+    experiment = paper.experiments["grid"]
+    claims = {c.id: c for c in experiment.claims}
+    assert paper_se(claims["tau"], experiment) == 0.037
+    assert paper_se(claims["psi_width"], experiment) == pytest.approx(kendall_tau_se(3) / math.sqrt(324 / 3))
+    ses = [kendall_tau_se(k) / math.sqrt(324 / k) for k in (3, 3, 2, 3, 3)]
+    assert paper_se(claims["psi"], experiment) == pytest.approx(math.sqrt(sum(x * x for x in ses)) / 5)
+    assert paper_direction(claims["tau"], experiment) == (1, "")
+    direction, note = paper_direction(claims["flat_train_loss"], experiment)
+    assert direction == 0 and note.startswith("the paper's 0.0201 is within 2 of its own standard errors (0.074) of 0")
+    assert math.isnan(paper_se(parse_claim({"id": "x", "ref": "T", "statistic": "mean_difference", "y": "test_acc",
+                                            "a": {"target": "L"}, "b": {"target": "S"}, "direction": "positive"},
+                                           "c"), experiment))
+    trials, measures = first_paper_zoo()
+    _, zoo = _zoo_input(trials, measures)
+    row = compare(choose(paper, None, None, "analysis.paper"), zoo).set_index("claim").loc["flat_train_loss"]
+    assert row["verdict"] == CONTRADICTED and not row["too_small"]  # genzoo's wrong_way follows the gap strongly
+    assert row["reason"].endswith("of 0, no association; interval excludes 0 where the paper saw no association")
+
+
+def test_the_section_lists_the_protocol_differences_once():
+    trials, measures = first_paper_zoo(dataset="digits")
+    comparison, zoo = _zoo_input(trials, measures, differences=["40 epochs"])
+    results = compare(comparison, zoo)
+    text = "\n".join(section(comparison, zoo, results))
+    assert "but the protocol differs (as listed above) |" in text
+    assert "but the protocol differs: dataset digits" in results.set_index("claim").loc["tau_wrong", "reason"]

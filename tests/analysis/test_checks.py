@@ -185,8 +185,10 @@ def test_a_measure_ranking_convergence_is_flagged_in_a_zoo_not_trained_to_a_comm
     assert not confounds.loc["ranks_gap", "confounded"]
     assert "train_loss" not in confounds.index  # the final training loss itself is exempt
     found = convergence_warnings(convergence_confounds(models, wide, gap), models, "gap")
-    assert len(found) == 1 and found[0].startswith("confounded by convergence: ranks_loss follows the final training loss")
-    assert "final training losses 0.0004 to 0.65" in found[0]
+    assert len(found) == 1 and found[0].startswith("confounded by convergence: 1 measure(s) follow the final "
+                                                   "training loss")
+    assert "final training losses 0.0004 to 0.65" in found[0] and found[0].endswith("with the gap)")
+    assert "ranks_loss (τ -1.00 with the training loss" in found[0] and "ranks_gap" not in found[0]
 
 
 def test_no_convergence_warning_in_a_zoo_trained_to_a_common_loss():
