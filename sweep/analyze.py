@@ -26,12 +26,13 @@ from sweep import provenance
 from sweep.config import paper_comparison, read_resolved_config
 from sweep.store import COMPLETED, Store, model_key
 from trainers.status import METRICS
-from trainers.data.sources import DIGITS_TEST_PER_CLASS
+from trainers.data.sources import DIGITS_LARGE_TEST_PER_CLASS, DIGITS_TEST_PER_CLASS
 
 ANALYSIS_DIR = "analysis"
 # Test-set size per dataset (the standard test splits; digits keeps 36 images per class), for
 # the report's comparison of the target's spread with one model's test-set noise.
-TEST_EXAMPLES = {"digits": 10 * DIGITS_TEST_PER_CLASS, "cifar10": 10_000, "cifar100": 10_000, "mnist": 10_000}
+TEST_EXAMPLES = {"digits": 10 * DIGITS_TEST_PER_CLASS, "digits_large_test": 10 * DIGITS_LARGE_TEST_PER_CLASS,
+                 "cifar10": 10_000, "cifar100": 10_000, "mnist": 10_000}
 
 
 def count_test_examples(models: pd.DataFrame) -> Optional[int]:

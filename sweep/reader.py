@@ -21,6 +21,7 @@ from trainers.config import TrainConfig
 # its data; a dataset missing here is loaded once to read them (data_root).
 DATASET_SHAPES = {
     "digits": (10, (3, 32, 32)),
+    "digits_large_test": (10, (3, 32, 32)),
     "cifar10": (10, (3, 32, 32)),
     "cifar100": (100, (3, 32, 32)),
     "mnist": (10, (1, 28, 28)),

@@ -80,10 +80,11 @@ class TrainConfig:
     are the early epochs whose weights are kept besides the initial and the final ones (EL2N
     needs an early checkpoint).
 
-    ``augment``: a random crop of the image padded by 4 pixels and, with ``flip``, a
-    left-right mirror with probability 1/2 (:class:`trainers.data.DeviceLoader`). Digits are
-    not mirror-symmetric: their zoos augment with ``flip: false`` (crops, i.e. translations,
-    only).
+    ``augment``: a random crop of the image zero-padded by ``crop_padding`` pixels (4, the
+    CIFAR recipe: shifts of up to 4 pixels) and, with ``flip``, a left-right mirror with
+    probability 1/2 (:class:`trainers.data.DeviceLoader`). The digits are 8×8 images upsampled
+    4×, so a 4-pixel shift moves a digit by a whole original pixel, and they are not
+    mirror-symmetric: their zoos augment with ``flip: false`` and a smaller ``crop_padding``.
 
     Learning-rate schedules, with ``lr`` the base rate and epochs counted from 0:
 
@@ -108,6 +109,7 @@ class TrainConfig:
     label_noise: float = 0.0
     augment: bool = True
     flip: bool = True
+    crop_padding: int = 4
 
     model: str = "nin"
     width: Optional[int] = None
@@ -168,6 +170,8 @@ class TrainConfig:
             raise bad("augment", "true or false")
         if not isinstance(self.flip, bool):
             raise bad("flip", "true or false")
+        if not _is_int(self.crop_padding) or not 0 <= self.crop_padding <= 16:
+            raise bad("crop_padding", "an integer number of pixels in [0, 16]")
         if not isinstance(self.model, str) or not self.model:
             raise bad("model", "a model name")
         for name in ("width", "depth"):

@@ -237,7 +237,8 @@ class Run:
 
         self.loader = loader = data.DeviceLoader(
             dataset.train_images, dataset.train_labels, batch_size=config.batch_size,
-            mean=dataset.mean, std=dataset.std, augment=config.augment, flip=config.flip, shuffle=True,
+            mean=dataset.mean, std=dataset.std, augment=config.augment, flip=config.flip,
+            padding=config.crop_padding, shuffle=True,
             seed=config.seed, device=device,
         )
         self.test_images = dataset.test_images.to(device)

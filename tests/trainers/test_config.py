@@ -130,3 +130,10 @@ def test_flip_is_identity_only_when_turned_off():
     assert TrainConfig(flip=False).trial_id != TrainConfig().trial_id
     with pytest.raises(ConfigError, match=r"^flip: got 'no', allowed: true or false$"):
         TrainConfig(flip="no")
+
+
+def test_crop_padding_is_identity_only_when_changed_and_checked():
+    assert TrainConfig(crop_padding=4).trial_id == TrainConfig().trial_id
+    assert TrainConfig(crop_padding=1).trial_id != TrainConfig().trial_id
+    with pytest.raises(ConfigError, match=r"^crop_padding: got -1, allowed: an integer number of pixels in \[0, 16\]$"):
+        TrainConfig(crop_padding=-1)

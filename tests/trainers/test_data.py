@@ -175,21 +175,30 @@ def test_data_root_falls_back_to_home_cache(tmp_path, monkeypatch):
 
 
 def test_registry_names_and_unknown_name():
-    assert data.names() == ("digits", "cifar10", "cifar100", "mnist")
+    assert data.names() == ("digits", "digits_large_test", "cifar10", "cifar100", "mnist")
     assert set(data.DATASETS) == set(data.names())
     assert data.get("cifar10") is data.DATASETS["cifar10"]
-    with pytest.raises(DatasetError, match="svhn.*allowed: digits, cifar10, cifar100, mnist"):
+    with pytest.raises(DatasetError, match="svhn.*allowed: digits, digits_large_test, cifar10, cifar100, mnist"):
         data.get("svhn")
     with pytest.raises(DatasetError, match="allowed"):
         data.load("svhn")
 
 
 def test_download_rejects_unknown_names_and_digits_needs_no_network(tmp_path):
-    with pytest.raises(DatasetError, match="allowed: digits, cifar10, cifar100"):
+    with pytest.raises(DatasetError, match="allowed: digits, digits_large_test, cifar10, cifar100"):
         data.download("imagenet", tmp_path)
     path = data.download("digits", tmp_path)
     assert path.is_file() and path.name == "digits.csv.gz"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_digits_large_test_splits_the_same_images_with_100_test_images_per_class():
+    small, large = data.load("digits"), data.load("digits_large_test")
+    assert (len(large.train_labels), len(large.test_labels)) == (797, 1000)
+    assert torch.bincount(large.test_labels).tolist() == [100] * 10
+    every = lambda d: sorted(map(bytes, torch.cat([d.train_images, d.test_images]).flatten(1).numpy()))  # noqa: E731
+    assert every(small) == every(large)  # the same 1,797 images, split otherwise
+    assert data.download("digits_large_test").name == "digits.csv.gz"
 
 
 def test_module_import_does_not_import_torchvision():
@@ -542,3 +551,16 @@ def test_evaluate_agrees_with_torch_cross_entropy_on_one_batch():
     loss, accuracy = data.evaluate(model, images, labels, mean=MEAN, std=STD, batch_size=6)
     assert loss == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-5)
     assert accuracy == int((logits.argmax(1) == labels).sum()) / 20
+
+
+def test_a_smaller_crop_padding_shifts_by_at_most_that_many_pixels():
+    images = _images(40)
+    loader = data.DeviceLoader(images, torch.arange(40), batch_size=40, mean=MEAN, std=STD, augment=True, seed=3,
+                               flip=False, padding=1)
+    plan = loader.epoch_plan(0)
+    assert set(plan.dy.tolist()) <= {0, 1, 2} and set(plan.dx.tolist()) <= {0, 1, 2}
+    (x, _), = loader.batches(0)
+    for position in range(40):
+        crop = data.crop_flip(images[plan.order[position]][None], plan.dy[position:position + 1],
+                              plan.dx[position:position + 1], plan.flip[position:position + 1], padding=1)
+        assert torch.equal(x[position], data.normalize(crop, MEAN, STD)[0])

@@ -23,6 +23,7 @@ from trainers.data.sources import (
     CIFAR100_STD,
     DATASETS,
     DIGITS_SPLIT_SEED,
+    DIGITS_LARGE_TEST_PER_CLASS,
     DIGITS_TEST_PER_CLASS,
     ENV_DATA_ROOT,
     EVAL_BATCH_SIZE,
@@ -47,7 +48,7 @@ from trainers.data.views import corrupt_labels, load, subset_indices
 
 __all__ = [
     "AUGMENT_PADDING", "CPU_PASS_LIMIT", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "DATASETS",
-    "DIGITS_SPLIT_SEED", "DIGITS_TEST_PER_CLASS", "ENV_DATA_ROOT", "EVAL_BATCH_SIZE", "IMAGE_SIZE", "MNIST_MEAN", "MNIST_STD",
+    "DIGITS_LARGE_TEST_PER_CLASS", "DIGITS_SPLIT_SEED", "DIGITS_TEST_PER_CLASS", "ENV_DATA_ROOT", "EVAL_BATCH_SIZE", "IMAGE_SIZE", "MNIST_MEAN", "MNIST_STD",
     "Dataset", "DatasetError", "DeviceLoader", "EpochPlan", "RawDataset", "channel_stats", "corrupt_labels",
     "crop_flip", "data_root", "derive_seed", "digits_to_images", "download", "evaluate", "examples_per_pass", "get", "load",
     "names", "normalize", "pass_slices", "read_cifar_batch", "read_idx", "stratified_split", "subset_indices",

@@ -74,7 +74,7 @@ class DeviceLoader:
     flips come from a CPU generator seeded with ``derive_seed(seed, "loader", epoch)``, so
     epoch k is the same whether training ran straight through or was resumed, and on every
     device. Augmentation (``augment=True``): random 32×32 crop of the image zero-padded by
-    ``AUGMENT_PADDING`` = 4 pixels, then (``flip=True``) a horizontal flip with probability
+    ``padding`` pixels (``AUGMENT_PADDING`` = 4 by default, the CIFAR recipe), then (``flip=True``) a horizontal flip with probability
     0.5, per example, vectorized on the device (:func:`crop_flip`); ``flip=False`` keeps the
     crops (the same offsets) and never mirrors, for classes that are not mirror-symmetric
     (digits). ``device=None`` keeps the images where
@@ -91,6 +91,7 @@ class DeviceLoader:
         std: Sequence[float],
         augment: bool,
         flip: bool = True,
+        padding: int = AUGMENT_PADDING,
         shuffle: bool = True,
         seed: int = 0,
         device: Optional[Union[torch.device, str]] = None,
@@ -117,6 +118,7 @@ class DeviceLoader:
         self._channel_tensors = _channel_tensors(self.mean, self.std, self.device)
         self.augment = augment
         self.flip = flip
+        self.padding = padding
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
@@ -132,7 +134,7 @@ class DeviceLoader:
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         if not self.augment:
             return EpochPlan(order, None, None, None)
-        span = 2 * AUGMENT_PADDING + 1
+        span = 2 * self.padding + 1
         dy = torch.randint(0, span, (n,), generator=generator)
         dx = torch.randint(0, span, (n,), generator=generator)
         flip = torch.rand(n, generator=generator) < 0.5
@@ -149,7 +151,7 @@ class DeviceLoader:
             images = self.images[index]
             if self.augment:
                 window = slice(start, start + len(index))
-                images = crop_flip(images, plan.dy[window], plan.dx[window], plan.flip[window])
+                images = crop_flip(images, plan.dy[window], plan.dx[window], plan.flip[window], self.padding)
             yield _normalize(images, *self._channel_tensors), self.labels[index]
 
     def eval_batches(self, batch_size: int = EVAL_BATCH_SIZE) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
