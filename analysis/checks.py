@@ -22,6 +22,10 @@ Constants:
   ranks how far each model converged (τ(prunability, train loss) = −0.51 on the demo of
   issue 21). ``CONVERGENCE_EXEMPT`` = (``train_loss``,): the measure that is the final
   training loss by definition.
+- ``TARGET_FACTOR`` = 2: a zoo trained with ``stop_at_train_loss`` counts as trained to a
+  common loss when every model reached it, or ended (at its epoch cap) within a factor 2 above
+  it; a model whose final training loss lies outside a factor 2 of the target either way is
+  listed in a warning of its own.
 
 - ``MIN_DISTINCT`` = 10 distinct values a measure should take (the issue's acceptance rule);
   on zoos of fewer than 20 models the bound is half the models, rounded up.
@@ -50,6 +54,7 @@ from analysis.kendall import kendall_tau, kendall_tau_se
 SPREAD_FACTOR = 2.0
 CONVERGENCE_TAU = 0.5
 CONVERGENCE_EXEMPT = ("train_loss",)
+TARGET_FACTOR = 2.0
 # The trials column that says a zoo was trained to a common loss (null when unset).
 STOP_COLUMN = "stop_at_train_loss"
 # Whether a model stopped by reaching it (null without a target).
@@ -269,20 +274,49 @@ def coverage_warnings(partial: Dict[str, int], n_models: int, *, included: bool 
     return found
 
 
+def _common_target(models: pd.DataFrame) -> Optional[float]:
+    """The one ``stop_at_train_loss`` of every model, or None (missing, unset or several)."""
+    if STOP_COLUMN not in models.columns or len(models) == 0:
+        return None
+    values = pd.to_numeric(models[STOP_COLUMN], errors="coerce")
+    if not (values.notna().all() and values.nunique() == 1):
+        return None
+    return float(values.iloc[0])
+
+
 def trained_to_common_loss(models: pd.DataFrame) -> bool:
     """Whether every model was trained until the same training loss: the trials column
     ``stop_at_train_loss`` (``STOP_COLUMN``) is present, set (not null) for every model and
-    one value, and, where the store records it, every model ``reached_target`` (a model that
-    hit its epoch cap first did not). A missing column means "not set" (stores written
-    before it)."""
-    if STOP_COLUMN not in models.columns or len(models) == 0:
+    one value, and every model either ``reached_target`` or ended, at its epoch cap, with a
+    final ``train_loss`` at most ``TARGET_FACTOR`` times the target (without a
+    ``reached_target`` column, every model within that factor). A missing column means
+    "not set" (stores written before it)."""
+    target = _common_target(models)
+    if target is None:
         return False
-    values = pd.to_numeric(models[STOP_COLUMN], errors="coerce")
-    if not (values.notna().all() and values.nunique() == 1):
-        return False
+    loss = pd.to_numeric(models["train_loss"], errors="coerce") if "train_loss" in models.columns else None
+    near = loss <= TARGET_FACTOR * target if loss is not None else pd.Series(False, index=models.index)
     if REACHED_COLUMN in models.columns:
-        return bool(models[REACHED_COLUMN].fillna(False).astype(bool).all())
-    return True
+        reached = models[REACHED_COLUMN].astype("boolean").fillna(False).astype(bool)
+        return bool((reached | near).all())
+    return bool(near.all())
+
+
+def off_target_warnings(models: pd.DataFrame) -> List[str]:
+    """One warning listing the models whose final training loss lies outside a factor
+    ``TARGET_FACTOR`` of their ``stop_at_train_loss`` (above: stopped by the epoch cap; below:
+    the epoch that reached the target overshot it), when a target is set."""
+    if STOP_COLUMN not in models.columns or "train_loss" not in models.columns:
+        return []
+    target = pd.to_numeric(models[STOP_COLUMN], errors="coerce")
+    loss = pd.to_numeric(models["train_loss"], errors="coerce")
+    off = target.notna() & ((loss > TARGET_FACTOR * target) | (loss < target / TARGET_FACTOR))
+    if not off.any():
+        return []
+    listed = ", ".join(f"{key} ({loss[key]:.3g} for {target[key]:g})" for key in models.index[off][:5])
+    more = f" and {int(off.sum()) - 5} more" if off.sum() > 5 else ""
+    return [f"off target: {int(off.sum())} of {int(target.notna().sum())} models ended training outside a factor "
+            f"{TARGET_FACTOR:g} of their stop_at_train_loss: {listed}{more}"]
 
 
 def convergence_confounds(models: pd.DataFrame, wide: pd.DataFrame, target: pd.Series) -> pd.DataFrame:
@@ -326,7 +360,13 @@ def convergence_warnings(confounds: pd.DataFrame, models: pd.DataFrame, target: 
                        f"{row.tau_target:.2f} with the {target})" for row in flagged.itertuples())
     return [f"confounded by convergence: {len(flagged)} measure(s) follow the final training loss more than the "
             f"{target} or beyond |τ| {CONVERGENCE_TAU:g}, in a zoo not trained to a common loss (final training "
-            f"losses {loss.min():.2g} to {loss.max():.2g}; set stop_at_train_loss): {listed}"]
+            f"losses {loss.min():.2g} to {loss.max():.2g}; {_stop_advice(models)}): {listed}"]
+
+
+def _stop_advice(models: pd.DataFrame) -> str:
+    if _common_target(models) is None:
+        return "set one stop_at_train_loss for the zoo"
+    return f"models that missed stop_at_train_loss by more than a factor {TARGET_FACTOR:g}: raise train.epochs"
 
 
 def too_small_warnings(results: pd.DataFrame) -> List[str]:

@@ -31,6 +31,7 @@ from analysis.checks import (
     degenerate_warnings,
     fit_warnings,
     noise_warnings,
+    off_target_warnings,
     partial_measures,
     target_noise_warnings,
     target_spread_and_noise,
@@ -247,7 +248,7 @@ def analyze(
     confounds = convergence_confounds(models, table_measures, target_series)
     warnings = _warnings(models, table_measures, measures, target, target_series, test_examples,
                          coverage=coverage_warnings(partial, len(models), included=include_partial),
-                         convergence=convergence_warnings(confounds, models, target))
+                         convergence=convergence_warnings(confounds, models, target) + off_target_warnings(models))
     against: List[str] = []
     results = None
     if paper is not None:

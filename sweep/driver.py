@@ -81,7 +81,13 @@ def plan_text(config: SweepConfig) -> str:
         lines.append(f"  packed: up to {res.pack} models per Tune trial, {tune_trials} Tune trials")
     per_trial = sorted({trial.total_epochs(t) for t in trials})
     per_text = f"{per_trial[0]}" if len(per_trial) == 1 else f"{per_trial[0]} to {per_trial[-1]}"
-    lines.append(f"  epochs: {per_text} per trial, {sum(trial.total_epochs(t) for t in trials)} in total")
+    targets = sorted({t.stop_at_train_loss for t in trials if t.stop_at_train_loss is not None})
+    if targets:
+        # The caps: a trial ends earlier once its training loss reaches its target.
+        lines.append(f"  epochs: at most {per_text} per trial, {sum(trial.total_epochs(t) for t in trials)} in total; "
+                     f"each stops at training loss {', '.join(f'{v:g}' for v in targets)}")
+    else:
+        lines.append(f"  epochs: {per_text} per trial, {sum(trial.total_epochs(t) for t in trials)} in total")
     return "\n".join(lines)
 
 

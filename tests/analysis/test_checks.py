@@ -11,6 +11,7 @@ from analysis.checks import (
     binomial_se,
     convergence_confounds,
     convergence_warnings,
+    off_target_warnings,
     coverage_warnings,
     degenerate_warnings,
     min_distinct,
@@ -198,6 +199,20 @@ def test_no_convergence_warning_in_a_zoo_trained_to_a_common_loss():
         assert bool(convergence_warnings(convergence_confounds(models, wide, gap), models, "gap")) is (not common)
     models, wide, gap = convergence_zoo(stop=[0.01] * 12 + [0.1] * 12)
     assert not trained_to_common_loss(models)
+
+
+def test_a_zoo_whose_capped_models_end_within_a_factor_2_of_the_target_is_trained_to_a_common_loss():
+    # 4 models: two reached 0.05 (one overshot to 0.02), two hit the cap at 0.08 and 0.12.
+    models = pd.DataFrame({"stop_at_train_loss": 0.05, "train_loss": [0.045, 0.02, 0.08, 0.12],
+                           "reached_target": [True, True, False, False]}, index=list("abcd"))
+    assert not trained_to_common_loss(models)  # d ended 2.4 times above the target
+    assert trained_to_common_loss(models.drop(index="d"))
+    (warning,) = off_target_warnings(models)
+    assert warning == ("off target: 2 of 4 models ended training outside a factor 2 of their stop_at_train_loss: "
+                       "b (0.02 for 0.05), d (0.12 for 0.05)")
+    assert off_target_warnings(models.loc[["a", "c"]]) == []
+    assert off_target_warnings(models.drop(columns="stop_at_train_loss")) == []
+    assert off_target_warnings(models.assign(stop_at_train_loss=None)) == []
 
 
 def test_too_small_warning_names_the_claims_a_zoo_cannot_test():

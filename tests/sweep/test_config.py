@@ -19,7 +19,8 @@ def test_presets_expand_to_the_papers_zoo_sizes():
     assert len(sweep_config.load("demogen").trials()) == 324
     assert len(sweep_config.load("double_descent_cnn").trials()) == 160
     assert len(sweep_config.load("double_descent_resnet18").trials()) == 160
-    assert len(sweep_config.load("demo").trials()) == 30
+    assert len(sweep_config.load("demo").trials()) == 32
+    assert len(sweep_config.load("demo_train_size").trials()) == 30
     assert len(sweep_config.load("label_noise").trials()) == 36
 
 
@@ -33,6 +34,20 @@ def test_demogen_preset_has_the_papers_hyperparameters():
     assert (base.dataset, base.model, base.lr, base.momentum, base.batch_size, base.epochs) == (
         "cifar10", "nin", 0.01, 0.9, 128, 380)
     assert [base.lr_at(e) for e in (99, 100, 200, 379)] == pytest.approx([0.01, 1e-3, 1e-4, 1e-5])
+
+
+def test_the_demo_follows_the_first_papers_protocol():
+    """One training-set size, the paper's five axes (augmentation as suits digits), every model
+    trained to one training loss, and enough models that a tau of 0.3 is beyond 2 s_tau."""
+    from analysis.kendall import kendall_tau_se
+
+    config = sweep_config.load("demo")
+    varied = {name for name, values in config.axes if len(values) > 1}
+    assert varied == {"width", "depth", "dropout", "weight_decay", "augment"}
+    trials = config.trials()
+    assert {t.train_size for t in trials} == {200} and {t.stop_at_train_loss for t in trials} == {0.05}
+    assert {(t.flip, t.crop_padding) for t in trials} == {(False, 1)}
+    assert 0.3 > 2 * kendall_tau_se(len(trials))
 
 
 def test_plan_prints_trial_count_without_starting_anything(capsys):
@@ -92,7 +107,7 @@ def test_unwritable_storage_is_exit_2_before_anything_starts(tmp_path, capsys):
 
 def test_unknown_preset_lists_the_presets(capsys):
     assert main(["sweep", "plan", "nosuchpreset"]) == 2
-    assert "presets: demo, demogen" in capsys.readouterr().err
+    assert "presets: demo, demo_train_size, demogen" in capsys.readouterr().err
 
 
 BAD_MEASURES = [

@@ -20,7 +20,10 @@ def test_trial_id_is_pinned():
 
 # sha256 of the comma-joined trial ids of each preset, in grid order.
 PRESET_IDS = {
-    "demo": (30, "61314047a777f1d3"),
+    # demo was redesigned on the first paper's protocol (issue 21); its old grid, with the old
+    # ids, is demo_train_size.
+    "demo": (32, "1ab7f9e42af95c13"),
+    "demo_train_size": (30, "61314047a777f1d3"),
     "demogen": (324, "02843fb15ca9ba50"),
     "double_descent_cnn": (160, "baf50766282a6f20"),
     "double_descent_resnet18": (160, "14819928447b8f9c"),
