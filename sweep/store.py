@@ -441,15 +441,24 @@ class Store:
             raise StoreError(f"{self.uri}/{'/'.join(parts)}: not a Parquet file ({exc})") from exc
 
     def read_folder(self, folder: str, schema: Optional[pa.Schema] = None) -> pd.DataFrame:
-        """Every ``<folder>/*.parquet`` of the experiment as one DataFrame (empty if none)."""
-        names = self.list(folder, suffix=".parquet")
-        frames = [self.read_table(folder, name) for name in names]
-        frames = [f for f in frames if len(f)]
-        if not frames:
+        """Every row of a table folder as one DataFrame (empty if none): its per-trial files and
+        its compacted parts, each row exactly once, ordered by file (:mod:`sweep.compact`)."""
+        from sweep import compact
+
+        table = compact.read_table(self, folder)
+        if table is None or not table.num_rows:
             if schema is not None:
                 return schema.empty_table().to_pandas()
-            return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True)
+            return pd.DataFrame() if table is None else table.to_pandas()
+        return table.to_pandas()
+
+    def read_source(self, folder: str, name: str) -> Optional[pd.DataFrame]:
+        """The rows of one per-trial file of a table folder (``<trial_id>.parquet``), whether
+        it is a file or compacted into a part; None when the store has neither."""
+        from sweep import compact
+
+        table = compact.read_source(self, folder, name)
+        return None if table is None else table.to_pandas()
 
     # the experiment's tables -------------------------------------------------------------
     def trials(self) -> pd.DataFrame:
@@ -471,9 +480,8 @@ class Store:
     def _per_trial(self, folder: str, schema: pa.Schema, trial_id: Optional[str]) -> pd.DataFrame:
         if trial_id is None:
             return self.read_folder(folder, schema)
-        if not self.exists(folder, f"{trial_id}.parquet"):
-            return schema.empty_table().to_pandas()
-        return self.read_table(folder, f"{trial_id}.parquet")
+        frame = self.read_source(folder, f"{trial_id}.parquet")
+        return schema.empty_table().to_pandas() if frame is None else frame
 
     def write_epochs(self, trial_id: str, records: Iterable[dict]) -> None:
         self._write_rows("epochs", trial_id, records, EPOCH_SCHEMA)
