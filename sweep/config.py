@@ -556,7 +556,9 @@ def packs(configs: Sequence[TrainConfig], size: int) -> List[List[TrainConfig]]:
     for config in configs:
         groups.setdefault(pack_key(config), []).append(config)
     out = [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
-    return sorted(out, key=lambda pack: configs.index(pack[0]))
+    # Positions by identity, once: sorting by configs.index() compared dataclasses (quadratic).
+    position = {id(config): index for index, config in enumerate(configs)}
+    return sorted(out, key=lambda pack: position[id(pack[0])])
 
 
 def _train_config(values: Dict[str, Any], axis_names: List[str]) -> TrainConfig:
