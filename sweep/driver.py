@@ -141,8 +141,9 @@ def run_trial(params: Dict[str, Any]) -> None:
             pending.append(config)
     if not pending:
         return
-    # A first attempt and a retry alike continue from the store's state.pt, if any.
-    if len(pending) == 1:
+    # A first attempt and a retry alike continue from the store's state.pt, if any. A pack
+    # trains packed even when one model is left: as it did when the others had stopped.
+    if not params["trial"].get("packed"):
         trial.train_trial(pending[0], store, device=device, data_root=params.get("data_root"),
                           report=lambda record, state_path: tune.report(_metrics(pending[0], record)),
                           fault_epoch=params.get("fault_epoch"))
@@ -227,7 +228,7 @@ def run(
 
     trainable = tune.with_resources(run_trial, {"cpu": config.resources.cpus, "gpu": config.resources.gpus})
     run_name = _next_run_name(store)
-    groups = packs(pending, config.resources.pack)
+    groups = pending_packs(configs, {c.trial_id for c in pending}, config.resources.pack)
     packed = f" in {len(groups)} packs" if config.resources.pack > 1 else ""
     out(f"[{config.experiment}] {len(pending)} of {len(configs)} trials to train{packed} -> {store.uri} "
         f"(Tune run {TUNE_DIR}/{run_name})")
@@ -280,10 +281,25 @@ def run(
     return counts
 
 
+def pending_packs(configs, pending_ids, size: int):
+    """The packs of every trial of the sweep (:func:`sweep.config.packs`), each cut down to its
+    models still to train, as ``(models, packed)`` with ``packed`` whether the pack holds more
+    than one trial. Packs are formed from every trial, not only the pending ones, so that a
+    resumed pack is the pack it was (:mod:`sweep.trial`): the same models trained together."""
+    out = []
+    for pack in packs(configs, size):
+        left = [c for c in pack if c.trial_id in pending_ids]
+        if left:
+            out.append((left, len(pack) > 1))
+    return out
+
+
 def _tune_trial(group) -> Dict[str, Any]:
     """One Tune trial: a grid point, or a pack of them (named after its first trial)."""
-    name = group[0].trial_id if len(group) == 1 else f"pack{len(group)}-{group[0].trial_id}"
-    return {"trial_id": name, "trial_ids": [c.trial_id for c in group], "configs": [c.to_dict() for c in group]}
+    group, packed = group
+    name = f"pack{len(group)}-{group[0].trial_id}" if packed else group[0].trial_id
+    return {"trial_id": name, "trial_ids": [c.trial_id for c in group], "configs": [c.to_dict() for c in group],
+            "packed": packed}
 
 
 LAUNCH_FILE = "genzoo_launch.json"

@@ -1,7 +1,8 @@
 """One trial, trained into the results store: the Ray-free body of a Tune trial.
 
 :func:`train_trial` trains a :class:`~trainers.config.TrainConfig` in a local scratch folder
-with :func:`trainers.train.train` and commits every epoch to the store in this order:
+(:mod:`sweep.scratch`) with :func:`trainers.train.train` and commits every epoch to the store
+in this order:
 
 1. new checkpoint files (``init.pt``, ``epoch_<k>.pt``, each model's ``<model_id>.pt``);
 2. ``epochs/<trial_id>.parquet``, the mode's own tables (``<table>/<trial_id>.parquet``, e.g.
@@ -14,18 +15,42 @@ after the last epoch's state resumes at the end: nothing is retrained, the missi
 checkpoints are written from the saved state and the trial is finished. Finishing deletes
 ``state.pt`` (a finished trial needs only its checkpoints); a crash just before that deletion
 leaves a complete trial with the file, which the driver deletes at its next launch.
+
+A pack (:func:`train_pack`, ``resources.pack``) commits each epoch as one unit, so that no
+model is ever resumed from an epoch its packmates have not committed, and a resumed pack
+trains as the same pack (the same models vmapped together, hence the same float rounding):
+
+0. every model trained in the epoch writes its last committed state as
+   ``checkpoints/<trial_id>/previous_state.pt`` (a marker of epoch 0 when there is none:
+   "from scratch");
+1. every model's files of the epoch (steps 1 and 2 above);
+2. every model's ``state.pt``;
+3. every model's ``previous_state.pt`` is deleted: the pack's epoch is committed.
+
+A model with a ``previous_state.pt`` is never complete (:func:`is_complete`), whatever its
+other files say, so a crash before step 3 ends keeps every model of the epoch in the pack. A
+resumed pack starts from the latest epoch at which every one of its models has a state that
+loads (``state.pt`` or ``previous_state.pt``; epoch 0, from scratch, always qualifies): after a
+crash in steps 0-2 that is the previous epoch, after a crash in step 3 the new one. Each
+model is then resumed from its state at that epoch, and the models train together as they did
+before the crash; a model that stopped (at its target loss, or diverged) left the pack at the
+same epoch in both runs, so the result is the uninterrupted packed run's, bit for bit on CPU.
+
+A ``state.pt`` (or ``previous_state.pt``) that does not load is reported in one line naming
+its store path and ignored: the trial is retrained from the last state that loads, from
+scratch if none does (:func:`check_resumable` lets the driver report it before the launch).
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
+import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from sweep import provenance
+from sweep import provenance, scratch
 from sweep.store import DIVERGED, Store
 from trainers import checkpoint
 from trainers.config import TrainConfig
@@ -33,10 +58,19 @@ from trainers.config import TrainConfig
 FAULTS_DIR = "_faults"
 # The epoch columns train_trial adds to the trainer's records (see EPOCH_SCHEMA).
 STAMPS = ("host", "device", "finished_at")
+# A packed model's last committed state while its pack commits an epoch (module docstring).
+PREVIOUS_STATE = "previous_state.pt"
+# In the scratch folder: the state the store holds as this model's last commit (not ``*.pt``:
+# never uploaded as a checkpoint).
+_COMMITTED = "state.committed"
 
 
 class InjectedFault(RuntimeError):
     """Raised once per trial by the test-only ``fault_injection`` setting."""
+
+
+def _stderr(message: str) -> None:
+    print(f"genzoo: {message}", file=sys.stderr, flush=True)
 
 
 def total_epochs(config: TrainConfig) -> int:
@@ -65,8 +99,13 @@ def is_complete(store: Store, config: TrainConfig) -> bool:
     ``stop_at_train_loss``), the models table written and every checkpoint the config asks
     for (the models', the initial and the early ones up to the last epoch trained) present.
     A trial whose sweep now asks for an early checkpoint it lacks is not complete: it is
-    retrained (deterministically, so to the same weights)."""
+    retrained (deterministically, so to the same weights). A packed trial whose pack has not
+    finished committing an epoch (it has a ``previous_state.pt``) is not complete either: it
+    trains that epoch again with its pack."""
     trial_id = config.trial_id
+    present = set(store.list("checkpoints", trial_id))
+    if PREVIOUS_STATE in present:
+        return False
     epochs = store.epochs(trial_id)
     if len(epochs) and epochs["status"].iloc[-1] == DIVERGED:
         return True
@@ -77,51 +116,145 @@ def is_complete(store: Store, config: TrainConfig) -> bool:
         return False
     early = {name for name, epoch in required_early(config).items() if epoch <= len(epochs)}
     needed = early | {checkpoint.model_name(m) for m in models["model_id"]}
-    return needed <= set(store.list("checkpoints", trial_id))
+    return needed <= present
 
 
-def _usable_state(store: Store, config: TrainConfig, local: Path) -> bool:
-    """Whether the downloaded ``state.pt`` can be resumed from: not when it is past the
-    epoch of a checkpoint file the store lacks (newly requested, or lost), which only a
-    fresh run can write."""
+def _usable(store: Store, config: TrainConfig, epoch: int) -> bool:
+    """Whether a state after ``epoch`` epochs can be resumed from: not when it is past the
+    epoch of a checkpoint file the store lacks (newly requested, or lost), which only a run
+    from an earlier state can write."""
     present = set(store.list("checkpoints", config.trial_id))
-    missing = [epoch for name, epoch in required_early(config).items() if name not in present]
-    if not missing:
-        return True
-    saved = checkpoint.load(local)
-    return int(saved["epoch"]) < min(missing)
+    missing = [e for name, e in required_early(config).items() if name not in present]
+    return not missing or epoch < min(missing)
+
+
+def _where(store: Store, *parts: str) -> str:
+    return f"{store.uri}/{'/'.join(parts)}"
+
+
+def _read_state(store: Store, config: TrainConfig, name: str) -> Tuple[Optional[int], Optional[bytes], Optional[str]]:
+    """The store's ``checkpoints/<trial_id>/<name>``: ``(epoch, bytes, None)`` when it loads and
+    belongs to the trial, ``(None, None, reason)`` when it does not (the reason names its store
+    path, in one line), ``(None, None, None)`` when there is none."""
+    parts = store.checkpoint_parts(config.trial_id, name)
+    if not store.exists(*parts):
+        return None, None, None
+    where = _where(store, *parts)
+    try:
+        data = store.read_bytes(*parts)
+        saved = checkpoint.load_bytes(data, where)
+        if not isinstance(saved, dict) or saved.get("trial_id") != config.trial_id:
+            raise checkpoint.CheckpointError(f"{where}: not a state of trial {config.trial_id}")
+        return int(saved["epoch"]), data, None
+    except (checkpoint.CheckpointError, KeyError, TypeError, ValueError) as exc:
+        return None, None, str(exc).splitlines()[0] if str(exc).strip() else f"{where}: unreadable"
+
+
+def check_resumable(store: Store, configs: Sequence[TrainConfig], out: Callable[[str], None]) -> List[str]:
+    """Before a launch, for each trial about to train that has a resumable state in the store:
+    load its states and the checkpoints a resume keeps (the initial and early ones). A file
+    that does not load is reported in one line naming its store path and deleted, so that the
+    trial is retrained from the last state that loads (from scratch if none; a state past a
+    deleted checkpoint is not resumed from). Returns the files deleted."""
+    deleted = []
+    for config in configs:
+        trial_id = config.trial_id
+        present = set(store.list("checkpoints", trial_id))
+        if not present & {checkpoint.STATE, PREVIOUS_STATE}:
+            continue
+        names = [name for name in required_early(config) if name in present]
+        names += [name for name in (checkpoint.STATE, PREVIOUS_STATE) if name in present]
+        for name in names:
+            parts = store.checkpoint_parts(trial_id, name)
+            if name in (checkpoint.STATE, PREVIOUS_STATE):
+                _, _, reason = _read_state(store, config, name)
+            else:
+                try:
+                    checkpoint.load_bytes(store.read_bytes(*parts), _where(store, *parts))
+                    reason = None
+                except checkpoint.CheckpointError as exc:
+                    reason = str(exc)
+            if reason:
+                store.delete(*parts)
+                deleted.append("/".join(parts))
+                out(f"{reason}; deleted: {trial_id} is retrained from the last state that loads (from scratch if none)")
+    return deleted
 
 
 class _Committer:
-    """One trial's side of the store while it trains: its local run folder (with the store's
-    ``state.pt``, if usable, downloaded into it) and the per-epoch commit in the order of the
-    module docstring."""
+    """One model's side of the store while it trains: its scratch folder (with the store's
+    ``state.pt``, if it loads and is usable, downloaded into it; a pack places its states
+    itself, :func:`_level`) and the per-epoch commit in the order of the module docstring."""
 
-    def __init__(self, config: TrainConfig, store: Store, device, restored_state: Optional[Path] = None):
-        self.config, self.store = config, store
+    def __init__(self, config: TrainConfig, store: Store, device, restored_state: Optional[Path] = None, *,
+                 packed: bool = False, warn: Callable[[str], None] = _stderr):
+        self.config, self.store, self.warn = config, store, warn
         self.trial_id = trial_id = config.trial_id
         self.state_parts = store.checkpoint_parts(trial_id, checkpoint.STATE)
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"genzoo-{trial_id}-"))
+        self.previous_parts = store.checkpoint_parts(trial_id, PREVIOUS_STATE)
+        scratch.reap()  # the scratch folders of killed trials
+        self.run_dir = scratch.make(trial_id)
         self.local_state = self.run_dir / checkpoint.STATE
+        self.committed = self.run_dir / _COMMITTED
         try:
+            present = set(store.list("checkpoints", trial_id))
+            # A lone trial owns its commits: a previous state left by a pack is dropped at its first.
+            self.drop_previous = PREVIOUS_STATE in present
             if restored_state is not None:
                 shutil.copy(restored_state, self.local_state)
-            elif store.exists(*self.state_parts):
-                store.download(self.local_state, *self.state_parts)
-            if self.local_state.exists() and not _usable_state(store, config, self.local_state):
-                self.local_state.unlink()
-            self.uploaded = set(store.list("checkpoints", trial_id)) - {checkpoint.STATE}
+                if not _usable(store, config, int(checkpoint.load(self.local_state)["epoch"])):
+                    self.local_state.unlink()
+            elif not packed:
+                self._resume_alone()
+            self.uploaded = present - {checkpoint.STATE, PREVIOUS_STATE}
             # Where and when each epoch ran: kept from the store for the epochs before a resume.
             self.where = {"host": provenance.host(), "device": provenance.device_name(device)}
             self.stamps = {int(r["epoch"]): {k: r.get(k) for k in STAMPS}
                            for r in store.epochs(trial_id).to_dict("records")}
         except BaseException:
-            # Before the refactor the scratch folder was removed by train_trial's finally;
-            # a store that fails here must not leave it behind either.
+            # A store that fails here must not leave the scratch folder behind.
             self.close()
             raise
 
+    def _resume_alone(self) -> None:
+        """The latest usable state that loads, of ``state.pt`` and ``previous_state.pt``."""
+        best: Optional[Tuple[int, bytes]] = None
+        for name in (checkpoint.STATE, PREVIOUS_STATE):
+            epoch, data, reason = _read_state(self.store, self.config, name)
+            if reason:
+                self.warn(f"{reason}; {self.trial_id} is retrained from the last state that loads "
+                          "(from scratch if none)")
+            elif epoch and _usable(self.store, self.config, epoch) and (best is None or epoch > best[0]):
+                best = (epoch, data)
+        if best is not None:
+            self.local_state.write_bytes(best[1])
+
+    def found(self) -> Dict[int, Optional[bytes]]:
+        """The usable states of this model in the store that load, by epoch (for a pack);
+        epoch 0 (from scratch) is always there."""
+        states: Dict[int, Optional[bytes]] = {0: None}
+        for name in (checkpoint.STATE, PREVIOUS_STATE):
+            epoch, data, reason = _read_state(self.store, self.config, name)
+            if reason:
+                self.warn(f"{reason}; {self.trial_id} is retrained with its pack from the last epoch at which "
+                          "every model of the pack has a state that loads (from scratch if none)")
+            elif epoch and _usable(self.store, self.config, epoch):
+                states[epoch] = data
+        return states
+
+    def start_from(self, data: Optional[bytes]) -> None:
+        """Resume from the state ``data`` (None: from scratch), which the store holds as committed."""
+        self.local_state.unlink(missing_ok=True)
+        self.committed.unlink(missing_ok=True)
+        if data is not None:
+            self.local_state.write_bytes(data)
+            self.committed.write_bytes(data)
+
+    def stamp(self, record: Dict[str, Any]) -> None:
+        self.stamps[int(record["epoch"])] = {**self.where, "finished_at": provenance.now()}
+
     def commit(self, state) -> None:
+        """The epoch's files: new checkpoints, records, the mode's tables, models."""
         store, trial_id = self.store, self.trial_id
         for path in sorted(self.run_dir.glob("*.pt")):
             if path.name != checkpoint.STATE and path.name not in self.uploaded:
@@ -133,11 +266,26 @@ class _Committer:
         if state.models:
             store.write_models(trial_id, state.models)
 
-    def on_epoch(self, record: Dict[str, Any], state) -> None:
-        """After the trainer wrote the epoch locally: commit it, ``state.pt`` last."""
-        self.stamps[int(record["epoch"])] = {**self.where, "finished_at": provenance.now()}
-        self.commit(state)
+    def write_previous(self) -> None:
+        """Step 0 of a pack's commit: the state the store holds as committed, kept aside."""
+        if self.committed.exists():
+            self.store.upload(self.committed, *self.previous_parts)
+        else:
+            self.store.write_bytes(checkpoint.to_bytes({"trial_id": self.trial_id, "epoch": 0}), *self.previous_parts)
+
+    def write_state(self) -> None:
+        """The epoch's ``state.pt``: the commit marker of a lone trial, step 2 of a pack's."""
         self.store.upload(self.local_state, *self.state_parts)
+        shutil.copyfile(self.local_state, self.committed)
+
+    def on_epoch(self, record: Dict[str, Any], state) -> None:
+        """A lone trial, after the trainer wrote the epoch locally: commit it, ``state.pt`` last."""
+        self.stamp(record)
+        self.commit(state)
+        self.write_state()
+        if self.drop_previous:
+            self.store.delete(*self.previous_parts)
+            self.drop_previous = False
 
     def finish(self, result) -> None:
         from trainers.train import COMPLETED
@@ -145,6 +293,8 @@ class _Committer:
         if result.status == COMPLETED:
             # Idempotent: after a resume at the last epoch this writes what the crash missed.
             self.commit(_Finished(result))
+        # The previous state first: a trial with one is not complete (is_complete).
+        self.store.delete(*self.previous_parts)
         self.store.delete(*self.state_parts)
 
     def close(self) -> None:
@@ -166,14 +316,16 @@ def train_trial(
     restored_state: Optional[Path] = None,
     report: Optional[Callable[[Dict[str, Any], Path], None]] = None,
     fault_epoch: Optional[int] = None,
+    warn: Callable[[str], None] = _stderr,
 ):
     """Train ``config`` into ``store``, resuming from ``restored_state`` (a ``state.pt`` a
-    retry was handed) or else from the store's ``state.pt``. ``report(record, state_path)``
-    is called after each epoch is committed (the Tune driver reports from there). Returns
+    retry was handed) or else from the store's latest state that loads. ``report(record,
+    state_path)`` is called after each epoch is committed (the Tune driver reports from there);
+    ``warn(line)`` receives the one-line report of a state file that does not load. Returns
     the :class:`trainers.train.TrainResult`."""
     from trainers.train import train
 
-    committer = _Committer(config, store, device, restored_state)
+    committer = _Committer(config, store, device, restored_state, warn=warn)
     try:
         def on_epoch(record: Dict[str, Any], state) -> None:
             committer.on_epoch(record, state)
@@ -188,6 +340,16 @@ def train_trial(
         committer.close()
 
 
+def _level(committers: Sequence[_Committer]) -> int:
+    """Place every model of a pack at the latest epoch at which each has a state that loads
+    (0: all from scratch); returns that epoch."""
+    found = [committer.found() for committer in committers]
+    epoch = max(set.intersection(*(set(states) for states in found)))
+    for committer, states in zip(committers, found):
+        committer.start_from(states[epoch])
+    return epoch
+
+
 def train_pack(
     configs: Sequence[TrainConfig],
     store: Store,
@@ -196,28 +358,45 @@ def train_pack(
     data_root: Optional[str] = None,
     report: Optional[Callable[[TrainConfig, Dict[str, Any]], None]] = None,
     fault_epoch: Optional[int] = None,
+    warn: Callable[[str], None] = _stderr,
 ):
-    """Train the pack ``configs`` (:func:`trainers.packed.train_packed`) into ``store``: each
-    model is committed exactly as :func:`train_trial` commits a trial, and each resumes from
-    its own ``state.pt`` in the store. ``report(config, record)`` follows each model's commit.
-    The test-only fault is raised once per pack (keyed by its first trial). Returns the
-    results, one per config."""
+    """Train the pack ``configs`` (:func:`trainers.packed.train_packed`) into ``store``, each
+    epoch committed as one unit (module docstring), every model resumed from its state at the
+    latest epoch the whole pack committed. ``configs`` are the pack's models not yet complete,
+    in the pack's order. ``report(config, record)`` follows the pack's commit, once per model.
+    The test-only fault is raised once per pack (keyed by its first trial), after a commit.
+    Returns the results, one per config."""
     from trainers.packed import train_packed
 
-    committers = []
+    committers: List[_Committer] = []
     try:
         for config in configs:
-            committers.append(_Committer(config, store, device))
+            committers.append(_Committer(config, store, device, packed=True, warn=warn))
+        _level(committers)
+        staged: Dict[int, Tuple[Dict[str, Any], Any]] = {}
 
         def on_epoch(k: int, record: Dict[str, Any], state) -> None:
-            committers[k].on_epoch(record, state)
-            if k == 0:
-                _inject_fault(store, configs[0].trial_id, record["epoch"], fault_epoch)
+            committers[k].stamp(record)
+            staged[k] = (record, state)
+
+        def on_pack_epoch(ks: List[int]) -> None:
+            group = [committers[k] for k in ks]
+            for committer in group:
+                committer.write_previous()
+            for k in ks:
+                committers[k].commit(staged[k][1])
+            for committer in group:
+                committer.write_state()
+            for committer in group:
+                store.delete(*committer.previous_parts)
+            _inject_fault(store, configs[0].trial_id, staged[ks[0]][0]["epoch"], fault_epoch)
             if report is not None:
-                report(configs[k], record)
+                for k in ks:
+                    report(configs[k], staged[k][0])
+            staged.clear()
 
         results = train_packed(configs, run_dirs=[c.run_dir for c in committers], device=device,
-                               data_root=data_root, on_epoch=on_epoch)
+                               data_root=data_root, on_epoch=on_epoch, on_pack_epoch=on_pack_epoch)
         for committer, result in zip(committers, results):
             committer.finish(result)
         return results

@@ -64,6 +64,35 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read; the message names the file."""
 
 
+def to_bytes(obj: Any) -> bytes:
+    """What :func:`save` writes, as bytes (for a store)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+# torch's refusal under weights_only=True opens with advice to load the file with
+# weights_only=False; genzoo never does that, so the advice is left out of its errors.
+_WEIGHTS_ONLY_FAILED = "Weights only load failed"
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying why torch could not load a checkpoint."""
+    text = str(exc)
+    if not text.startswith(_WEIGHTS_ONLY_FAILED):
+        first = (text.strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
+        return f"not a readable checkpoint ({type(exc).__name__}{': ' + first if first else ': empty or truncated'})"
+    details = [line.strip() for line in text.splitlines()[1:] if line.strip() and not line.startswith(
+        ("Please file an issue", "Check the documentation", "WeightsUnpickler error"))]
+    detail = details[0] if details else "not tensors and plain containers"
+    if "GLOBAL" in detail:
+        return (f"refused: it holds objects other than tensors and plain containers ({detail}); "
+                "checkpoints are read with weights_only=True, so their code never runs")
+    return f"not a readable checkpoint ({detail})"
+
+
 def load_bytes(data: bytes, name: str, map_location: Any = "cpu") -> Any:
     """Load a checkpoint from bytes (read from a remote store); ``name`` is used in errors."""
     try:
@@ -71,4 +100,4 @@ def load_bytes(data: bytes, name: str, map_location: Any = "cpu") -> Any:
 
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{name}: not a readable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
+        raise CheckpointError(f"{name}: {_reason(exc)}") from exc

@@ -38,10 +38,13 @@ pixels, and cross zero together). Adam amplifies the rounding noise of gradients
 zero in exact arithmetic (a convolution's bias before BatchNorm) to steps of size lr, in both
 paths alike; IMP's global magnitude threshold may keep a different weight out of a near tie.
 
-Resuming is per model: each model resumes from its own ``state.pt``; models that stopped at
-different epochs (a crash between two models' commits) are trained in smaller packs until
-they are level again. A packed model's ``state.pt`` also resumes alone, and the other way
-round (the saved ``rng`` is the model's own stream either way).
+Resuming is per model: each model resumes from its own ``state.pt``; models found at
+different epochs are trained in smaller packs until they are level again, which rounds
+differently from the uninterrupted pack. A packed model's ``state.pt`` also resumes alone, and
+the other way round (the saved ``rng`` is the model's own stream either way). The results
+store never leaves a pack at different epochs: ``on_pack_epoch`` is called once every model
+trained in an epoch has ended it, and :func:`sweep.trial.train_pack` commits the pack's epoch
+there as one unit (see its docstring), so that a resumed pack trains as the same pack.
 
 Time records: every model's epoch record has ``seconds`` = the pack's epoch time (training
 and all K evaluations) divided by the number of models trained together, so the seconds of
@@ -189,6 +192,7 @@ def train_packed(
     data_root: Optional[str | Path] = None,
     resume: bool = True,
     on_epoch: Optional[Callable[[int, Dict[str, Any], TrainState], None]] = None,
+    on_pack_epoch: Optional[Callable[[List[int]], None]] = None,
     log: Optional[Callable[[str], None]] = None,
     bf16: Optional[bool] = None,
 ) -> List[TrainResult]:
@@ -199,8 +203,12 @@ def train_packed(
     ``run_dirs[k]`` receives model k's checkpoints and ``state.pt`` (and is resumed from when
     ``resume``), ``datasets[k]`` its data (default: loaded from its config), and
     ``on_epoch(k, record, state)`` is called after model k's epoch is on disk (an exception
-    stops the whole pack; every model resumes from its last ``state.pt``). bf16 autocast
-    defaults to on for CUDA; channels_last is not used (vmap's grouped convolutions).
+    stops the whole pack; every model resumes from its last ``state.pt``).
+    ``on_pack_epoch(ks)`` follows, once the models ``ks`` (indices into ``configs``, in order)
+    trained together in an epoch have all ended it: the place to commit the epoch of the whole
+    pack as one unit. The models trained together in an epoch are those not yet done (diverged,
+    stopped at their target or at the last epoch), so the pack shrinks deterministically. bf16
+    autocast defaults to on for CUDA; channels_last is not used (vmap's grouped convolutions).
     """
     configs = list(configs)
     check_packable(configs)
@@ -228,6 +236,9 @@ def train_packed(
         epoch = min(run.state.epoch for run in pending)
         group = [run for run in pending if run.state.epoch == epoch]
         _train_epoch(group, step, epoch, device)
+        if on_pack_epoch is not None:
+            trained = {id(run) for run in group}
+            on_pack_epoch([k for k, run in enumerate(runs) if id(run) in trained])
     return [run.finish() for run in runs]
 
 

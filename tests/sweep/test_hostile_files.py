@@ -2,7 +2,8 @@
 
 A truncated or garbage checkpoint, epochs, models, trials or measures file is an error of one
 line naming the file, and the other trial's data stays readable; a checkpoint whose pickle
-would run code is refused without running it; a NaN-producing config ends as a diverged row.
+would run code is refused without running it (a resumable state so refused is reported in one
+line and the trial retrained); a NaN-producing config ends as a diverged row.
 """
 
 import os
@@ -124,7 +125,8 @@ def test_a_checkpoint_whose_pickle_would_run_code_is_refused_and_the_code_never_
     torch.save({"weight": _Payload(marker)}, path)
     with pytest.raises(CheckpointError) as raised:
         reader.load_model(str(storage), "zoo", bad)
-    _one_line(str(raised.value), f"checkpoints/{bad}/final.pt")
+    _one_line(str(raised.value), f"checkpoints/{bad}/final.pt", "refused")
+    assert "weights_only=False" not in str(raised.value)  # not torch's advice to load it unsafely
     with pytest.raises(CheckpointError):
         checkpoint.load(path)
     assert not marker.exists()
@@ -142,7 +144,11 @@ def test_a_hostile_resume_state_is_refused_and_the_code_never_runs(zoo, tmp_path
         store.delete("epochs", name)
     store.delete("models", f"{bad}.parquet")
     torch.save({"epoch": _Payload(marker)}, storage / "zoo" / "checkpoints" / bad / checkpoint.STATE)
-    with pytest.raises(CheckpointError) as raised:
-        trial.train_trial(config, store, device="cpu")
-    _one_line(str(raised.value), checkpoint.STATE)
+    # Refused in one line naming the store's file, never run; the trial is trained from scratch.
+    lines = []
+    trial.train_trial(config, store, device="cpu", warn=lines.append)
+    assert len(lines) == 1
+    _one_line(lines[0], f"{storage / 'zoo'}/checkpoints/{bad}/state.pt", "refused", "from scratch")
+    assert "weights_only=False" not in lines[0]
     assert not marker.exists()
+    assert trial.is_complete(store, config) and list(store.epochs(bad)["epoch"]) == [1, 2]
