@@ -147,7 +147,11 @@ class SweepConfig:
 
     def trials(self) -> List[TrainConfig]:
         """Every grid point, in the order of the axes (the last axis varies fastest); with
-        variants, the grid once per variant, in the order of the variants."""
+        variants, the grid once per variant, in the order of the variants. Expanded once per
+        config object (a launch asks several times; 10,000 trials take about a second)."""
+        cached = self.__dict__.get("_trials")
+        if cached is not None:
+            return list(cached)
         configs = []
         for variant in self.variants or ((),):
             fixed = {k: v for k, v in variant if not isinstance(v, tuple)}
@@ -155,6 +159,7 @@ class SweepConfig:
             names = [name for name, _ in axes]
             for values in itertools.product(*(vals for _, vals in axes)):
                 configs.append(_train_config({**self.base.to_dict(), **fixed, **dict(zip(names, values))}, names))
+        object.__setattr__(self, "_trials", tuple(configs))  # not a field: equality and replace() ignore it
         return configs
 
     def to_dict(self) -> Dict[str, Any]:
@@ -544,8 +549,8 @@ def _paper_choice(block: Any) -> Optional[PaperChoice]:
 def with_gpus(config: SweepConfig, gpus: float) -> SweepConfig:
     if not _number(gpus) or not 0 <= gpus <= 1:
         raise SweepConfigError(f"--gpus-per-trial: got {gpus!r}, allowed: a fraction of one GPU in [0, 1]")
-    return SweepConfig(**{**config.__dict__, "resources": Resources(config.resources.cpus, float(gpus),
-                                                                    config.resources.pack)})
+    values = {f.name: getattr(config, f.name) for f in fields(config)}
+    return SweepConfig(**{**values, "resources": Resources(config.resources.cpus, float(gpus), config.resources.pack)})
 
 
 def packs(configs: Sequence[TrainConfig], size: int) -> List[List[TrainConfig]]:
