@@ -6,17 +6,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from sweep import reaper
 from sweep.config import SweepConfigError
 
 
 def connect_ray(address: Optional[str] = None):
     """Use the Ray already initialized in this process, else connect to ``address``, else
-    start an embedded local Ray."""
+    start an embedded local Ray (recorded, and watched by :mod:`sweep.reaper`)."""
     import ray
 
     if ray.is_initialized():
@@ -25,89 +27,74 @@ def connect_ray(address: Optional[str] = None):
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
         reap_orphaned_rays()
+        record = _start_watchdog()
         temp_dir = os.environ.get(ENV_RAY_TEMP_DIR) or None
         ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, _temp_dir=temp_dir)
-        _record_embedded_ray(ray)
+        _record_embedded_ray(ray, record)
     return ray
 
 
 # An embedded Ray's processes (gcs_server, raylet, the dashboard and runtime-env agents, the
 # log monitor) outlive a driver killed with SIGKILL, reparented to init. Each driver that
-# starts one records it here; the next genzoo start that starts one ends those whose driver
-# is gone.
+# starts one records it here and starts a watchdog that ends them once the driver is gone
+# (sweep/reaper.py); the next genzoo start that starts one ends those of any record whose
+# driver and watchdog are both gone.
 ENV_RAY_TEMP_DIR = "GENZOO_RAY_TEMP_DIR"  # Ray's --temp-dir for an embedded Ray (default: Ray's)
+
+_start_time = reaper.start_time
+mentions = reaper.mentions
 
 
 def records_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"genzoo-{os.getuid()}" / "embedded-ray"
 
 
-def _start_time(pid: int) -> Optional[str]:
-    """The process's start time in clock ticks since boot (None when it does not exist):
-    with the pid, it tells a process from a later one that reused its pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+def _start_watchdog() -> Optional[Path]:
+    """Write this driver's record (its Ray not started yet) and start its watchdog, in a
+    session of its own; None when that is not possible here (no /proc)."""
+    if _start_time(os.getpid()) is None:
         return None
-
-
-def mentions(pid: int, text: str) -> bool:
-    """Whether the process's command line or one of its open files names ``text``. Ray's
-    agents retitle themselves (``ray::DashboardAgent``) but keep their session's log files open."""
     try:
-        if text in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-            return True
-        return any(text in os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return False
-
-
-def _record_embedded_ray(ray) -> None:
-    try:
-        node = ray._private.worker._global_node
-        pids = [info.process.pid for infos in node.all_processes.values() for info in infos if info.process]
-        record = {"owner": os.getpid(), "owner_start": _start_time(os.getpid()),
-                  "session": os.path.basename(node.get_session_dir_path()),
-                  "processes": {str(pid): _start_time(pid) for pid in pids}}
         folder = records_dir()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{os.getpid()}.json"
-        path.write_text(json.dumps(record))
-    except Exception:  # best effort: a Ray without these internals is simply not recorded
-        return
+        path.write_text(json.dumps({"owner": os.getpid(), "owner_start": _start_time(os.getpid()),
+                                    "created": reaper.session_stamp(), "session": None, "processes": {}}))
+        subprocess.Popen([sys.executable, "-m", "sweep.reaper", str(path)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                         close_fds=True, cwd=str(Path(__file__).resolve().parents[1]))
+    except OSError:
+        return None
     import atexit
 
+    # A clean exit shuts Ray down itself: the record goes first (atexit runs last-in first),
+    # which tells the watchdog that there is nothing to end.
     atexit.register(lambda: path.unlink(missing_ok=True))
+    return path
+
+
+def _record_embedded_ray(ray, path: Optional[Path]) -> None:
+    """Complete the record with the session and the pids of the Ray just started."""
+    if path is None:
+        return
+    try:
+        node = ray._private.worker._global_node
+        pids = [info.process.pid for infos in node.all_processes.values() for info in infos if info.process]
+        record = json.loads(path.read_text())
+        record.update(session=os.path.basename(node.get_session_dir_path()),
+                      processes={str(pid): _start_time(pid) for pid in pids})
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+    except Exception:  # best effort: the watchdog then finds the session by its name
+        return
 
 
 def reap_orphaned_rays() -> List[int]:
     """SIGKILL the processes of embedded Rays whose recording driver is dead: the recorded
     pids that still run with their recorded start time, and any process naming the recorded
     session. Returns the pids signalled."""
-    folder = records_dir()
-    killed: List[int] = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if record.get("owner_start") is not None and _start_time(int(record["owner"])) == record["owner_start"]:
-            continue  # its driver still runs
-        session = record.get("session") or ""
-        targets = {int(pid) for pid, start in record.get("processes", {}).items()
-                   if start is not None and _start_time(int(pid)) == start}
-        if session.startswith("session_"):
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit() and mentions(int(entry.name), session):
-                    targets.add(int(entry.name))
-        for pid in sorted(targets - {os.getpid()}):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except (ProcessLookupError, PermissionError):
-                pass
-        path.unlink(missing_ok=True)
-    return killed
+    return reaper.reap_records(records_dir())
 
 
 def check_cluster(available: Dict[str, float], *, cpus: float, gpus: float, what: str, gpu_field: str,

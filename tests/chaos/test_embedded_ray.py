@@ -1,5 +1,6 @@
-"""A driver that started its own embedded Ray and is SIGKILLed leaves that Ray's processes
-behind (parent 1); the next genzoo start that starts an embedded Ray ends them."""
+"""A driver that started its own embedded Ray and is SIGKILLed: its watchdog (sweep/reaper.py)
+ends that Ray's processes, which would otherwise outlive it (parent 1), within seconds; the
+next genzoo start that starts an embedded Ray ends those of any record left behind."""
 
 import json
 import os
@@ -30,9 +31,10 @@ def _ours(temp_dir):
     return [p for p in harness.processes() if p["pid"] != os.getpid() and cluster.mentions(int(p["pid"]), temp_dir)]
 
 
-@pytest.mark.slow  # two embedded Ray starts: 83 s here under load; test_reap_* below is the always-on part
-def test_the_next_start_reaps_the_embedded_ray_of_a_killed_driver(tmp_path, ray_temp_dir):
-    config = harness.write_config(tmp_path, "embedded", epochs=4, widths=(8,))
+def _start_and_kill(tmp_path, ray_temp_dir, epochs):
+    """``genzoo sweep run`` on an embedded Ray, SIGKILLed (the driver alone, as the OOM killer
+    would) once its first epoch is in the store; returns the env, the storage and the log."""
+    config = harness.write_config(tmp_path, "embedded", epochs=epochs, widths=(8,))
     storage = str(tmp_path / "store")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "GENZOO_RAY_TEMP_DIR": ray_temp_dir,
            "TMPDIR": str(tmp_path), "PYTHONPATH": str(harness.REPO)}
@@ -40,34 +42,59 @@ def test_the_next_start_reaps_the_embedded_ray_of_a_killed_driver(tmp_path, ray_
     driver = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(config), "--storage", storage],
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=harness.REPO)
     store = None
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and driver.poll() is None:
-            if (tmp_path / "store" / "embedded" / "epochs").is_dir():
-                store = store or Store(storage, "embedded")
-                if len(store.epochs()) >= 1:
-                    break
-            time.sleep(0.5)
-        assert driver.poll() is None, (tmp_path / "genzoo.log").read_text()[-3000:]
-        os.kill(driver.pid, signal.SIGKILL)  # the driver alone, as the OOM killer would
-        driver.wait()
-        time.sleep(1.0)
-        orphans = _ours(ray_temp_dir)
-        assert orphans, "expected the killed driver's Ray processes to outlive it"
-        assert all(p["ppid"] == 1 or p["ppid"] != driver.pid for p in orphans)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and driver.poll() is None:
+        if (tmp_path / "store" / "embedded" / "epochs").is_dir():
+            store = store or Store(storage, "embedded")
+            if len(store.epochs()) >= 1:
+                break
+        time.sleep(0.5)
+    assert driver.poll() is None, (tmp_path / "genzoo.log").read_text()[-3000:]
+    assert _ours(ray_temp_dir), "the embedded Ray should be running"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    return env, storage, log
 
+
+def _gone_within(ray_temp_dir, seconds):
+    deadline = time.monotonic() + seconds
+    while _ours(ray_temp_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return _ours(ray_temp_dir)
+
+
+def test_thirty_seconds_after_a_sigkill_of_the_driver_no_process_of_its_embedded_ray_is_alive(tmp_path,
+                                                                                             ray_temp_dir):
+    try:
+        _start_and_kill(tmp_path, ray_temp_dir, epochs=200)  # still training when killed
+        left = _gone_within(ray_temp_dir, 30)
+        assert not left, left
+        records = tmp_path / f"genzoo-{os.getuid()}" / "embedded-ray"
+        deadline = time.monotonic() + 30
+        while list(records.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not list(records.glob("*.json")), "the watchdog removes its record once done"
+    finally:
+        for p in _ours(ray_temp_dir):  # never leave ours behind, whatever failed
+            try:
+                os.kill(int(p["pid"]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.slow  # two embedded Ray starts: 83 s here under load; the test above is the always-on part
+def test_a_sweep_whose_driver_was_killed_resumes_on_a_new_embedded_ray(tmp_path, ray_temp_dir):
+    try:
+        env, storage, log = _start_and_kill(tmp_path, ray_temp_dir, epochs=4)
+        assert not _gone_within(ray_temp_dir, 30)
         resumed = subprocess.run([sys.executable, "-m", "sweep.cli", "sweep", "resume", "embedded", "--storage", storage],
                                  env=env, stdout=log, stderr=subprocess.STDOUT, cwd=harness.REPO, timeout=300)
         assert resumed.returncode == 0, (tmp_path / "genzoo.log").read_text()[-3000:]
-        time.sleep(2.0)
-        left = _ours(ray_temp_dir)
-        assert not left, left
+        assert not _gone_within(ray_temp_dir, 30)
         epochs = Store(storage, "embedded").epochs()
         assert list(epochs["epoch"]) == [1, 2, 3, 4]
-        print(f"\nreaped {len(orphans)} orphaned Ray processes: "
-              + ", ".join(sorted({str(p['args']).split()[0].rsplit('/', 1)[-1] for p in orphans})))
     finally:
-        for p in _ours(ray_temp_dir):  # never leave ours behind, whatever failed
+        for p in _ours(ray_temp_dir):
             try:
                 os.kill(int(p["pid"]), signal.SIGKILL)
             except ProcessLookupError:
