@@ -483,6 +483,25 @@ def compact(store, trials: Set[str], folders: Optional[Iterable[str]] = None, *,
     return done
 
 
+def measure_tables() -> Set[str]:
+    """The folders the measures job writes: ``measures/`` and its families' long tables."""
+    from measures import registry
+
+    return {"measures", *(name for family in registry.names() for name in registry.get(family).tables)}
+
+
+def compact_trial_tables(store, finished: Set[str], minimum: Optional[int] = None) -> List[Compaction]:
+    """The driver's compaction: the tables trials write (epochs, models, a mode's tables),
+    for the ``finished`` trials."""
+    measured = measure_tables()
+    return compact(store, finished, [f for f in table_folders(store) if f not in measured], minimum=minimum)
+
+
+def compact_measure_tables(store, trials: Set[str], minimum: Optional[int] = None) -> List[Compaction]:
+    """The measures job's compaction: ``measures/`` and the long tables, for ``trials``."""
+    return compact(store, trials, measure_tables(), minimum=minimum)
+
+
 def summary(results: Sequence[Compaction]) -> str:
     """One line: what the compactions did."""
     return "; ".join(f"{r.folder}: {r.files} files" + (f" and {r.parts_merged} parts" if r.parts_merged else "")

@@ -32,10 +32,10 @@ from typing import Any, Dict, Optional
 
 import yaml
 
-from sweep import provenance, trial
+from sweep import compact, provenance, trial
 from sweep.cluster import check_cluster, connect_ray
 from sweep.config import SweepConfig, SweepConfigError, packs, read_resolved_config
-from sweep.progress import _trial_name, _tune_callback_class
+from sweep.progress import _trial_name, _tune_callback_class, share_table
 from sweep.store import DIVERGED, FINISHED, RUNNING, STORE_VERSION, Store
 from sweep.trials_table import FINAL_METRICS, TrialsTable
 from trainers import checkpoint
@@ -219,6 +219,7 @@ def run(
     store.write_text(_provenance(config, started_at), "sweep.yaml")
     table.write()
     _drop_stray_states(store, table)
+    _compact(store, table, out)  # finished trials a killed launch left uncompacted
     if not pending:
         store.write_text(_provenance(config, started_at, provenance.now()), "sweep.yaml")
         out(f"[{config.experiment}] all {len(configs)} trials are complete in {store.uri}; nothing to train")
@@ -232,7 +233,8 @@ def run(
     packed = f" in {len(groups)} packs" if config.resources.pack > 1 else ""
     out(f"[{config.experiment}] {len(pending)} of {len(configs)} trials to train{packed} -> {store.uri} "
         f"(Tune run {TUNE_DIR}/{run_name})")
-    callback = _tune_callback_class()(store.storage, config.experiment, [c.to_dict() for c in configs])
+    callback = _tune_callback_class()(store.storage, config.experiment, [c.to_dict() for c in configs],
+                                      table=share_table(table))
     param_space = {
         "trial": tune.grid_search([_tune_trial(group) for group in groups]),
         "storage": store.storage,
@@ -260,20 +262,22 @@ def run(
             verbose=0,
         ),
     )
-    seconds_before = _training_seconds(store)
+    seconds_before = table.state.training_seconds
     fit_started = time.monotonic()
     results = tuner.fit()
-    utilization = slot_utilization(_training_seconds(store) - seconds_before, time.monotonic() - fit_started,
+    wall = time.monotonic() - fit_started
+    table = TrialsTable(store, configs)
+    utilization = slot_utilization(table.state.training_seconds - seconds_before, wall,
                                    _slots(ray.cluster_resources(), config, len(groups)))
     store.write_text(json.dumps(utilization, sort_keys=True), TUNE_DIR, run_name, LAUNCH_FILE)
     errors = {
         trial_id: (str(r.error).strip().splitlines() or ["error"])[-1][:500]
         for r in results if r.error is not None for trial_id in r.config["trial"]["trial_ids"]
     }
-    table = TrialsTable(store, configs)
     for trial_id, message in errors.items():
         table.refresh(trial_id, error=message)
     table.write()
+    _compact(store, table, out)
     store.write_text(_provenance(config, started_at, provenance.now()), "sweep.yaml")
     counts = table.counts()
     out(f"[{config.experiment}] " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -308,10 +312,20 @@ LAUNCH_FILE = "genzoo_launch.json"
 def _drop_stray_states(store: Store, table: TrialsTable) -> None:
     """Delete the ``state.pt`` of finished trials. A driver killed between a trial's last
     commit and the deletion of its ``state.pt`` leaves the trial complete with the file, and
-    no Tune trial runs for a complete trial again to delete it."""
+    no Tune trial runs for a complete trial again to delete it. (The table's listing of
+    ``checkpoints/`` says which have one: no request per trial.)"""
     for trial_id, row in table.rows.items():
-        if row.status in FINISHED:
-            store.delete(*store.checkpoint_parts(trial_id, checkpoint.STATE))  # a no-op when absent
+        if row.status in FINISHED and checkpoint.STATE in table.state.files.get(trial_id, ()):
+            store.delete(*store.checkpoint_parts(trial_id, checkpoint.STATE))
+
+
+def _compact(store: Store, table: TrialsTable, out) -> None:
+    """Compact the trial tables' files of the finished trials (:mod:`sweep.compact`; once
+    there are enough of them). Only finished trials: no trial of this launch writes them."""
+    finished = {trial_id for trial_id, row in table.rows.items() if row.status in FINISHED}
+    done = compact.compact_trial_tables(store, finished)
+    if done:
+        out(f"[{store.experiment}] compacted {compact.summary(done)}")
 
 
 def slot_utilization(training_seconds: float, wall_seconds: float, slots: int) -> Dict[str, float]:
@@ -329,11 +343,6 @@ def utilization_text(launch: Dict[str, float]) -> str:
     return (f"slot utilization {100 * launch['utilization']:.0f}% "
             f"({launch['training_seconds']:.0f} trial training seconds / ({launch['wall_seconds']:.0f} s wall "
             f"x {int(launch['slots'])} slots))")
-
-
-def _training_seconds(store: Store) -> float:
-    epochs = store.epochs()
-    return float(epochs["seconds"].sum()) if len(epochs) else 0.0
 
 
 def _slots(resources: Dict[str, float], config: SweepConfig, trials: int) -> int:

@@ -1,10 +1,12 @@
 """The sweep's progress, from Tune's callbacks in the driver: ``trials.parquet`` kept current
-and one progress line at a time instead of Tune's tables."""
+(rewritten after every 1% of the trials finished or failed, or a minute, and at the end) and
+one progress line at a time instead of Tune's tables."""
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -18,25 +20,47 @@ def _trial_name(trial) -> str:
     return trial.config["trial"]["trial_id"]
 
 
+# The driver's TrialsTable, handed to its Tune callback in the same process (the callback
+# object itself is pickled by Tune, the table stays here); a callback that finds none rebuilds
+# it from the store.
+_SHARED: Dict[str, TrialsTable] = {}
+# trials.parquet is rewritten after this share of the trials changed (or WRITE_SECONDS passed):
+# about 100 rewrites per launch, not one per trial (each rewrite is O(trials)).
+WRITE_SHARE = 0.01
+WRITE_SECONDS = 60.0
+
+
+def share_table(table: TrialsTable) -> str:
+    token = uuid.uuid4().hex
+    _SHARED[token] = table
+    return token
+
+
 def _tune_callback_class():
     from ray import tune
 
     class StoreProgress(tune.Callback):
         """Keeps ``trials.parquet`` current and prints one progress line at a time instead of
-        Tune's tables. Its state is rebuilt from the store in ``setup``, so it survives the
-        pickling of Tune's experiment state."""
+        Tune's tables. In ``setup`` it takes the driver's table (``table``: a token of
+        :func:`share_table`) or rebuilds it from the store, so it survives the pickling of
+        Tune's experiment state."""
 
-        def __init__(self, storage: str, experiment: str, config_dicts: List[Dict[str, Any]], every: float = 10.0):
+        def __init__(self, storage: str, experiment: str, config_dicts: List[Dict[str, Any]], every: float = 10.0,
+                     table: Optional[str] = None):
             self.storage, self.experiment, self.config_dicts, self.every = storage, experiment, config_dicts, every
+            self.shared = table
 
         def setup(self, **info):
             self.store = Store(self.storage, self.experiment)
-            self.table = TrialsTable(self.store, [TrainConfig.from_dict(c) for c in self.config_dicts])
+            self.table = _SHARED.pop(self.shared, None) if self.shared else None
+            if self.table is None:
+                self.table = TrialsTable(self.store, [TrainConfig.from_dict(c) for c in self.config_dicts])
             self.started = time.monotonic()
             self.epochs_at_start = sum(r.epochs_done for r in self.table.rows.values())
             self.live_epochs: Dict[str, int] = {}
             self.last_print = 0.0
-            self.table.write()
+            self.write_every = max(1, int(WRITE_SHARE * len(self.table.rows)))
+            self._write()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             # Tune overwrites result["trial_id"] with its own id; ours is in the config.
@@ -59,14 +83,20 @@ def _tune_callback_class():
             self._maybe_print(trials)
 
         def on_experiment_end(self, trials, **info):
-            self.table.write()
+            self._write()
             self._print(trials)
 
         def _finish(self, trial, error: Optional[str] = None):
             for trial_id in trial.config["trial"]["trial_ids"]:  # one grid point, or a pack
                 self.live_epochs.pop(trial_id, None)
                 self.table.refresh(trial_id, error=error)
+                self.unwritten += 1
+            if self.unwritten >= self.write_every or time.monotonic() - self.last_write >= WRITE_SECONDS:
+                self._write()
+
+        def _write(self):
             self.table.write()
+            self.unwritten, self.last_write = 0, time.monotonic()
 
         def _maybe_print(self, trials):
             if time.monotonic() - self.last_print >= self.every:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import pandas as pd
 
@@ -101,21 +101,33 @@ def is_complete(store: Store, config: TrainConfig) -> bool:
     A trial whose sweep now asks for an early checkpoint it lacks is not complete: it is
     retrained (deterministically, so to the same weights). A packed trial whose pack has not
     finished committing an epoch (it has a ``previous_state.pt``) is not complete either: it
-    trains that epoch again with its pack."""
+    trains that epoch again with its pack. (:func:`complete` is the rule, from what this reads.)"""
     trial_id = config.trial_id
     present = set(store.list("checkpoints", trial_id))
+    epochs = store.epochs(trial_id) if PREVIOUS_STATE not in present else None
+    last = epochs.iloc[-1] if epochs is not None and len(epochs) else None
+    return complete(config, present, 0 if epochs is None else len(epochs), last,
+                    lambda: store.models(trial_id)["model_id"])
+
+
+def complete(config: TrainConfig, present: Set[str], epochs: int, last: Optional[Mapping[str, Any]],
+             model_ids: Callable[[], Iterable[str]]) -> bool:
+    """The rule of :func:`is_complete`, from what the store holds for the trial: the names in
+    its checkpoint folder, its number of epoch records and the last of them (None without
+    any), and its model ids (asked for only when needed). The driver evaluates it for every
+    trial of a sweep from one read of each table (:class:`sweep.trials_table.TrialsTable`)."""
     if PREVIOUS_STATE in present:
         return False
-    epochs = store.epochs(trial_id)
-    if len(epochs) and epochs["status"].iloc[-1] == DIVERGED:
+    if last is not None and last["status"] == DIVERGED:
         return True
-    if len(epochs) != total_epochs(config) and not stopped_early(config, epochs):
+    stopped = last is not None and config.reaches_target(float(last["train_loss"]))
+    if epochs != total_epochs(config) and not stopped:
         return False
-    models = store.models(trial_id)
-    if not len(models):
+    models = list(model_ids())
+    if not models:
         return False
-    early = {name for name, epoch in required_early(config).items() if epoch <= len(epochs)}
-    needed = early | {checkpoint.model_name(m) for m in models["model_id"]}
+    early = {name for name, epoch in required_early(config).items() if epoch <= epochs}
+    needed = early | {checkpoint.model_name(m) for m in models}
     return needed <= present
 
 

@@ -4,9 +4,10 @@ store (the source of truth) plus the errors Tune reported."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 import pandas as pd
+import pyarrow.fs as pafs
 
 from sweep import trial
 from sweep.config import read_resolved_config
@@ -28,10 +29,51 @@ class TrialRow:
     started_at: Any = None  # the start of the first epoch (its finish time less its seconds)
 
 
+@dataclass
+class Snapshot:
+    """What the store holds of every trial, from one read of the epochs and models tables
+    (their per-trial files and compacted parts) and one recursive listing of ``checkpoints/``:
+    a few requests for a whole experiment on a remote store, not several per trial."""
+
+    epochs: pd.DataFrame
+    counts: Dict[str, int]
+    first: Dict[str, Dict[str, Any]]
+    last: Dict[str, Dict[str, Any]]
+    models: Dict[str, List[str]]
+    files: Dict[str, Set[str]]
+
+    @property
+    def training_seconds(self) -> float:
+        return float(self.epochs["seconds"].sum()) if len(self.epochs) else 0.0
+
+
+def snapshot(store: Store) -> Snapshot:
+    epochs = store.epochs()
+    counts = epochs.groupby("trial_id", sort=False).size().to_dict() if len(epochs) else {}
+    first = _rows_by_trial(epochs.drop_duplicates("trial_id", keep="first"))
+    last = _rows_by_trial(epochs.drop_duplicates("trial_id", keep="last"))
+    models_table = store.models()
+    models: Dict[str, List[str]] = {}
+    for trial_id, model_id in zip(models_table["trial_id"], models_table["model_id"]):
+        models.setdefault(trial_id, []).append(model_id)
+    files: Dict[str, Set[str]] = {}
+    root = store.path("checkpoints")
+    infos = store.fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    for info in infos:
+        relative = info.path[len(root) + 1:].split("/")
+        if info.type == pafs.FileType.File and len(relative) == 2 and not relative[1].startswith("."):
+            files.setdefault(relative[0], set()).add(relative[1])
+    return Snapshot(epochs, counts, first, last, models, files)
+
+
+def _rows_by_trial(frame: pd.DataFrame) -> Dict[str, Dict[str, Any]]:
+    return {row["trial_id"]: row for row in frame.to_dict("records")}
+
+
 class TrialsTable:
     """The driver's view of every trial, rebuilt from the store and kept in ``trials.parquet``."""
 
-    def __init__(self, store: Store, configs: List[TrainConfig]):
+    def __init__(self, store: Store, configs: List[TrainConfig], state: Optional[Snapshot] = None):
         self.store = store
         self.rows: Dict[str, TrialRow] = {c.trial_id: TrialRow(c) for c in configs}
         previous = store.trials()
@@ -40,28 +82,38 @@ class TrialsTable:
             self.errors = {
                 r.trial_id: r.error for r in previous.itertuples() if isinstance(r.error, str) and r.status == ERROR
             }
-        for trial_id in self.rows:
-            self.refresh(trial_id)
+        self.state = snapshot(store) if state is None else state
+        for trial_id, row in self.rows.items():
+            self._set(row, self.state.counts.get(trial_id, 0), self.state.first.get(trial_id),
+                      self.state.last.get(trial_id), self.state.files.get(trial_id, set()),
+                      lambda t=trial_id: self.state.models.get(t, ()))
 
     def refresh(self, trial_id: str, *, error: Optional[str] = None) -> TrialRow:
+        """Read one trial again (after Tune reported it finished or failed)."""
         row = self.rows[trial_id]
         records = self.store.epochs(trial_id)
-        row.epochs_done = len(records)
-        row.final = records.iloc[-1].to_dict() if len(records) else None
-        row.started_at = None
-        if len(records) and "finished_at" in records.columns and not pd.isna(records["finished_at"].iloc[0]):
-            first = records.iloc[0]
-            row.started_at = (first["finished_at"] - pd.Timedelta(seconds=float(first["seconds"]))).floor("us")
+        present = set(self.store.list("checkpoints", trial_id))
         if error is not None:
             self.errors[trial_id] = error
-        if trial.is_complete(self.store, row.config):
-            row.status = DIVERGED if row.final and row.final["status"] == DIVERGED else COMPLETED
+        return self._set(row, len(records), records.iloc[0].to_dict() if len(records) else None,
+                         records.iloc[-1].to_dict() if len(records) else None, present,
+                         lambda: self.store.models(trial_id)["model_id"])
+
+    def _set(self, row: TrialRow, epochs: int, first, last, present, model_ids) -> TrialRow:
+        trial_id = row.config.trial_id
+        row.epochs_done = epochs
+        row.final = last
+        row.started_at = None
+        if first is not None and "finished_at" in first and not pd.isna(first["finished_at"]):
+            row.started_at = (first["finished_at"] - pd.Timedelta(seconds=float(first["seconds"]))).floor("us")
+        if trial.complete(row.config, present, epochs, last, model_ids):
+            row.status = DIVERGED if last and last["status"] == DIVERGED else COMPLETED
             row.error = None
             self.errors.pop(trial_id, None)
         elif trial_id in self.errors:
             row.status, row.error = ERROR, self.errors[trial_id]
         else:
-            row.status = INCOMPLETE if row.epochs_done else PENDING
+            row.status = INCOMPLETE if epochs else PENDING
         return row
 
     def mark_running(self, trial_id: str) -> None:
