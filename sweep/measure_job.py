@@ -85,10 +85,12 @@ def family_rows(trial_id: str, model_id: str, family: str, values: Mapping[str, 
 
 
 def build_context(store: Store, config: TrainConfig, model_id: str = FINAL_MODEL, *, device,
-                  data_root=None) -> TrialContext:
+                  data_root=None, unreadable: Optional[Dict[str, str]] = None) -> TrialContext:
     """Load one model of a trained trial from the store: its data (with the same label
     noise), its weights, the trial's initial and earliest early weights, and the trial's
-    per-epoch records."""
+    per-epoch records. With ``unreadable`` (a dict), an initial or early checkpoint that does
+    not load is left out of the context and its one-line error recorded there under the need
+    it serves (``init``, ``early``), so that only the families that need it fail."""
     from trainers import data
 
     trial_id = config.trial_id
@@ -97,18 +99,26 @@ def build_context(store: Store, config: TrainConfig, model_id: str = FINAL_MODEL
 
     model_file = checkpoint.model_name(model_id)
 
-    def read_state(name: str):
+    def read_state(name: str, need: Optional[str] = None):
         parts = store.checkpoint_parts(trial_id, name)
         if name != model_file and not store.exists(*parts):
             return None
-        return checkpoint.load_bytes(store.read_bytes(*parts), f"{store.uri}/{'/'.join(parts)}", map_location=device)
+        where = f"{store.uri}/{'/'.join(parts)}"
+        try:
+            return checkpoint.load_bytes(store.read_bytes(*parts), where, map_location=device)
+        except checkpoint.CheckpointError as exc:
+            if need is None or unreadable is None:
+                raise
+            unreadable[need] = (f"{exc}; delete it and run `genzoo sweep resume` to retrain the trial, "
+                                "then `genzoo measure` again")
+            return None
 
     early_epoch = min(config.checkpoint_epochs) if config.checkpoint_epochs else None
     return trial_context(
         config, dataset, device=device,
         final_state=read_state(model_file),
-        init_state=read_state(checkpoint.INIT),
-        early_state=read_state(checkpoint.early_name(early_epoch)) if early_epoch else None,
+        init_state=read_state(checkpoint.INIT, "init"),
+        early_state=read_state(checkpoint.early_name(early_epoch), "early") if early_epoch else None,
         early_epoch=early_epoch,
         epochs=store.epochs(trial_id).to_dict("records"),
     )
@@ -129,9 +139,11 @@ def compute_model(storage: str, experiment: str, config_dict: Dict[str, Any], mo
     config = TrainConfig.from_dict(config_dict)
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
+    unreadable: Dict[str, str] = {}
     try:
-        ctx = build_context(Store(storage, experiment), config, model_id, device=device, data_root=data_root)
-    except Exception as exc:  # a corrupt checkpoint or missing data: every family records it
+        ctx = build_context(Store(storage, experiment), config, model_id, device=device, data_root=data_root,
+                            unreadable=unreadable)
+    except Exception as exc:  # a corrupt model checkpoint or missing data: every family records it
         message = _one_line(exc)
         seconds = time.perf_counter() - started
         return [(family, family_rows(config.trial_id, model_id, family, {}, seconds, values, {}, message), {})
@@ -140,6 +152,11 @@ def compute_model(storage: str, experiment: str, config_dict: Dict[str, Any], mo
     weights = {name: tensor.detach().clone() for name, tensor in ctx.model.state_dict().items()}
     results = []
     for family, values in settings.items():
+        broken = [unreadable[need] for need in registry.get(family).needs if need in unreadable]
+        if broken:  # an initial or early checkpoint that does not load fails only its families
+            results.append((family, family_rows(config.trial_id, model_id, family, {}, 0.0, values, {},
+                                                broken[0][:1000]), {}))
+            continue
         ctx.model.load_state_dict(weights)
         ctx.model.eval()
         results.append((family, *_compute_family(ctx, config.trial_id, model_id, family, values)))

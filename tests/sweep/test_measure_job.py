@@ -91,6 +91,23 @@ def test_a_corrupt_checkpoint_becomes_error_rows_and_the_rest_still_runs(swept, 
     assert set(good["status"]) == {"ok"}
 
 
+def test_a_damaged_early_checkpoint_fails_only_the_families_that_need_it(swept, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(swept, copy)
+    store = Store(str(copy), "zoo")
+    victim = sorted(store.trials()["trial_id"])[0]
+    path = store.local_path("checkpoints", victim, "epoch_1.pt")
+    path.write_bytes(path.read_bytes()[:100])
+    counts = job.run("zoo", storage=str(copy), measures="el2n,norms,training", force=True)
+    assert counts == {"ok": 4 * 3 - 1, "error": 1}
+    frame = pd.read_parquet(copy / "zoo" / "measures")
+    bad = frame[frame["status"] == "error"]
+    assert set(bad["trial_id"]) == {victim} and set(bad["family"]) == {"el2n"}
+    (message,) = set(bad["error"])
+    assert "\n" not in message and f"{copy / 'zoo'}/checkpoints/{victim}/epoch_1.pt" in message
+    assert "genzoo sweep resume" in message  # what to do about it
+
+
 def test_unknown_family_and_setting_are_one_line_errors(swept, capsys):
     assert main(["measure", "zoo", "--storage", str(swept), "--measures", "vibes"]) == 2
     assert capsys.readouterr().err.strip().startswith("genzoo: error: --measures: unknown family 'vibes'")
