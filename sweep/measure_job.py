@@ -36,6 +36,7 @@ import pandas as pd
 
 from measures import registry
 from measures.context import TrialContext, trial_context
+from sweep import compact
 from sweep.store import COMPLETED, ERROR, FINAL_MODEL, LONG_TABLE_SCHEMAS, MEASURE_SCHEMA, OK, Store
 from trainers import checkpoint
 from trainers.allocator import keep_freed_memory
@@ -202,20 +203,30 @@ def stored_settings(row_settings: str) -> Optional[str]:
 
 def plan(store: Store, models: Sequence[Tuple[str, str]], families: Sequence[str],
          settings: Mapping[str, Mapping[str, Any]], configs: Mapping[str, TrainConfig],
-         force: bool = False) -> Tuple[List[Tuple[str, str, str]], Dict[str, int]]:
+         force: bool = False, existing: Optional[pd.DataFrame] = None) -> Tuple[List[Tuple[str, str, str]], Dict[str, int]]:
     """The (trial, model, family) tasks to run, and counts: ``stored`` (ok, same settings,
     tables present: skipped), ``changed`` (ok but computed with other settings: recomputed),
-    ``incomplete`` (ok rows whose long table is missing: recomputed), ``not_applicable``."""
+    ``incomplete`` (ok rows whose long table is missing: recomputed), ``not_applicable``.
+    ``existing``: the measures table, when the caller has read it. The store is read once per
+    table (the long tables: one listing each), whatever the number of models."""
     wanted = {family: settings_text(settings[family]) for family in families}
-    existing = store.measures() if not force else pd.DataFrame(columns=MEASURE_SCHEMA.names)
+    if force:
+        existing = pd.DataFrame(columns=MEASURE_SCHEMA.names)
+    elif existing is None:
+        existing = store.measures()
+    # One key per (model, family, settings) (a family's rows of a model share their settings),
+    # each distinct settings text parsed once.
+    keys = existing[["trial_id", "model_id", "family", "status", "settings"]].drop_duplicates()
+    texts = {text: stored_settings(text) for text in keys.loc[keys["status"] == OK, "settings"].unique()}
     ok_with: Dict[Tuple[str, str, str], set] = {}
-    for row in existing[existing["status"] == OK].itertuples():
-        ok_with.setdefault((row.trial_id, row.model_id, row.family), set()).add(stored_settings(row.settings))
+    for trial_id, model_id, family, text in keys.loc[keys["status"] == OK, ["trial_id", "model_id", "family",
+                                                                            "settings"]].itertuples(index=False):
+        ok_with.setdefault((trial_id, model_id, family), set()).add(texts[text])
     # A family with any error row is tried again, whatever its other rows say.
-    for row in existing[existing["status"] == ERROR].itertuples():
-        ok_with.pop((row.trial_id, row.model_id, row.family), None)
-    table_files = {name: set(store.list(name, suffix=".parquet"))
-                   for family in families for name in registry.get(family).tables}
+    for key in keys.loc[keys["status"] == ERROR, ["trial_id", "model_id", "family"]].itertuples(index=False):
+        ok_with.pop(tuple(key), None)
+    table_files = {name: compact.source_names(store, name)
+                   for name in {name for family in families for name in registry.get(family).tables}}
     todo: List[Tuple[str, str, str]] = []
     counts = {"stored": 0, "changed": 0, "incomplete": 0, "not_applicable": 0}
     for trial_id, model_id in models:
@@ -266,15 +277,22 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
     configs = {c.trial_id: c for c in sweep_config.trials() if c.trial_id in completed}
     if not configs:
         raise MeasureJobError(f"experiment: no completed trial in {store.uri} (run `genzoo sweep run` first)")
-    models = [(trial_id, model_id) for trial_id in configs for model_id in store.models(trial_id)["model_id"]]
+    # One read of the models and measures tables, not one per trial.
+    model_table = store.models()
+    model_ids: Dict[str, List[str]] = {}
+    for trial_id, model_id in zip(model_table["trial_id"], model_table["model_id"]):
+        model_ids.setdefault(trial_id, []).append(model_id)
+    models = [(trial_id, model_id) for trial_id in configs for model_id in model_ids.get(trial_id, ())]
+    existing = store.measures()
 
-    todo, planned = plan(store, models, families, settings, configs, force)
+    todo, planned = plan(store, models, families, settings, configs, force, existing=existing)
     again = [f"{planned['changed']} stored with other settings (recomputed)" if planned["changed"] else "",
              f"{planned['incomplete']} stored without their long table (recomputed)" if planned["incomplete"] else "",
              f"{planned['not_applicable']} not applicable" if planned["not_applicable"] else ""]
     out(f"[measure {experiment}] {len(todo)} (model, family) tasks to run over {len(models)} models of "
         f"{len(configs)} trials; {planned['stored']} already stored" + "".join(f", {a}" for a in again if a))
     if not todo:
+        _compact(store, set(configs), out)
         return {OK: 0, ERROR: 0}
 
     ray = connect_ray(address)
@@ -294,7 +312,9 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
     }
     out(f"[measure {experiment}] {len(pending)} tasks, one per model, each running its families on one loaded model")
 
-    rows_by_trial: Dict[str, pd.DataFrame] = {}
+    # Each trial's stored rows (kept beside the new ones: its file is rewritten whole).
+    rewritten = existing[existing["trial_id"].isin({t for t, _, _ in todo})]
+    rows_by_trial = {t: rows.reset_index(drop=True) for t, rows in rewritten.groupby("trial_id", sort=False)}
     counts = {OK: 0, ERROR: 0}
     started, last_print, finished = time.monotonic(), 0.0, 0
     total = len(pending)
@@ -331,7 +351,16 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
             out(f"[measure {experiment}] models {finished}/{total} done ({counts[ERROR]} family errors) | "
                 f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s" if finished else
                 f"[measure {experiment}] models 0/{total} done | elapsed {elapsed:.0f}s")
+    _compact(store, set(configs), out)
     return counts
+
+
+def _compact(store: Store, trials, out) -> None:
+    """Compact the measures and long tables of ``trials`` (:mod:`sweep.compact`): the job's
+    own writes are over."""
+    done = compact.compact_measure_tables(store, trials)
+    if done:
+        out(f"[measure {store.experiment}] compacted {compact.summary(done)}")
 
 
 def table_file(trial_id: str, model_id: str) -> str:
@@ -343,11 +372,10 @@ def table_file(trial_id: str, model_id: str) -> str:
 def _store_rows(store: Store, cache: Dict[str, pd.DataFrame], trial_id: str, model_id: str,
                 results: List[Tuple[str, List[dict], Dict[str, dict]]]) -> None:
     """Replace the model's rows of every family in ``results`` in the trial's measures file,
-    keeping the other rows; one atomic rewrite."""
+    keeping the other rows; one atomic rewrite. ``cache`` starts with the stored rows of every
+    trial that has some (a trial missing from it has none)."""
     if trial_id not in cache:
-        cache[trial_id] = (store.read_table("measures", f"{trial_id}.parquet")
-                           if store.exists("measures", f"{trial_id}.parquet")
-                           else pd.DataFrame(columns=MEASURE_SCHEMA.names))
+        cache[trial_id] = pd.DataFrame(columns=MEASURE_SCHEMA.names)
     current = cache[trial_id]
     families = [family for family, _, _ in results]
     kept = current[~(current["family"].isin(families) & (current["model_id"] == model_id))]
