@@ -227,6 +227,41 @@ class StoreError(ValueError):
     """A store that cannot be opened, read or written; the message names the path."""
 
 
+def _fsync_dir(folder: Path) -> None:
+    """fsync a folder (its entries); a file system that cannot (EINVAL) is left as it is."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _make_dirs_durably(folder: Path) -> None:
+    """``mkdir -p``, each folder made fsynced into its parent."""
+    if folder.is_dir():
+        return
+    _make_dirs_durably(folder.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return
+    _fsync_dir(folder.parent)
+
+
+def _write_durably(data: bytes, tmp: Path, final: Path) -> None:
+    """The local write of :meth:`Store.write_bytes`: the data fsynced, renamed, the folder fsynced."""
+    _make_dirs_durably(final.parent)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
 def model_key(trial_id: str, model_id: str) -> str:
     """One string per model of the zoo: the trial id for a trial's ``final`` model (so a
     plain-training zoo is keyed exactly as its trials), ``<trial_id>/<model_id>`` otherwise."""
@@ -329,6 +364,8 @@ class Store:
             raise StoreError(f"experiment: {experiment!r} is not a valid name (letters, digits, -, _; no / or control characters)")
         if storage is not None and not storage.isprintable():
             raise StoreError(f"storage: {storage!r} has control characters")
+        if storage is not None and not storage.strip():
+            raise StoreError(f"storage: got {storage!r}, allowed: a path or a URI (an empty one is not ./results)")
         self.storage = resolve_storage(storage)
         self.experiment = experiment
         # A URI's options (s3://bucket/zoo?endpoint_override=host:port&scheme=http) stay at its end.
@@ -363,22 +400,35 @@ class Store:
 
     # writing ---------------------------------------------------------------------------
     def check_writable(self) -> None:
-        """Create the experiment folder and write and remove a probe file."""
+        """Write and remove a probe file in the experiment folder; a folder made for the probe
+        is removed with it, so a command refused later leaves no trace (the first real write
+        makes the folder again)."""
         probe = f".write-probe-{uuid.uuid4().hex}"
+        made = not self.exists()
         try:
             self.fs.create_dir(self.root, recursive=True)
             with self.fs.open_output_stream(self.path(probe)) as handle:
                 handle.write(b"ok")
             self.fs.delete_file(self.path(probe))
+            if made:
+                self.fs.delete_dir(self.root)
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"storage: {self.uri} is not writable ({str(exc).splitlines()[0]})") from exc
 
     def write_bytes(self, data: bytes, *parts: str) -> None:
+        """Write ``data`` to a temporary name and rename it over ``parts``. On a local disk the
+        file is fsynced before the rename and its folder after it (and a folder made for it,
+        in its parent), so that after a power loss a file is either absent or whole, and a
+        commit marker (``state.pt``, a measure row) is never on disk before the files written
+        ahead of it (docs/store.md gives the cost)."""
         final = self.path(*parts)
         parent, _, name = final.rpartition("/")
         tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
-        self.fs.create_dir(parent, recursive=True)
         try:
+            if self.local_path() is not None:
+                _write_durably(data, Path(tmp), Path(final))
+                return
+            self.fs.create_dir(parent, recursive=True)
             with self.fs.open_output_stream(tmp) as handle:
                 handle.write(data)
             self.fs.move(tmp, final)
@@ -389,7 +439,7 @@ class Store:
                 pass
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # a full disk: one line naming the store
                 raise StoreError(f"storage: {self.uri} is full (no space left on device writing {'/'.join(parts)}); "
-                                 "free space, then `genzoo sweep resume`") from None
+                                 "free space, then run the command again (it resumes)") from None
             raise
 
     def write_text(self, text: str, *parts: str) -> None:
