@@ -34,6 +34,8 @@ import yaml
 
 from sweep import compact, provenance, trial
 from sweep.cluster import check_cluster, connect_ray
+from sweep import scratch
+from sweep.store import StoreError
 from sweep.config import SweepConfig, SweepConfigError, packs, read_resolved_config
 from sweep.progress import _trial_name, _tune_callback_class, share_table
 from sweep.store import DIVERGED, FINISHED, RUNNING, STORE_VERSION, Store
@@ -196,10 +198,12 @@ def run(
     from sweep.migrate import upgrade
 
     started_at = provenance.now()
-    store = Store(storage or config.storage, config.experiment)
+    store = Store(config.storage if storage is None else storage, config.experiment)
     store.check_writable()
+    scratch.reap()  # the scratch folders of trials killed on this machine
     configs = config.trials()
     upgrade(store, out=out)
+    _drop_damaged_trials_table(store, out)
     if store.exists("sweep.yaml"):
         previous = read_resolved_config(store)
         if [t.trial_id for t in previous.trials()] != [t.trial_id for t in configs]:
@@ -219,6 +223,9 @@ def run(
     store.write_text(_provenance(config, started_at), "sweep.yaml")
     table.write()
     _drop_stray_states(store, table)
+    # The unfinished trials' checkpoints, as the listing of checkpoints/ shows them: those a kill left.
+    trial.check_resumable(store, [c for c in pending if table.state.files.get(c.trial_id)],
+                          out=lambda line: out(f"[{config.experiment}] {line}"))
     _compact(store, table, out)  # finished trials a killed launch left uncompacted
     if not pending:
         store.write_text(_provenance(config, started_at, provenance.now()), "sweep.yaml")
@@ -265,6 +272,7 @@ def run(
     seconds_before = table.state.training_seconds
     fit_started = time.monotonic()
     results = tuner.fit()
+    scratch.reap()
     wall = time.monotonic() - fit_started
     table = TrialsTable(store, configs)
     utilization = slot_utilization(table.state.training_seconds - seconds_before, wall,
@@ -307,6 +315,16 @@ def _tune_trial(group) -> Dict[str, Any]:
 
 
 LAUNCH_FILE = "genzoo_launch.json"
+
+
+def _drop_damaged_trials_table(store: Store, out) -> None:
+    """A ``trials.parquet`` that does not read is derived data: reported in one line and
+    deleted, it is rebuilt from the store (only the last error lines of failed trials are lost)."""
+    try:
+        store.trials()
+    except StoreError as exc:
+        out(f"[{store.experiment}] {exc}; rebuilt from the store")
+        store.delete("trials.parquet")
 
 
 def _drop_stray_states(store: Store, table: TrialsTable) -> None:

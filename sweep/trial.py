@@ -163,19 +163,17 @@ def _read_state(store: Store, config: TrainConfig, name: str) -> Tuple[Optional[
 
 
 def check_resumable(store: Store, configs: Sequence[TrainConfig], out: Callable[[str], None]) -> List[str]:
-    """Before a launch, for each trial about to train that has a resumable state in the store:
-    load its states and the checkpoints a resume keeps (the initial and early ones). A file
-    that does not load is reported in one line naming its store path and deleted, so that the
-    trial is retrained from the last state that loads (from scratch if none; a state past a
-    deleted checkpoint is not resumed from). Returns the files deleted."""
+    """Before a launch, for each trial about to train (a few at a resume: those a kill left
+    unfinished): load every checkpoint file it has in the store, its states and the initial,
+    early and model checkpoints a resume keeps without writing them again. A file that does
+    not load is reported in one line naming its store path and deleted, so that the trial is
+    retrained from the last state that loads (from scratch if none; a state past a deleted
+    early checkpoint is not resumed from, and a deleted model checkpoint is written again).
+    Returns the files deleted."""
     deleted = []
     for config in configs:
         trial_id = config.trial_id
-        present = set(store.list("checkpoints", trial_id))
-        if not present & {checkpoint.STATE, PREVIOUS_STATE}:
-            continue
-        names = [name for name in required_early(config) if name in present]
-        names += [name for name in (checkpoint.STATE, PREVIOUS_STATE) if name in present]
+        names = store.list("checkpoints", trial_id, suffix=".pt")
         for name in names:
             parts = store.checkpoint_parts(trial_id, name)
             if name in (checkpoint.STATE, PREVIOUS_STATE):
