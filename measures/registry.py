@@ -12,6 +12,12 @@ Families and what they yield (see each module's docstrings for definitions and c
   TIC proxy, eps-flatness (second paper, Appendix E)
 - ``el2n``: el2n (Paul, Ganguli & Dziugaite 2021) at the early checkpoint
 - ``pruning_vs_perturbation``: the first paper's Figure 2 curves
+
+Every setting is checked by :func:`check_value` for its kind (that of its default: true or
+false, an integer, a finite number, a choice of :data:`CHOICES`, a list of numbers) and, for
+numbers, its range (:data:`RANGES`: counts and batch sizes >= 1, fractions in [0, 1], ...);
+:data:`TOGETHER` checks settings that bound each other (flatness: ``eps_max >= eps_step``,
+``lanczos_steps >= top_k``). A bad value is one line naming ``measures.<family>.<setting>``.
 """
 
 from __future__ import annotations
@@ -137,6 +143,89 @@ SPECIAL: Mapping[Tuple[str, str], Callable[[Any], Optional[str]]] = MappingProxy
 })
 
 
+class Range:
+    """The numbers a setting allows: ``low`` and ``high`` bounds (None: unbounded), each
+    inclusive unless ``open_low``/``open_high``; a list setting's every element, and at least
+    one of them."""
+
+    def __init__(self, low: Optional[float] = None, high: Optional[float] = None, *, open_low: bool = False,
+                 open_high: bool = False) -> None:
+        self.low, self.high, self.open_low, self.open_high = low, high, open_low, open_high
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.open_high else value <= self.high)
+
+    def text(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        return f"{'<' if self.open_high else '<='} {self.high:g}"
+
+
+_POSITIVE = Range(0, open_low=True)
+_AT_LEAST_1 = Range(1)
+_FRACTION = Range(0, 1, open_low=True)  # (0, 1]
+_PRUNING_RANGES = {"beta": Range(0), "resolution": _FRACTION, "coarse_step": _FRACTION, "step_size": _FRACTION,
+                   "batch_size": _AT_LEAST_1}
+
+# The range of every numeric setting (checked after its kind; None allowed where the default is
+# None). The measure functions check the same again when they run.
+RANGES: Mapping[Tuple[str, str], Range] = MappingProxyType({
+    **{("prunability", key): r for key, r in _PRUNING_RANGES.items()},
+    **{("random_prunability", key): r for key, r in _PRUNING_RANGES.items()},
+    ("pruning_vs_perturbation", "fractions"): Range(0, 1),
+    ("pruning_vs_perturbation", "batch_size"): _AT_LEAST_1,
+    ("pac_bayes", "beta"): Range(0),
+    ("pac_bayes", "draws"): _AT_LEAST_1,
+    ("pac_bayes", "steps"): _AT_LEAST_1,
+    ("pac_bayes", "sigma_max"): _POSITIVE,
+    ("pac_bayes", "epsilon"): Range(0),
+    ("pac_bayes", "subset_size"): _AT_LEAST_1,
+    ("pac_bayes", "batch_size"): _AT_LEAST_1,
+    ("training", "batch_size"): _AT_LEAST_1,
+    ("margins", "num_examples"): _AT_LEAST_1,
+    ("margins", "batch_size"): _AT_LEAST_1,
+    ("margins", "epsilon"): Range(0),
+    ("output_margin_stats", "num_examples"): _AT_LEAST_1,
+    ("output_margin_stats", "batch_size"): _AT_LEAST_1,
+    ("flatness", "subset"): _AT_LEAST_1,
+    ("flatness", "top_k"): _AT_LEAST_1,
+    ("flatness", "lanczos_steps"): _AT_LEAST_1,
+    ("flatness", "power_max_iter"): _AT_LEAST_1,
+    ("flatness", "power_tol"): _POSITIVE,
+    ("flatness", "hutchinson_samples"): Range(2),
+    ("flatness", "eps_step"): _POSITIVE,
+    ("flatness", "eps_loss_increase"): _POSITIVE,
+    ("flatness", "eps_max"): _POSITIVE,
+    ("flatness", "eps_directions"): _AT_LEAST_1,
+    ("flatness", "eps_subset"): _AT_LEAST_1,
+    ("flatness", "batch_size"): _AT_LEAST_1,
+    ("flatness", "per_example_batch_size"): _AT_LEAST_1,
+    ("flatness", "z"): _POSITIVE,
+    ("el2n", "batch_size"): _AT_LEAST_1,
+})
+
+
+def _flatness_together(settings: Mapping[str, Any]) -> Optional[Tuple[str, str]]:
+    """The flatness settings that bound each other: (setting, what is allowed) when violated."""
+    if settings["eps_max"] < settings["eps_step"]:
+        return "eps_max", f"a number >= eps_step ({settings['eps_step']:g})"
+    if settings["lanczos_steps"] is not None and settings["lanczos_steps"] < settings["top_k"]:
+        return "lanczos_steps", f"null or an integer >= top_k ({settings['top_k']})"
+    if settings["eps_subset"] is not None and settings["eps_split"] == "hessian":
+        return "eps_subset", "null with eps_split hessian (its examples are the Hessian's subset)"
+    return None
+
+
+# Checks of settings that bound each other, per family, on the resolved settings.
+TOGETHER: Mapping[str, Callable[[Mapping[str, Any]], Optional[Tuple[str, str]]]] = MappingProxyType({
+    "flatness": _flatness_together,
+})
+
+
 def parse_value(text: str) -> Any:
     """A setting typed on a command line, read as YAML with numbers as people type them
     (``1e-3`` and ``.5`` are numbers: :mod:`trainers.yamlio`); an empty text is None."""
@@ -175,6 +264,15 @@ def check_value(family: str, key: str, value: Any) -> Any:
         allowed = None if isinstance(value, (list, tuple)) and all(_is_number(v) for v in value) else "a list of numbers"
     else:  # a default of None: an optional number (Lanczos steps)
         allowed = None if value is None or (isinstance(value, int) and not isinstance(value, bool)) else "an integer or null"
+    if allowed is None and value is not None and (family, key) in RANGES:
+        bounds = RANGES[(family, key)]
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not values or not all(bounds.contains(v) for v in values):
+            kind = "numbers" if isinstance(value, (list, tuple)) else \
+                "an integer" if isinstance(default, int) or default is None else "a number"
+            allowed = f"{'a non-empty list of ' if kind == 'numbers' else ''}{kind} {bounds.text()}"
+            if default is None:
+                allowed += " or null"
     if allowed is not None:
         raise MeasureError(f"{where}: got {value!r}, allowed: {allowed}")
     return value
@@ -191,4 +289,10 @@ def settings_for(name: str, overrides: Optional[Mapping[str, Any]] = None) -> Di
                 f"measures.{name}.{key}: unknown setting, allowed: {', '.join(family.defaults) or 'none'}"
             )
         overrides[key] = check_value(name, key, overrides[key])
-    return {**family.defaults, **overrides}
+    settings = {**family.defaults, **overrides}
+    if name in TOGETHER:
+        bad = TOGETHER[name](settings)
+        if bad is not None:
+            key, allowed = bad
+            raise MeasureError(f"measures.{name}.{key}: got {settings[key]!r}, allowed: {allowed}")
+    return settings

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -391,7 +392,48 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
                                f"(packable modes: {', '.join(PACKABLE_MODES)})")
     if len(set(ids)) != len(ids):
         raise SweepConfigError("grid: two grid points give the same trial (repeated values after defaults)")
+    _check_against_catalog(config, trials)
     return config
+
+
+def _where(config: SweepConfig, name: str) -> str:
+    """Where a sweep file sets a train field: a grid axis, a variant, or ``train``."""
+    if name in dict(config.axes):
+        return f"grid.{name}"
+    if any(name == key for variant in config.variants for key, _ in variant):
+        return f"variants.{name}"
+    return f"train.{name}"
+
+
+def _check_against_catalog(config: SweepConfig, trials: Sequence[TrainConfig]) -> None:
+    """What depends on the dataset and the model, checked before anything trains and without
+    torch (:mod:`trainers.catalog`): the training-set size against the dataset's, the input
+    shape the model takes, the hyperparameters it has, and its number of parameters against
+    :data:`trainers.catalog.MAX_PARAMETERS`."""
+    seen = set()
+    for t in trials:
+        key = (t.dataset, t.train_size, t.model, t.width, t.depth, t.dropout)
+        if key in seen:
+            continue
+        seen.add(key)
+        info = catalog.DATASET_INFO[t.dataset]
+        if t.train_size is not None and t.train_size > info.train:
+            raise SweepConfigError(f"{_where(config, 'train_size')}: got {t.train_size}, allowed: at most "
+                                   f"{info.train} (the training set of {t.dataset}) or null (all of it)")
+        if t.model not in catalog.ANY_INPUT_SHAPE and info.shape != catalog.IMAGE_SHAPE:
+            shape = "x".join(map(str, info.shape))
+            raise SweepConfigError(f"{_where(config, 'model')}: {t.model} takes 3x32x32 images and {t.dataset}'s are "
+                                   f"{shape}; allowed with {t.dataset}: {', '.join(catalog.ANY_INPUT_SHAPE)}")
+        supported = catalog.MODEL_HYPERPARAMETERS[t.model]
+        for name, unset in (("width", None), ("depth", None), ("dropout", 0.0)):
+            if getattr(t, name) != unset and name not in supported:
+                raise SweepConfigError(f"{_where(config, name)}: got {getattr(t, name)!r}, but model {t.model} has no "
+                                       f"{name} (it takes {', '.join(supported)}); allowed: {unset}")
+        count = catalog.parameter_count(t.model, info.classes, width=t.width, depth=t.depth, input_shape=info.shape)
+        if count > catalog.MAX_PARAMETERS:
+            name = "width" if t.width is not None or t.depth is None else "depth"
+            raise SweepConfigError(f"{_where(config, name)}: got {getattr(t, name)}, which gives {t.model} "
+                                   f"{count:.3g} parameters; allowed: at most {catalog.MAX_PARAMETERS:,} per model")
 
 
 def scaled_widths(scale_from: int, factor: float, steps: int) -> List[int]:
@@ -471,7 +513,7 @@ def _analysis_options(block: Mapping[str, Any]) -> AnalysisOptions:
     if "target" in block:
         from analysis.data import TARGETS  # here: the analysis package imports scikit-learn (1 s)
 
-        if block["target"] not in TARGETS:
+        if not isinstance(block["target"], str) or block["target"] not in TARGETS:
             raise SweepConfigError(f"analysis.target: got {block['target']!r}, allowed: {', '.join(TARGETS)}")
         values["target"] = block["target"]
     if "double_descent" in block:
@@ -598,13 +640,15 @@ def _mapping(document: Mapping[str, Any], key: str) -> Dict[str, Any]:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float: NaN and infinity are no value of any field."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_resolved_config(store) -> SweepConfig:
     """The resolved config an experiment recorded in its ``sweep.yaml`` (a :class:`sweep.store.Store`)."""
     if not store.exists("sweep.yaml"):
-        raise SweepConfigError(f"experiment: no sweep.yaml in {store.uri} (was it started with `genzoo sweep run`?)")
+        raise SweepConfigError(f"experiment: {store.uri} has no sweep.yaml (never started, or stopped before its first "
+                               "write): start it with `genzoo sweep run PRESET|FILE`")
     try:
         document = yamlio.load(store.read_text("sweep.yaml"), f"{store.uri}/sweep.yaml")
     except yamlio.YamlError as exc:

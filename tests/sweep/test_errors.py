@@ -32,6 +32,7 @@ def test_download_without_network_is_one_line_with_the_manual_alternative(tmp_pa
     assert err.startswith(f"genzoo: error: {name}: download failed (")
     assert "Temporary failure in name resolution" in err and "without network" in err
     assert layout in err and str(tmp_path) in err
+    assert [p for p in tmp_path.rglob("*")] == []  # no empty folder left (MNIST/raw/)
 
 
 @pytest.fixture

@@ -446,6 +446,22 @@ def get(name: str) -> Loader:
     return DATASETS[name]
 
 
+def _folders(root: pathlib.Path) -> set:
+    """Every folder at or under ``root`` (empty when it does not exist)."""
+    if not root.is_dir():
+        return set()
+    return {root, *(p for p in root.rglob("*") if p.is_dir())}
+
+
+def _remove_empty_folders(root: pathlib.Path, keep: set) -> None:
+    """Remove the folders at or under ``root`` that are empty and not in ``keep``, deepest first."""
+    for folder in sorted(_folders(root) - keep, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: it holds something the attempt fetched, or a user's file
+
+
 def download(name: str, root: Optional[PathLike] = None) -> pathlib.Path:
     """Download ``name`` into ``data_root(root)`` and return its folder.
 
@@ -462,12 +478,14 @@ def download(name: str, root: Optional[PathLike] = None) -> pathlib.Path:
 
     class_name, folder = _DOWNLOADABLE[name]
     target = data_root(root)
+    before = _folders(target)
     target.mkdir(parents=True, exist_ok=True)
     dataset_class = getattr(torchvision.datasets, class_name)
     try:
         dataset_class(str(target), train=True, download=True)
         dataset_class(str(target), train=False, download=True)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision's MNIST raises RuntimeError
+        _remove_empty_folders(target, before)  # e.g. the MNIST/raw/ torchvision made before failing
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = lines[-1] if lines else type(exc).__name__
         raise DatasetError(f"{name}: download failed ({reason}); without network, {_MANUAL[name]} "
