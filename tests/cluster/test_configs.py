@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any, Iterator, List
 
@@ -16,6 +17,7 @@ from sweep import config as sweep_config
 from sweep.cli import build_parser
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
+PYPROJECT = CLUSTER.parent / "pyproject.toml"
 YAML_FILES = sorted(CLUSTER.rglob("*.yaml"))
 TEXT_FILES = sorted(p for p in CLUSTER.rglob("*") if p.is_file())
 EXPECTED = {"aws-gpu.yaml", "gcp-gpu.yaml", "kuberay/raycluster.yaml", "kuberay/rayjob-demogen.yaml"}
@@ -137,12 +139,102 @@ def test_launcher_configs_are_valid_for_rays_cluster_config_schema():
         assert list(config["file_mounts"].values()) == ["."]
 
 
-def test_ray_versions_agree_across_images_pins_and_manifests():
+def _ray_range():
+    """The Ray requirement's version range in pyproject.toml."""
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    dependencies = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    (ray,) = [r for r in map(Requirement, dependencies) if r.name == "ray"]
+    assert ray.specifier, "pyproject.toml: the ray requirement has no version range"
+    return ray.specifier
+
+
+def test_ray_versions_agree_across_pyproject_images_pins_and_manifests():
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    import ray
+
+    allowed = _ray_range()
     text = "\n".join(p.read_text() for p in TEXT_FILES)
+    # Every pip requirement of Ray in cluster/ (configs, Dockerfile, README) is pyproject's range.
+    pins = re.findall(r"ray\[[\w,]+\]([<>=!~][\d.<>=!~,*]*[\d*])", text)
+    assert pins and {str(SpecifierSet(p)) for p in pins} == {str(allowed)}, (pins, str(allowed))
+    # The images and the KubeRay manifests name one Ray version, inside that range.
     versions = set(re.findall(r"rayproject/ray:(\d+\.\d+\.\d+)", text))
-    versions |= set(re.findall(r"ray\[[\w,]+\]==(\d+\.\d+\.\d+)", text))
     versions |= set(re.findall(r'rayVersion:\s*"(\d+\.\d+\.\d+)"', text))
     assert len(versions) == 1, versions
+    assert Version(versions.pop()) in allowed
+    # And so is the Ray these tests run with.
+    assert Version(ray.__version__) in allowed, (ray.__version__, str(allowed))
+
+
+def test_every_sweep_run_command_loads_its_sweep_with_its_overrides():
+    parser = build_parser()
+    runs = [parser.parse_args(c) for c in _all_commands() if c[:2] == ["sweep", "run"]]
+    assert runs
+    for args in runs:
+        config = sweep_config.load(args.sweep, args.overrides)
+        if args.gpus_per_trial is not None:
+            sweep_config.with_gpus(config, args.gpus_per_trial)
+
+
+def _section(title: str) -> str:
+    """The text of the README section whose heading starts with ``title``."""
+    text = (CLUSTER / "README.md").read_text()
+    match = re.search(rf"^## {re.escape(title)}.*?$(.*?)(?=^## )", text, re.S | re.M)
+    assert match, title
+    return match[1]
+
+
+def test_the_8_gpu_table_says_what_each_command_reserves():
+    """Section (d)'s table: per-trial CPUs and GPU and the memory cap as the sweep file (and its
+    overrides) set them, and how many trials fit at once on 8 GPUs."""
+    rows = [r for r in _section("(d)").splitlines() if r.startswith("| `genzoo sweep run")]
+    assert len(rows) >= 3
+    parser = build_parser()
+    for row in rows:
+        command, cpus, gpus, cap, at_once, cpus_taken = [c.strip() for c in row.strip("|").split("|")]
+        args = parser.parse_args(shlex.split(command.strip("`"))[1:])
+        config = sweep_config.load(args.sweep, args.overrides)
+        if args.gpus_per_trial is not None:
+            config = sweep_config.with_gpus(config, args.gpus_per_trial)
+        res = config.resources
+        assert (float(cpus), float(gpus)) == (res.cpus, res.gpus), row
+        # genzoo caps a trial's GPU memory at its fraction when that is below one GPU.
+        assert cap.startswith("none") if res.gpus >= 1 else cap.startswith(f"{res.gpus * 100:g}% of its GPU"), row
+        slots = int(8 // res.gpus)
+        assert int(at_once.split()[0]) == slots and float(cpus_taken) == slots * res.cpus, row
+        if res.pack > 1:
+            count = len(sweep_config.packs(config.trials(), res.pack))
+            assert f"of {count} packs of up to {res.pack} models: {slots * res.pack} models at once" in at_once, row
+
+
+SBATCH = CLUSTER / "slurm" / "genzoo.sbatch"
+
+
+def test_the_sbatch_script_is_valid_bash_and_its_settings_are_documented():
+    result = subprocess.run(["bash", "-n", str(SBATCH)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    script = SBATCH.read_text()
+    header = script.split("#SBATCH", 1)[0]
+    in_header = set(re.findall(r"^#\s+((?:GENZOO|RAY)_[A-Z_]+)", header, re.M))
+    in_header |= set(re.findall(r"(?:^#\s+|,\s*)((?:GENZOO|RAY)_[A-Z_]+)(?=[, ])", header, re.M))
+    readme = _section("(e)")
+    documented = set(re.findall(r"`((?:GENZOO|RAY)_[A-Z_]+)`", "\n".join(
+        line for line in readme.splitlines() if line.startswith("| `"))))
+    assert in_header and documented
+    assert in_header == documented, (in_header ^ documented)
+    for name in documented - {"RAY_AUTH_TOKEN"}:
+        assert re.search(rf"\$\{{?{name}\b", script), f"{name} is documented but the script never reads it"
+    # The resources are #SBATCH lines (sbatch's options override them), one task per node.
+    assert re.search(r"^#SBATCH --ntasks-per-node=1$", script, re.M)
+    assert re.search(r"^#SBATCH --requeue$", script, re.M)
+    assert re.search(r"^##SBATCH --gpus-per-node=\d+$", script, re.M)
 
 
 def test_accounts_buckets_and_images_are_placeholders():
