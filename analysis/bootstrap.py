@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.kendall import Concordance
+
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
 SEED = 0
@@ -47,16 +49,17 @@ METHOD = "percentile"
 BATCH = 250
 
 
-def _signs(values: np.ndarray) -> np.ndarray:
-    return np.sign(values[:, None] - values[None, :]).astype(float)
-
-
 def _counts(indices: np.ndarray, n: int) -> np.ndarray:
-    """Rows of model indices (resamples × n) as rows of copy counts c_i."""
+    """Rows of model indices (resamples × n) as rows of copy counts c_i (float)."""
+    return _int_counts(indices, n).astype(float)
+
+
+def _int_counts(indices: np.ndarray, n: int) -> np.ndarray:
+    """Rows of model indices (resamples × n) as rows of copy counts c_i (integers)."""
     indices = np.atleast_2d(indices).astype(np.int64)
-    counts = np.zeros((indices.shape[0], n))
-    np.add.at(counts, (np.arange(indices.shape[0])[:, None], indices), 1.0)
-    return counts
+    rows = indices.shape[0]
+    flat = (np.arange(rows, dtype=np.int64)[:, None] * n + indices).ravel()
+    return np.bincount(flat, minlength=rows * n).reshape(rows, n)
 
 
 def _interval(statistic: Callable[[np.ndarray], np.ndarray], n: int, seed: int,
@@ -86,17 +89,18 @@ def kendall_tau_ci(x: Sequence[float], y: Sequence[float], *, n_resamples: int =
 
 
 def tau_statistic(x: Sequence[float], y: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
-    """τ* of resamples given as rows of model indices (module docstring)."""
+    """τ* of resamples given as rows of model indices (module docstring). The numerator, an
+    integer, is counted in O(n log n) per resample (:class:`analysis.kendall.Concordance`)."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     n = len(x)
-    pairs = _signs(x) * _signs(y)
+    concordance = Concordance(x, y)
 
     def statistic(indices: np.ndarray) -> np.ndarray:
-        counts = _counts(indices, n)
-        distinct_pairs = n * n - np.sum(counts * counts, axis=1)
+        counts = _int_counts(indices, n)
+        distinct_pairs = concordance.pairs(counts)[:, 0].astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.einsum("bi,ij,bj->b", counts, pairs, counts) / distinct_pairs
+            return concordance.sums(counts)[:, 0].astype(float) / distinct_pairs
 
     return statistic
 
@@ -248,24 +252,19 @@ def psi_statistic(frame: pd.DataFrame, measure_col: str, target_col: str, axes: 
     n = len(data)
     x = data[measure_col].to_numpy(dtype=float)
     y = data[target_col].to_numpy(dtype=float)
-    target_signs = _signs(y)
-    pairs = _signs(x) * target_signs
-    untied = np.abs(target_signs)
     per_axis = []
     for axis in axes:
         keys = [a for a in axes if a != axis] + [c for c in hold_fixed if c != axis]
-        codes = _group_codes(data, keys)
-        same = (codes[:, None] == codes[None, :]).astype(float)
-        onehot = np.eye(int(codes.max()) + 1)[codes]  # models × groups
-        per_axis.append((pairs * same, untied * same, same - np.eye(n), onehot))
+        per_axis.append(Concordance(x, y, groups=_group_codes(data, keys)))  # groups in code order
 
     def statistic(indices: np.ndarray) -> np.ndarray:
-        counts = _counts(indices, n)
+        counts = _int_counts(indices, n)
         psis = []
-        for pair_matrix, untied_matrix, distinct_matrix, onehot in per_axis:
-            total = (counts * (counts @ pair_matrix)) @ onehot
-            varied = (counts * (counts @ untied_matrix)) @ onehot
-            distinct_pairs = (counts * (counts @ distinct_matrix)) @ onehot
+        for concordance in per_axis:
+            # Per group: Σ c_i c_j P_ij, Σ c_i c_j over target-untied pairs, over distinct pairs.
+            total = concordance.sums(counts).astype(float)
+            varied = concordance.untied(counts).astype(float)
+            distinct_pairs = concordance.pairs(counts).astype(float)
             used = (distinct_pairs > 0) & (varied > 0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 taus = np.where(used, total / np.where(used, distinct_pairs, 1.0), 0.0)

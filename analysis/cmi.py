@@ -22,13 +22,13 @@ Two variants:
 from __future__ import annotations
 
 import itertools
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.kendall import row_blocks
+from analysis.kendall import Concordance, row_blocks
 
 VARIANTS = ("jiang", "pgdl")
 # PGDL's entropy adds this inside the logarithm (``np.log2(p + 1e-12)``); kept for exactness.
@@ -130,11 +130,110 @@ def cmi_by_set(
         sets = [s for r in (0, 1, 2) for s in itertools.combinations(axes, r)]
     else:
         sets = list(itertools.permutations(axes, 2))
+    counts = _PairCounts.of(mu, g)
     scores: Dict[Tuple[str, ...], float] = {}
     for subset in sets:
-        table = _pair_table(mu, g, [levels[a] for a in subset], variant)
+        table = counts.table(tuple(subset), [levels[a] for a in subset], variant)
         scores[tuple(subset)] = _jiang_score(table) if variant == "jiang" else _pgdl_score(table)
     return scores
+
+
+def _counted_by_cell(n: int, cells: int) -> bool:
+    """Whether pairs are counted cell by cell, O(cells · n log n) (:class:`_PairCounts`),
+    rather than pair by pair, O(n²) (:func:`_pair_table`): when there are few cells per model."""
+    return cells * 4 * max(1, n.bit_length()) < n
+
+
+class _PairCounts:
+    """Counts of ordered pairs of models by conditioning cell and by the signs of the target
+    and measure differences, from four :class:`analysis.kendall.Concordance` geometries built
+    once per (measure, target) and reused for every conditioning set. For cell codes a of the
+    models (K values), each K × K matrix below has entry (a, b) over the pairs (i, j) with i in
+    a and j in b: g_i > g_j; g_i > g_j and μ_i > μ_j; g_i > g_j and μ_i = μ_j; μ_i > μ_j. The
+    pairs with g_i < g_j are those of cell (b, a) with i and j exchanged. Every count is the
+    same integer :func:`_pair_table` counts pair by pair, so the scores are the same numbers."""
+
+    # The last (measure, target) counted: Table 1 asks for both variants of the same models.
+    _last: Optional["_PairCounts"] = None
+
+    def __init__(self, mu: np.ndarray, g: np.ndarray):
+        self.mu, self.g, self.n = mu, g, len(mu)
+        self._geometry = None
+        self._matrices: Dict[Tuple, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, mu: np.ndarray, g: np.ndarray) -> "_PairCounts":
+        last = cls._last
+        if last is None or not (np.array_equal(last.mu, mu) and np.array_equal(last.g, g)):
+            cls._last = last = cls(mu.copy(), g.copy())
+        return last
+
+    def _cross(self, which: int, names: Tuple[str, ...], levels, cells: int) -> np.ndarray:
+        """Matrix ``which`` for the cells of ``names`` (in that order), counted once per set of
+        axes: another order of the same axes is a permutation of its rows and columns."""
+        order = sorted(range(len(names)), key=lambda i: names[i])
+        key = (which, tuple(names[i] for i in order))
+        if key not in self._matrices:
+            codes = np.zeros(self.n, dtype=np.int64)
+            for i in order:
+                codes = codes * levels[i][1] + levels[i][0]
+            self._matrices[key] = self._built()[which].cross(codes, cells)
+        matrix = self._matrices[key]
+        if order == sorted(order):
+            return matrix
+        # The cell code in the asked order -> the code in sorted order (two axes at most).
+        ks = [k for _, k in levels]
+        asked = np.arange(cells)
+        digits = [(asked // int(np.prod(ks[i + 1:], dtype=np.int64))) % ks[i] for i in range(len(ks))]
+        sorted_code = np.zeros(cells, dtype=np.int64)
+        for i in order:
+            sorted_code = sorted_code * ks[i] + digits[i]
+        return matrix[np.ix_(sorted_code, sorted_code)]
+
+    def _built(self):
+        if self._geometry is None:
+            mu_ties = np.unique(self.mu, return_inverse=True)[1].reshape(-1)
+            # g_i > g_j; g_i > g_j and μ_i > μ_j; g_i > g_j among equal μ; μ_i > μ_j.
+            self._geometry = (Concordance(self.g, self.g), Concordance(self.g, self.mu),
+                              Concordance(self.g, self.g, groups=mu_ties), Concordance(self.mu, self.mu))
+        return self._geometry
+
+    def table(self, names: Tuple[str, ...], levels: List[Tuple[np.ndarray, int]], variant: str) -> np.ndarray:
+        """The table of :func:`_pair_table` for the conditioning set ``names`` (with their
+        level codes), cells in its order."""
+        cells = int(np.prod([k for _, k in levels], dtype=np.int64))
+        if not _counted_by_cell(self.n, cells):
+            return _pair_table(self.mu, self.g, levels, variant)
+        g_gt = self._cross(0, names, levels, cells)
+        gm_gt = self._cross(1, names, levels, cells)
+        if variant == "jiang":
+            gm_eq = self._cross(2, names, levels, cells)
+            plus = np.stack([g_gt - gm_gt - gm_eq, gm_eq, gm_gt], axis=-1)  # V_g = +; V_μ = −, tie, +
+            minus = plus.transpose(1, 0, 2)[:, :, ::-1]  # V_g = −: cell (b, a), i and j exchanged
+            full = np.stack([minus, plus], axis=2)  # (a, b, V_g, V_μ)
+            present = full.sum(axis=(2, 3)) > 0
+        else:
+            m_gt = self._cross(3, names, levels, cells)
+            codes = np.zeros(self.n, dtype=np.int64)
+            for level_codes, k in levels:
+                codes = codes * k + level_codes
+            sizes = np.bincount(codes, minlength=cells)
+            pairs = np.outer(sizes, sizes)  # every ordered pair, each model with itself included
+            full = np.stack([np.stack([pairs - g_gt - m_gt + gm_gt, m_gt - gm_gt], axis=-1),
+                             np.stack([g_gt - gm_gt, gm_gt], axis=-1)], axis=2)
+            present = pairs > 0
+        # The cells in the order of _pair_table's keys: per axis (its code of i, its code of j).
+        a, b = np.nonzero(present)
+        key = np.zeros(len(a), dtype=np.int64)
+        rest_a, rest_b, radix = a.copy(), b.copy(), 1
+        digits = []
+        for _, k in reversed(levels):
+            digits.append((rest_a % k, rest_b % k, k))
+            rest_a, rest_b = rest_a // k, rest_b // k
+        for code_a, code_b, k in reversed(digits):
+            key = (key * k + code_a) * k + code_b
+        order = np.argsort(key, kind="stable")
+        return full[a[order], b[order]]
 
 
 def _level_codes(column: pd.Series) -> Tuple[np.ndarray, int]:
