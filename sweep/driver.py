@@ -212,15 +212,20 @@ def run(
             )
     table = TrialsTable(store, configs)
     pending = [c for c in configs if table.rows[c.trial_id].status not in FINISHED]
+    # sweep.yaml first, before Ray starts: a launch killed from here on is resumed by `sweep resume`.
+    before = store.read_bytes("sweep.yaml") if store.exists("sweep.yaml") else None
+    store.write_text(_provenance(config, started_at), "sweep.yaml")
     if pending:
-        # Checked before anything is written: a sweep the cluster can never run leaves no trace.
-        ray = connect_ray(address)
-        warning = check_cluster(ray.cluster_resources(), cpus=config.resources.cpus, gpus=config.resources.gpus,
-                                what="trial", gpu_field="resources.gpus", gpu_flag="--gpus-per-trial",
-                                autoscale=autoscale)
+        try:
+            ray = connect_ray(address)
+            warning = check_cluster(ray.cluster_resources(), cpus=config.resources.cpus,
+                                    gpus=config.resources.gpus, what="trial", gpu_field="resources.gpus",
+                                    gpu_flag="--gpus-per-trial", autoscale=autoscale)
+        except SweepConfigError:
+            _undo_launch(store, before)  # a sweep the cluster can never run leaves no trace
+            raise
         if warning:
             out(f"[{config.experiment}] {warning}")
-    store.write_text(_provenance(config, started_at), "sweep.yaml")
     table.write()
     _drop_stray_states(store, table)
     # The unfinished trials' checkpoints, as the listing of checkpoints/ shows them: those a kill left.
@@ -325,6 +330,19 @@ def _drop_damaged_trials_table(store: Store, out) -> None:
     except StoreError as exc:
         out(f"[{store.experiment}] {exc}; rebuilt from the store")
         store.delete("trials.parquet")
+
+
+def _undo_launch(store: Store, before: Optional[bytes]) -> None:
+    """Put ``sweep.yaml`` back as it was before a refused launch: the previous file, or none
+    (and then no experiment folder, when nothing else is in it)."""
+    if before is not None:
+        store.write_bytes(before, "sweep.yaml")
+        return
+    store.delete("sweep.yaml")
+    import pyarrow.fs as pafs
+
+    if not store.fs.get_file_info(pafs.FileSelector(store.root, allow_not_found=True, recursive=True)):
+        store.fs.delete_dir(store.root)
 
 
 def _drop_stray_states(store: Store, table: TrialsTable) -> None:

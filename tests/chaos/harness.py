@@ -33,12 +33,12 @@ TIMING = {"seconds", "images_per_second", "finished_at", "started_at", "host", "
 MEASURES = "norms,training"
 
 
-def tiny_config(experiment: str, *, epochs: int = 3, widths=(8, 12)) -> dict:
+def tiny_config(experiment: str, *, epochs: int = 3, widths=(8, 12), seeds=(0,), pack: int = 1) -> dict:
     return {
         "experiment": experiment, "dataset": "digits", "model": "nin",
         "train": {"epochs": epochs, "lr": 0.05, "train_size": 128, "batch_size": 32, "depth": 2, "dropout": 0.2},
-        "grid": {"width": list(widths)}, "seeds": [0], "checkpoint_epochs": [1],
-        "resources": {"cpus": 1}, "max_failures": 3,
+        "grid": {"width": list(widths)}, "seeds": list(seeds), "checkpoint_epochs": [1],
+        "resources": {"cpus": 1, "pack": pack}, "max_failures": 3,
     }
 
 
@@ -73,6 +73,11 @@ def run_to_end(args: List[str], log: Path, timeout: float = 600) -> int:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
+
+
+def scratch_left(temp_dir: Path, trial_ids) -> List[Path]:
+    """The scratch folders of the given trials left in a $TMPDIR (sweep/scratch.py)."""
+    return [p for trial_id in trial_ids for p in temp_dir.glob(f"genzoo-{trial_id}-*")]
 
 
 def kill_group(proc: subprocess.Popen, chaos: ChaosLog) -> None:
@@ -130,15 +135,20 @@ def _wait(proc: subprocess.Popen, seconds: float) -> bool:
 def chaotic(first: List[str], again: List[str], log: Path, chaos: ChaosLog, rng: random.Random, *,
             driver_kills: int, window: tuple, worker_kills: int = 0, raylet_pid: Optional[int] = None,
             worker_title: str = "ray::ImplicitFunc", progress: Optional[Callable[[], int]] = None,
-            measure: bool = False, deadline: float = 900) -> int:
+            measure: bool = False, deadline: float = 900, started: Callable[[], bool] = lambda: True) -> int:
     """Run ``first`` then ``again`` until one exits by itself, SIGKILLing the driver
     ``driver_kills`` times at moments drawn from ``window`` (seconds after its start) and then
     killing ``worker_kills`` Ray workers titled ``worker_title`` (children of ``raylet_pid``)
-    once ``progress()`` has moved. Returns the exit code of the launch that finished."""
+    once ``progress()`` has moved. A sweep whose store is not ``started()`` (a kill before its
+    first write) is launched with ``first`` again, as `sweep resume` then tells its user.
+    Returns the exit code of the launch that finished."""
     end = time.monotonic() + deadline
     kills = 0
     while True:
         args = first if chaos.launches == 0 or (measure and kills == 0 and chaos.measure_driver_kills == 0) else again
+        if not measure and not started():
+            # Killed before its first write (sweep.yaml): `sweep resume` says to run it again.
+            args = first
         proc = genzoo(args, log)
         chaos.launches += 1
         if kills < driver_kills:
@@ -245,7 +255,7 @@ def chaos_run(config: Path, storage: str, experiment: str, address: str, log: Pa
     base = ["--storage", storage, "--address", address]
     code = chaotic(["sweep", "run", str(config), *base], ["sweep", "resume", experiment, *base], log, chaos, rng,
                    driver_kills=driver_kills, window=window, worker_kills=worker_kills, raylet_pid=raylet_pid,
-                   progress=lambda: len(store.epochs()))
+                   progress=lambda: len(store.epochs()), started=lambda: store.exists("sweep.yaml"))
     assert code == 0, log.read_text()[-3000:]
     measure = ["measure", experiment, "--measures", MEASURES, *base]
     code = chaotic(measure, measure, log, chaos, rng, driver_kills=measure_kills, window=window,
