@@ -136,7 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         storage = resolve_storage(getattr(args, "storage", None))
         if exc.errno == errno.ENOSPC:  # a full disk outside the store's own writes (Tune's files)
             print(f"genzoo: error: storage: no space left on device writing {exc.filename or storage}; free space, "
-                  "then `genzoo sweep resume`", file=sys.stderr)
+                  f"then {_again(args)}", file=sys.stderr)
             return EXIT_BAD_INPUT
         if "://" not in storage:
             raise
@@ -144,6 +144,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"genzoo: error: storage: {storage} failed ({(str(exc).strip().splitlines() or ['?'])[0][:300]}); "
               "when it answers again, run the command again (`genzoo sweep resume` for a sweep)", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _again(args: argparse.Namespace) -> str:
+    """How to continue the command ``args`` after its store failed (it resumes where it stopped)."""
+    if args.command == "sweep" and args.sweep_command in ("run", "resume"):
+        experiment = getattr(args, "experiment", None) or "EXPERIMENT"
+        return f"`genzoo sweep resume {experiment}`"
+    if args.command == "measure":
+        return "run `genzoo measure` again (it computes what is missing)"
+    return "run the command again"
 
 
 def _dispatch(args: argparse.Namespace) -> int:

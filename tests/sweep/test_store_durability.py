@@ -47,3 +47,34 @@ def test_the_write_probe_leaves_no_folder_behind(tmp_path):
 def test_an_empty_storage_string_is_refused(storage):
     with pytest.raises(StoreError, match=r"^storage: got '\s*', allowed: a path or a URI"):
         Store(storage, "exp")
+
+
+def _full(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_is_one_line_naming_the_store_that_says_to_run_the_command_again(tmp_path, monkeypatch):
+    from sweep import store as store_module
+
+    monkeypatch.setattr(store_module, "_write_durably", _full)
+    with pytest.raises(StoreError, match=r"^storage: .*/exp is full \(no space left on device writing "
+                                         r"measures/t.parquet\); free space, then run the command again"):
+        Store(str(tmp_path), "exp").write_bytes(b"rows", "measures", "t.parquet")
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["measure", "exp"], "then run `genzoo measure` again"),
+    (["sweep", "resume", "exp"], "then `genzoo sweep resume exp`"),
+])
+def test_a_full_disk_outside_the_stores_writes_names_the_commands_own_way_on(tmp_path, monkeypatch, capsys,
+                                                                             argv, hint):
+    from sweep import driver, measure_job
+    from sweep.cli import main
+
+    monkeypatch.setattr(measure_job, "run", _full)
+    monkeypatch.setattr(driver, "resume", _full)
+    assert main(argv + ["--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("genzoo: error: storage: no space left") and err[0].endswith(hint)
