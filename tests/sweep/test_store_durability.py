@@ -65,7 +65,7 @@ def test_a_full_disk_is_one_line_naming_the_store_that_says_to_run_the_command_a
 
 
 @pytest.mark.parametrize("argv, hint", [
-    (["measure", "exp"], "then run `genzoo measure` again"),
+    (["measure", "exp"], "then run `genzoo measure` again (it computes what is missing)"),
     (["sweep", "resume", "exp"], "then `genzoo sweep resume exp`"),
 ])
 def test_a_full_disk_outside_the_stores_writes_names_the_commands_own_way_on(tmp_path, monkeypatch, capsys,
