@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from sweep import config as sweep_config
-from sweep import cluster, driver
+from sweep import cluster, driver, provenance
 from sweep.cli import main
 from sweep.store import Store
 from trainers.config import TrainConfig
@@ -165,7 +165,7 @@ def test_sweep_asking_for_a_gpu_on_a_cluster_without_one_exits_2_and_writes_noth
     err = capsys.readouterr().err.strip()
     assert err == ("genzoo: error: resources.gpus: 0.5 GPU per trial requested but the Ray cluster has no GPU "
                    "(use --gpus-per-trial 0, or --autoscale if the cluster adds nodes on demand)")
-    assert not (storage / "nogpu").exists() or not any((storage / "nogpu").iterdir())
+    assert not (storage / "nogpu").exists()  # no empty experiment folder either
 
 
 def test_slot_utilization_is_training_seconds_over_wall_times_slots():
@@ -176,3 +176,15 @@ def test_slot_utilization_is_training_seconds_over_wall_times_slots():
     assert driver._slots({"CPU": 8, "GPU": 1}, config, 10) == 4
     assert driver._slots({"CPU": 2}, sweep_config.parse({}), 10) == 2
     assert driver._slots({"CPU": 8}, sweep_config.parse({}), 3) == 3
+
+
+def test_a_refused_launch_of_a_started_experiment_leaves_its_sweep_yaml_as_it_was(ray_address, tmp_path, capsys):
+    path = _config(tmp_path, "nogpu", resources={"cpus": 1, "gpus": 0.5})
+    storage = tmp_path / "store"
+    store = Store(str(storage), "nogpu")
+    store.write_text(driver._provenance(sweep_config.load(str(path)), provenance.now()), "sweep.yaml")
+    before = (storage / "nogpu" / "sweep.yaml").read_bytes()
+    assert main(["sweep", "run", str(path), "--storage", str(storage)]) == 2
+    assert "no GPU" in capsys.readouterr().err
+    assert (storage / "nogpu" / "sweep.yaml").read_bytes() == before
+    assert sorted(p.name for p in (storage / "nogpu").iterdir()) == ["sweep.yaml"]
