@@ -97,10 +97,9 @@ def tau_statistic(x: Sequence[float], y: Sequence[float]) -> Callable[[np.ndarra
     concordance = Concordance(x, y)
 
     def statistic(indices: np.ndarray) -> np.ndarray:
-        counts = _int_counts(indices, n)
-        distinct_pairs = concordance.pairs(counts)[:, 0].astype(float)
+        result = concordance.evaluate(_int_counts(indices, n))
         with np.errstate(invalid="ignore", divide="ignore"):
-            return concordance.sums(counts)[:, 0].astype(float) / distinct_pairs
+            return result.sums[:, 0].astype(float) / result.pairs[:, 0].astype(float)
 
     return statistic
 
@@ -262,9 +261,9 @@ def psi_statistic(frame: pd.DataFrame, measure_col: str, target_col: str, axes: 
         psis = []
         for concordance in per_axis:
             # Per group: Σ c_i c_j P_ij, Σ c_i c_j over target-untied pairs, over distinct pairs.
-            total = concordance.sums(counts).astype(float)
-            varied = concordance.untied(counts).astype(float)
-            distinct_pairs = concordance.pairs(counts).astype(float)
+            result = concordance.evaluate(counts)
+            total, varied, distinct_pairs = (result.sums.astype(float), result.untied.astype(float),
+                                             result.pairs.astype(float))
             used = (distinct_pairs > 0) & (varied > 0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 taus = np.where(used, total / np.where(used, distinct_pairs, 1.0), 0.0)

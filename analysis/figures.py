@@ -43,6 +43,10 @@ LOG_DECADES = 2.0
 MAX_DISCRETE_COLOURS = 10
 # Models drawn in the learning-curve figure.
 LEARNING_CURVE_MODELS = 8
+# An artist with more points (or lines) than this is rasterized in the SVG (an embedded bitmap
+# at DPI; the PNG is the same either way): an SVG of 10,000 markers takes seconds to write
+# and megabytes to store.
+RASTERIZE_ABOVE = 2_000
 EPOCH_COLUMNS = ("trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 
 
@@ -63,7 +67,7 @@ def svg_bytes(figure: Figure) -> bytes:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": "genzoo", "svg.fonttype": "none"}):
-        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+        figure.savefig(buffer, format="svg", dpi=DPI, metadata={"Date": None, "Creator": None})
     return buffer.getvalue()
 
 
@@ -108,7 +112,7 @@ def scatter_figure(measure: pd.Series, target: pd.Series, name: str, target_labe
     axis = figure.add_subplot()
     x, y = measure.loc[common], target.loc[common]
     if colour is None:
-        axis.scatter(x, y, s=14, alpha=0.75, color="tab:blue", edgecolors="none")
+        axis.scatter(x, y, s=14, alpha=0.75, color="tab:blue", edgecolors="none", rasterized=len(x) > RASTERIZE_ABOVE)
     else:
         _coloured_scatter(figure, axis, x, y, colour.reindex(common))
     _set_scale(axis, "x", x.to_numpy())
@@ -137,11 +141,13 @@ def _coloured_scatter(figure: Figure, axis, x: pd.Series, y: pd.Series, colour: 
         for position, level in enumerate(levels):
             mask = (colour == level).to_numpy() if level == level else colour.isna().to_numpy()
             shade = palette(position if len(levels) <= MAX_DISCRETE_COLOURS else position / max(len(levels) - 1, 1))
-            axis.scatter(x[mask], y[mask], s=14, alpha=0.8, color=shade, edgecolors="none", label=str(level))
+            axis.scatter(x[mask], y[mask], s=14, alpha=0.8, color=shade, edgecolors="none", label=str(level),
+                         rasterized=len(x) > RASTERIZE_ABOVE)
         axis.legend(title=str(colour.name), fontsize=6, title_fontsize=7, loc="best")
         return
     norm = Normalize(vmin=float(colour.min()), vmax=float(colour.max()))
-    points = axis.scatter(x, y, s=14, alpha=0.8, c=colour.astype(float), cmap="viridis", norm=norm, edgecolors="none")
+    points = axis.scatter(x, y, s=14, alpha=0.8, c=colour.astype(float), cmap="viridis", norm=norm, edgecolors="none",
+                          rasterized=len(x) > RASTERIZE_ABOVE)
     figure.colorbar(points, ax=axis, label=str(colour.name))
 
 
@@ -321,16 +327,23 @@ def hessian_spectrum_figure(spectra: pd.DataFrame, target: pd.Series, target_lab
     y axis is logarithmic when every eigenvalue is positive, else symmetric-logarithmic."""
     check_columns(spectra, SPECTRUM_COLUMNS, "hessian_eigenvalues")
     from matplotlib import cm
+    from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
     figure = Figure(figsize=(5.2, 3.6))
     axis = figure.add_subplot(1, 1, 1)
     values = target.astype(float)
     norm = Normalize(vmin=float(values.min()), vmax=float(values.max()))
-    for trial_id, group in spectra.groupby("trial_id", sort=True):
-        group = group.sort_values("rank")
-        colour = cm.viridis(norm(float(values.get(trial_id, np.nan))))
-        axis.plot(group["rank"], group["eigenvalue"], color=colour, linewidth=0.8, alpha=0.8)
+    # One collection of every model's line (in trial order, each by rank): one artist, not one
+    # per model.
+    ordered = spectra.sort_values(["trial_id", "rank"], kind="stable")
+    trials, starts = np.unique(ordered["trial_id"].to_numpy(), return_index=True)
+    points = np.column_stack([ordered["rank"].to_numpy(dtype=float), ordered["eigenvalue"].to_numpy(dtype=float)])
+    lines = np.split(points, starts[1:])
+    colours = cm.viridis(norm(values.reindex(trials).to_numpy(dtype=float)))
+    axis.add_collection(LineCollection(lines, colors=colours, linewidths=0.8, alpha=0.8,
+                                       rasterized=len(lines) > RASTERIZE_ABOVE))
+    axis.autoscale_view()
     if (spectra["eigenvalue"] > 0).all():
         axis.set_yscale("log")
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from analysis.errors import AnalysisError
 # _PAIR_BLOCK_ELEMENTS bytes per temporary for large zoos while staying vectorized.
 _PAIR_BLOCK_ELEMENTS = 4_000_000
 # Weight rows processed at once by Concordance.dominated: rows × models at most this.
-_ROW_BLOCK_ELEMENTS = 1 << 19
+_ROW_BLOCK_ELEMENTS = 1 << 18
 
 
 def as_finite_vector(values: Sequence[float] | np.ndarray | pd.Series, name: str) -> np.ndarray:
@@ -81,79 +81,81 @@ def _codes(values: np.ndarray) -> Tuple[np.ndarray, int]:
     return inverse.reshape(-1).astype(np.int64), len(uniques)
 
 
-class _Classes:
-    """A partition of the n models by integer codes: sums of weight rows within each class."""
-
-    def __init__(self, codes: np.ndarray):
-        self.codes = codes
-        self.order = np.argsort(codes, kind="stable")
-        ordered = codes[self.order]
-        self.starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(codes) else np.zeros(0, int)
-        self.labels = ordered[self.starts]
-
-    def sums(self, weights: np.ndarray) -> np.ndarray:
-        """(m × classes): for each row of weights (m × n), the sum over each class, classes in
-        the order of their codes."""
-        return np.add.reduceat(np.take(weights, self.order, axis=1), self.starts, axis=1, dtype=np.int64)
+def _starts(*keys: np.ndarray) -> np.ndarray:
+    """Positions where any of the (sorted together) ``keys`` changes, the first included."""
+    n = len(keys[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for key in keys:
+        change[1:] |= key[1:] != key[:-1]
+    return np.flatnonzero(change)
 
 
-class _Parents:
-    """The parent of each class (ascending): columns of class values added up by parent."""
+def _by_group(values: np.ndarray, class_group: np.ndarray, groups: int) -> np.ndarray:
+    """(m × groups): the columns of ``values`` (m × classes, classes ascending by group)
+    added up by group."""
+    out = np.zeros((values.shape[0], groups), dtype=np.int64)
+    if values.shape[1]:
+        starts = _starts(class_group)
+        out[:, class_group[starts]] = np.add.reduceat(values, starts, axis=1)
+    return out
 
-    def __init__(self, parent: np.ndarray):
-        self.starts = np.flatnonzero(np.r_[True, parent[1:] != parent[:-1]]) if len(parent) else np.zeros(0, int)
-        self.labels = parent[self.starts]
 
-    def add(self, values: np.ndarray, count: int) -> np.ndarray:
-        out = np.zeros((values.shape[0], count), dtype=np.int64)
-        if len(self.starts):
-            out[:, self.labels] = np.add.reduceat(values, self.starts, axis=1)
-        return out
+class ConcordanceSums(NamedTuple):
+    """Per weight row and group (m × groups): the signed sum S, Σ w_i w_j over target-untied
+    pairs, Σ w_i w_j over pairs of distinct models."""
+
+    sums: np.ndarray
+    untied: np.ndarray
+    pairs: np.ndarray
 
 
 class Concordance:
     """Sums of sign(x_i − x_j)·sign(y_i − y_j) over ordered pairs of models in the same group,
-    each pair weighted w_i·w_j, for any number of weight columns at once: O(n log n) per
-    column, where the pairwise form is O(n²).
+    each pair weighted w_i·w_j, for any number of weight rows at once: O(n log n) per row, where
+    the pairwise form is O(n²).
 
     With P = Σ w_i w_j [x_j < x_i][y_j < y_i] (strict dominance), A = Σ w_i w_j [x_j < x_i] and
     B = Σ w_i w_j [x_j < x_i][y_j = y_i] (all within a group), the signed sum is
     S = 2 (2P − A + B): the pairs ordered in x count +1 when y agrees, −1 when it disagrees and
-    0 when y ties, and each unordered pair appears in both orders. A and B come from class
-    sums; P from a binary trie over the ranks of x within each group: at each level, in each
-    node, every model of the upper half gets the weight of the lower half's models with a
-    smaller y (a cumulative sum in y order), so every pair ordered in x is counted once, at the
-    level where their ranks part. The geometry is built once; :meth:`sums` takes m rows of
-    weights (m × n integers: ones for τ, the copy counts of m bootstrap resamples for τ* and
-    ψ*), so every count is exact.
+    0 when y ties, and each unordered pair appears in both orders. With W the weight of a
+    group, A = (W² − Σ_x-ties (Σ w)²) / 2 and B = (Σ_y-ties (Σ w)² − Σ_(x,y)-ties (Σ w)²) / 2
+    come from class sums; P from a binary trie over the ranks of x within each group: at each
+    level, in each node, every model of the upper half gets the weight of the lower half's
+    models with a smaller y (a cumulative sum in y order), so every pair ordered in x is
+    counted once, at the level where their ranks part. The geometry is built once, with the
+    models sorted by (group, x, y) so that groups and ties are contiguous; :meth:`evaluate`
+    takes m rows of weights (m × n integers: ones for τ, the copy counts of m bootstrap
+    resamples for τ* and ψ*), so every count is exact.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, groups: Optional[np.ndarray] = None):
         x = np.asarray(x, dtype=float)
-        y_codes, ky = _codes(np.asarray(y, dtype=float))
+        y_all = _codes(np.asarray(y, dtype=float))[0]
         n = len(x)
-        group = np.zeros(n, dtype=np.int64) if groups is None else _codes(np.asarray(groups))[0]
+        group_all = np.zeros(n, dtype=np.int64) if groups is None else _codes(np.asarray(groups))[0]
         self.n = n
-        self.groups = _Classes(group)
+        self.perm = np.lexsort((y_all, x, group_all))
+        group, xs, y_codes = group_all[self.perm], x[self.perm], y_all[self.perm]
+        self.group_starts = _starts(group)
+        self.group_count = len(self.group_starts)
+        self.x_starts = _starts(group, xs)
+        self.xy_starts = _starts(group, xs, y_codes)
+        self.x_singletons = len(self.x_starts) == n
+        self.xy_singletons = len(self.xy_starts) == n
+        self.x_group = group[self.x_starts]
+        self.xy_group = group[self.xy_starts]
+        self.y_order = np.lexsort((y_codes, group))
+        self.y_starts = _starts(group[self.y_order], y_codes[self.y_order])
+        self.y_singletons = len(self.y_starts) == n
+        self.y_group = group[self.y_order][self.y_starts]
         # x as its rank among the distinct values of its group: the trie is as deep as the
         # largest group needs (a few levels for the groups of granulated Kendall).
-        by_group = np.lexsort((x, group))
-        sorted_group, sorted_x = group[by_group], x[by_group]
-        new_value = np.r_[True, (sorted_group[1:] != sorted_group[:-1]) | (sorted_x[1:] != sorted_x[:-1])]
-        global_rank = np.empty(n, dtype=np.int64)
-        global_rank[by_group] = np.cumsum(new_value) - 1
-        group_first = np.full(len(self.groups.starts), n, dtype=np.int64)
-        np.minimum.at(group_first, group, global_rank)
-        x_codes = global_rank - group_first[group]
-        self.x_classes = _Classes(global_rank)
-        self.y_classes = _Classes(group * ky + y_codes)
-        # (x, y) classes ordered by their y class, so that each class's parent (its group, or
-        # for the (x, y) classes the index of their y class) is ascending.
-        self.xy_classes = _Classes((group * ky + y_codes) * (int(global_rank.max(initial=0)) + 1) + global_rank)
-        self.x_parent = _Parents(group[self.x_classes.order[self.x_classes.starts]])
-        self.y_parent = _Parents(group[self.y_classes.order[self.y_classes.starts]])
-        self.xy_parent = _Parents(np.searchsorted(self.y_classes.labels,
-                                                  self.y_classes.codes[self.xy_classes.order[self.xy_classes.starts]]))
+        x_class = np.cumsum(np.isin(np.arange(n), self.x_starts)) - 1
+        x_codes = x_class - x_class[self.group_starts][np.searchsorted(self.group_starts, np.arange(n), "right") - 1]
+        self._codes_sorted = (group, x_codes, y_codes)
         levels = max(1, int(x_codes.max(initial=0)).bit_length())
         self.levels = []
         for bit in range(levels):
@@ -164,21 +166,24 @@ class Concordance:
                 continue
             node_sorted, y_sorted = node[order], y_codes[order]
             position = np.arange(n)
-            node_start = np.maximum.accumulate(np.where(np.r_[True, node_sorted[1:] != node_sorted[:-1]], position, 0))
-            tie_start = np.maximum.accumulate(np.where(
-                np.r_[True, (node_sorted[1:] != node_sorted[:-1]) | (y_sorted[1:] != y_sorted[:-1])], position, 0))
+            node_start = np.maximum.accumulate(np.where(np.isin(position, _starts(node_sorted)), position, 0))
+            tie_start = np.maximum.accumulate(np.where(np.isin(position, _starts(node_sorted, y_sorted)), position, 0))
             # Lower models before each position, so that a cumulative sum over the lower
-            # models alone (a zero row first) answers "weight below, in this node, smaller y".
+            # models alone (a zero column first) answers "weight below, in this node, smaller y".
             lower_before = np.r_[0, np.cumsum(~upper_sorted)][:-1]
             upper = np.flatnonzero(upper_sorted)
             upper_groups = group[order[upper]]
-            group_starts = np.flatnonzero(np.r_[True, upper_groups[1:] != upper_groups[:-1]])
+            group_starts = _starts(upper_groups)
             self.levels.append((order[~upper_sorted], order[upper], lower_before[tie_start[upper]],
                                 lower_before[node_start[upper]], upper_groups[group_starts], group_starts))
 
-    def dominated(self, weights: np.ndarray) -> np.ndarray:
-        """(m × groups): P = Σ w_i w_j over the pairs of a group with x_j < x_i and y_j < y_i."""
-        out = np.zeros((weights.shape[0], len(self.groups.starts)), dtype=np.int64)
+    def _sorted(self, weights: np.ndarray) -> np.ndarray:
+        return np.take(np.asarray(weights), self.perm, axis=1)
+
+    def _dominated(self, weights: np.ndarray) -> np.ndarray:
+        """(m × groups): P = Σ w_i w_j over the pairs of a group with x_j < x_i and y_j < y_i
+        (weights already in the sorted order)."""
+        out = np.zeros((weights.shape[0], self.group_count), dtype=np.int64)
         # 32-bit arithmetic where no partial sum can exceed it (less memory traffic), along
         # the contiguous axis (a cumulative sum along it is ten times faster).
         largest = int(weights.max(initial=0))
@@ -196,6 +201,42 @@ class Concordance:
                 out[first:first + step, labels] += np.add.reduceat(contribution, group_starts, axis=1, dtype=np.int64)
         return out
 
+    def evaluate(self, weights: np.ndarray) -> ConcordanceSums:
+        """S, the target-untied pair weight and the distinct pair weight of every group, for
+        each row of ``weights`` (m × n, in the models' order)."""
+        w = self._sorted(weights).astype(np.int64)
+        total = np.add.reduceat(w, self.group_starts, axis=1) if self.n else np.zeros((w.shape[0], 0), np.int64)
+        squares = np.add.reduceat(w * w, self.group_starts, axis=1) if self.n else total
+        total2 = total * total
+
+        def square_sums(starts, singletons, class_group, values):
+            if singletons:
+                return squares
+            sums = np.add.reduceat(values, starts, axis=1)
+            return _by_group(sums * sums, class_group, self.group_count)
+
+        x_squares = square_sums(self.x_starts, self.x_singletons, self.x_group, w)
+        xy_squares = square_sums(self.xy_starts, self.xy_singletons, self.xy_group, w)
+        y_squares = squares if self.y_singletons else square_sums(
+            self.y_starts, False, self.y_group, np.take(w, self.y_order, axis=1))
+        a = (total2 - x_squares) // 2
+        b = (y_squares - xy_squares) // 2
+        p = self._dominated(w)
+        return ConcordanceSums(sums=2 * (2 * p - a + b), untied=total2 - y_squares, pairs=total2 - squares)
+
+    def sums(self, weights: np.ndarray) -> np.ndarray:
+        """(m × groups): S = Σ_{i,j in a group} w_i w_j sign(x_i − x_j) sign(y_i − y_j), groups
+        in the order of their codes."""
+        return self.evaluate(weights).sums
+
+    def pairs(self, weights: np.ndarray) -> np.ndarray:
+        """(m × groups): Σ_{i≠j in a group} w_i w_j = (Σ w)² − Σ w²."""
+        return self.evaluate(weights).pairs
+
+    def untied(self, weights: np.ndarray) -> np.ndarray:
+        """(m × groups): Σ_{i,j in a group} w_i w_j [y_i ≠ y_j]."""
+        return self.evaluate(weights).untied
+
     def cross(self, codes: np.ndarray, count: int) -> np.ndarray:
         """(count × count): entry (a, b) counts the pairs (i, j) of a group with codes[i] = a,
         codes[j] = b, x_j < x_i and y_j < y_i (codes: integers in [0, count)). O(count · n log n):
@@ -203,7 +244,7 @@ class Concordance:
         i of an upper half receives are added up by its own code."""
         from scipy import sparse
 
-        codes = np.asarray(codes, dtype=np.int64)
+        codes = np.asarray(codes, dtype=np.int64)[self.perm]
         out = np.zeros((count, count), dtype=np.int64)
         step = max(1, _ROW_BLOCK_ELEMENTS // max(self.n, 1))
         for first in range(0, count, step):
@@ -218,35 +259,9 @@ class Concordance:
                 out[:, rows] += np.asarray((onehot.T @ counts.T.astype(np.int64)))
         return out
 
-    def _square_sums(self, classes: _Classes, parent: "_Parents", weights: np.ndarray, count: int) -> np.ndarray:
-        """(m × count): Σ over the classes of each parent of (the class's Σ w)²."""
-        sums = classes.sums(weights)
-        return parent.add(sums * sums, count)
-
-    def sums(self, weights: np.ndarray) -> np.ndarray:
-        """(m × groups): S = Σ_{i,j in a group} w_i w_j sign(x_i − x_j) sign(y_i − y_j), groups
-        in the order of their codes."""
-        weights = np.asarray(weights)
-        groups = len(self.groups.starts)
-        total = self.groups.sums(weights)
-        p = self.dominated(weights)
-        a = (total * total - self._square_sums(self.x_classes, self.x_parent, weights, groups)) // 2
-        y_sums = self.y_classes.sums(weights)
-        within_y = (y_sums * y_sums - self._square_sums(self.xy_classes, self.xy_parent, weights, y_sums.shape[1])) // 2
-        b = self.y_parent.add(within_y, groups)
-        return 2 * (2 * p - a + b)
-
-    def pairs(self, weights: np.ndarray) -> np.ndarray:
-        """(m × groups): Σ_{i≠j in a group} w_i w_j = (Σ w)² − Σ w²."""
-        weights = np.asarray(weights, dtype=np.int64)
-        total = self.groups.sums(weights)
-        return total * total - self.groups.sums(weights * weights)
-
-    def untied(self, weights: np.ndarray) -> np.ndarray:
-        """(m × groups): Σ_{i,j in a group} w_i w_j [y_i ≠ y_j]."""
-        weights = np.asarray(weights)
-        total = self.groups.sums(weights)
-        return total * total - self._square_sums(self.y_classes, self.y_parent, weights, len(self.groups.starts))
+    @property
+    def group_sizes(self) -> np.ndarray:
+        return np.diff(np.r_[self.group_starts, self.n])
 
 
 def kendall_tau_se(n: int) -> float:
@@ -336,9 +351,9 @@ def _group_taus(data: pd.DataFrame, measure_col: str, target_col: str, keys: lis
              else np.zeros(n, dtype=np.int64))
     concordance = Concordance(data[measure_col].to_numpy(dtype=float), data[target_col].to_numpy(dtype=float),
                               groups=codes)
-    ones = np.ones((1, n), dtype=np.int64)
-    sums, untied = concordance.sums(ones)[0], concordance.untied(ones)[0]
-    sizes = np.diff(np.r_[concordance.groups.starts, n])
+    result = concordance.evaluate(np.ones((1, n), dtype=np.int64))
+    sums, untied = result.sums[0], result.untied[0]
+    sizes = concordance.group_sizes
     usable = (sizes >= 2) & (untied > 0)  # two models at least, a target that varies
     taus = [int(sums[g]) / (int(sizes[g]) * (int(sizes[g]) - 1)) for g in np.flatnonzero(usable)]
     return taus, int(len(sizes) - usable.sum())
