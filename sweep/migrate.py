@@ -2,7 +2,7 @@
 
 Version 1 (the first slice, before ``store_version`` was recorded in ``sweep.yaml``) hashed
 every field of the trial config into the trial id, had no models table, and keyed measures
-and long tables by trial only. Version 2 (:data:`sweep.store.STORE_VERSION`):
+and long tables by trial only. Version 2:
 
 - trial ids hash only the non-default identity fields (:meth:`TrainConfig.identity`): every
   file named by a trial id is rewritten under the new id (``epochs/``, ``checkpoints/``,
@@ -11,6 +11,10 @@ and long tables by trial only. Version 2 (:data:`sweep.store.STORE_VERSION`):
   epoch record (``step`` is unknown for such stores and left null; ``sparsity`` is 0: the
   first slice trained dense models only);
 - measure and long-table rows get ``model_id = "final"``.
+
+Version 3 (:data:`sweep.store.STORE_VERSION`) changes no file: its table folders may also hold
+compacted parts (:mod:`sweep.compact`), so a version-2 store only has its ``store_version``
+raised, and a genzoo of version 2 refuses a version-3 store instead of reading its parts twice.
 
 Every stage that opens an experiment (``sweep run/resume/status``, ``measure``, ``analyze``)
 calls :func:`upgrade` first. It is idempotent and crash-safe: each new file is written
@@ -64,12 +68,23 @@ def upgrade(store: Store, out: Callable[[str], None] = print) -> bool:
 
         raise SweepConfigError(f"sweep.yaml: store_version {version} is newer than this genzoo ({STORE_VERSION}); "
                                "upgrade genzoo")
+    if version == 1:
+        _from_v1(store, out)
+    else:  # 2 -> 3: the files stay; compacted parts may appear from now on (sweep/compact.py)
+        out(f"[{store.experiment}] upgrading the store from layout version {version} to {STORE_VERSION} "
+            "(no file changes; a genzoo older than this one will refuse it)")
+    document = yamlio.load(store.read_text("sweep.yaml"), f"{store.uri}/sweep.yaml")
+    document["store_version"] = STORE_VERSION
+    store.write_text(yaml.safe_dump(document, sort_keys=False), "sweep.yaml")
+    return True
+
+
+def _from_v1(store: Store, out: Callable[[str], None]) -> None:
     from sweep.config import read_resolved_config
 
     config = read_resolved_config(store)
     ids = {v1_trial_id(c): c for c in config.trials()}
-    out(f"[{store.experiment}] upgrading the store from layout version {version} to {STORE_VERSION} "
-        f"({len(ids)} trials)")
+    out(f"[{store.experiment}] upgrading the store from layout version 1 to {STORE_VERSION} ({len(ids)} trials)")
     long_tables = [name for name in _folders(store) if name not in RESERVED and name != "measures"]
     for old, trial in ids.items():
         _move_trial(store, old, trial, long_tables)
@@ -78,10 +93,6 @@ def upgrade(store: Store, out: Callable[[str], None] = print) -> bool:
         renamed = {old: c.trial_id for old, c in ids.items()}
         trials["trial_id"] = trials["trial_id"].map(lambda t: renamed.get(t, t))
         store.write_table(trials, "trials.parquet")
-    document = yamlio.load(store.read_text("sweep.yaml"), f"{store.uri}/sweep.yaml")
-    document["store_version"] = STORE_VERSION
-    store.write_text(yaml.safe_dump(document, sort_keys=False), "sweep.yaml")
-    return True
 
 
 def _folders(store: Store):

@@ -58,9 +58,11 @@ ENV_STORAGE_TIMEOUT = "GENZOO_STORAGE_TIMEOUT"
 DEFAULT_STORAGE_TIMEOUT_S = 20.0
 
 # Version of the layout. 1: the first slice (trial ids hashed every field, no models table,
-# measures keyed by trial only); 2: stable ids, models/, model_id in measures. A store of an
-# older version is upgraded in place by :func:`sweep.migrate.upgrade`.
-STORE_VERSION = 2
+# measures keyed by trial only); 2: stable ids, models/, model_id in measures; 3: a table
+# folder may hold compacted parts besides its per-trial files (sweep/compact.py), which a
+# genzoo of version 2 would read twice and take for missing trials. A store of an older
+# version is upgraded in place by :func:`sweep.migrate.upgrade`.
+STORE_VERSION = 3
 
 # The status vocabulary, one definition for the whole orchestration layer. A trial is
 # finished when COMPLETED or DIVERGED (the trainer's outcome words, trainers.status), else

@@ -325,3 +325,19 @@ def test_min_files_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv(compact.ENV_MIN_FILES, "0")
     with pytest.raises(Exception, match="GENZOO_COMPACT_MIN_FILES"):
         compact.min_files()
+
+
+def test_a_version_2_store_is_raised_to_version_3_without_file_changes(store, capsys):
+    """Version 3 allows compacted parts; a genzoo of version 2 refuses such a store (its
+    version check) instead of reading the parts twice."""
+    import yaml
+
+    from sweep.migrate import store_version, upgrade
+    from sweep.store import STORE_VERSION
+
+    store.write_text(yaml.safe_dump({"experiment": "exp", "train": {"epochs": 3}, "store_version": 2}), "sweep.yaml")
+    before = {name: _names(store, name) for name in TABLES}
+    assert STORE_VERSION == 3 and upgrade(store)
+    assert "from layout version 2 to 3" in capsys.readouterr().out
+    assert store_version(store) == 3 and not upgrade(store)
+    assert {name: _names(store, name) for name in TABLES} == before
