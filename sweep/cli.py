@@ -9,6 +9,7 @@
     genzoo measure EXPERIMENT [--measures a,b] [--set FAMILY.SETTING=VALUE ...] [--gpus-per-task F]
                               [--force] [--autoscale] [--storage S]
     genzoo analyze EXPERIMENT [--target gap|test_loss|test_error] [--include-partial] [--storage S]
+    genzoo compact EXPERIMENT [--storage S]    merge finished trials' table files into parts
     genzoo demo [--storage S]                   sweep run + measure + analyze of the demo preset
 
 Bad input (a config field, a missing dataset, an unwritable store) is one line on stderr and
@@ -111,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="keep in Tables 1-3 the measures computed on fewer models than the zoo holds")
     _add_storage(analyze)
 
+    compact = commands.add_parser("compact", help="merge the finished trials' per-trial table files into a few "
+                                  "Parquet parts (docs/store.md); not while a sweep or measure job of it runs")
+    compact.add_argument("experiment")
+    _add_storage(compact)
+
     demo = commands.add_parser("demo", help="sweep run + measure + analyze of the demo preset on local Ray")
     _add_storage(demo)
     demo.add_argument("--data-root")
@@ -174,6 +180,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "analyze":
         return _analyze(args.experiment, storage=args.storage, target=args.target,
                         include_partial=args.include_partial)
+    if args.command == "compact":
+        from sweep import compact
+
+        compact.run(args.experiment, storage=args.storage)
+        return 0
     if args.command == "demo":
         return _demo(args)
     raise AssertionError(args.command)

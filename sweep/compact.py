@@ -507,3 +507,20 @@ def summary(results: Sequence[Compaction]) -> str:
     """One line: what the compactions did."""
     return "; ".join(f"{r.folder}: {r.files} files" + (f" and {r.parts_merged} parts" if r.parts_merged else "")
                      + f" into {r.part or 'nothing'} ({r.rows} rows)" for r in results)
+
+
+def run(experiment: str, *, storage: Optional[str] = None, out=print) -> List[Compaction]:
+    """``genzoo compact``: compact every table folder's files of the experiment's finished
+    trials, however few (not while a launch or a measure job of it runs)."""
+    from sweep.config import read_resolved_config
+    from sweep.migrate import upgrade
+    from sweep.store import FINISHED, Store
+    from sweep.trials_table import TrialsTable
+
+    store = Store(storage, experiment)
+    upgrade(store, out=out)
+    table = TrialsTable(store, read_resolved_config(store).trials())
+    finished = {trial_id for trial_id, row in table.rows.items() if row.status in FINISHED}
+    done = compact(store, finished, minimum=1)
+    out(f"[{experiment}] compacted {summary(done)}" if done else f"[{experiment}] nothing to compact")
+    return done

@@ -2,7 +2,13 @@
 
     from sweep import reader
     trials = reader.trials("results", "demo")           # one row per trial (trials.parquet)
+    epochs = reader.epochs("results", "demo")           # also models(), measures()
+    el2n = reader.table("results", "demo", "el2n")      # any table folder, as a pyarrow Table
     model = reader.load_model("results", "demo", trials.trial_id[0])   # eval mode, on the CPU
+
+Every table is read with each row exactly once, also while the store compacts it
+(docs/store.md); ``reader.table`` hands it to duckdb or polars as it is:
+``duckdb.sql("SELECT ... FROM t")`` with ``t = reader.table(...)``, ``polars.from_arrow(t)``.
 
 ``storage`` is a path or URI as for ``--storage`` (None: ``$GENZOO_STORAGE``, else
 ``./results``). Nothing here writes to the store or upgrades it.
@@ -13,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 import pandas as pd
+import pyarrow as pa
 
 from sweep.store import FINAL_MODEL, Store, StoreError, config_from_row
 from trainers.config import TrainConfig
@@ -42,6 +49,15 @@ def models(storage: Optional[str], experiment: str, trial_id: Optional[str] = No
 
 def measures(storage: Optional[str], experiment: str) -> pd.DataFrame:
     return Store(storage, experiment).measures()
+
+
+def table(storage: Optional[str], experiment: str, name: str) -> pa.Table:
+    """Every row of the table folder ``name`` (``epochs``, ``models``, ``measures``, ``el2n``,
+    ``events``, ...) as one pyarrow Table, each row once (empty when the folder has none)."""
+    from sweep import compact
+
+    found = compact.read_table(Store(storage, experiment), name)
+    return found if found is not None else pa.table({})
 
 
 def trial_config(storage: Optional[str], experiment: str, trial_id: str) -> TrainConfig:

@@ -341,3 +341,37 @@ def test_a_version_2_store_is_raised_to_version_3_without_file_changes(store, ca
     assert "from layout version 2 to 3" in capsys.readouterr().out
     assert store_version(store) == 3 and not upgrade(store)
     assert {name: _names(store, name) for name in TABLES} == before
+
+
+def test_genzoo_compact_and_the_readers_one_liners(tmp_path, capsys):
+    import yaml
+
+    from sweep import reader
+    from sweep.cli import main
+    from sweep.config import parse
+
+    document = {"experiment": "cz", "dataset": "digits", "model": "nin", "train": {"epochs": 3, "width": 4, "depth": 1},
+                "seeds": [0, 1, 2]}
+    store = Store(str(tmp_path), "cz")
+    store.write_text(yaml.safe_dump({**parse(document).to_dict(), "store_version": 3}), "sweep.yaml")
+    configs = parse(document).trials()
+    for config in configs[:2]:  # two finished trials, one pending
+        trial_id = config.trial_id
+        store.write_epochs(trial_id, [{"epoch": e, "lr": 0.1, "minibatch_loss": 1.0, "train_loss": 1.0, "train_acc": 0.5,
+                                       "test_loss": 1.0, "test_acc": 0.5, "seconds": 1.0, "images_per_second": 1.0,
+                                       "status": "completed", "host": "h", "device": "cpu",
+                                       "finished_at": pd.Timestamp("2026-01-01", tz="UTC")} for e in (1, 2, 3)])
+        store.write_models(trial_id, [{"model_id": "final", "epoch": 3, "step": 3, "weights": 1, "sparsity": 0.0,
+                                       "stability": None, "reached_target": None, "train_loss": 1.0,
+                                       "train_acc": 0.5, "test_loss": 1.0, "test_acc": 0.5}])
+        for name in ("init.pt", "final.pt"):
+            store.write_bytes(b"x", "checkpoints", trial_id, name)
+    before = reader.epochs(str(tmp_path), "cz")
+    assert main(["compact", "cz", "--storage", str(tmp_path)]) == 0
+    assert "compacted epochs: 2 files into part-000001-" in capsys.readouterr().out
+    assert all(compact.is_part(n) for n in _names(store, "epochs"))
+    pd.testing.assert_frame_equal(reader.epochs(str(tmp_path), "cz"), before)
+    t = reader.table(str(tmp_path), "cz", "epochs")
+    assert duckdb.sql("SELECT count(*) FROM t").fetchall()[0][0] == 6 and pl.from_arrow(t).shape[0] == 6
+    assert main(["compact", "cz", "--storage", str(tmp_path)]) == 0
+    assert "nothing to compact" in capsys.readouterr().out
