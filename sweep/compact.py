@@ -26,7 +26,8 @@ A compaction of a folder (:func:`compact_folder`):
 2. reads the eligible per-trial files (finished trials) and the parts it merges (parts that
    hold a copy superseded by a file or by a newer part, and small parts, so that the folder
    keeps a few parts of increasing size), and writes their live rows as one new part
-   (atomically: a temporary name starting with ``.``, then a rename);
+   (atomically: a temporary name starting with ``.``, then a rename), then the folder's index
+   of parts ``_parts.json`` (which one trial's reads use instead of a listing);
 3. deletes the merged parts, then the compacted files that are unchanged since step 1.
 
 A kill at any point loses nothing: until the new part exists every row is where it was;
@@ -73,6 +74,8 @@ import pyarrow.parquet as pq
 
 PART_RE = re.compile(r"^part-(\d{6,})-([0-9a-f]{8})\.parquet$")
 SOURCES_KEY = b"genzoo.sources"
+# The folder's parts as of its last compaction (a name starting with "_": Parquet readers skip it).
+INDEX = "_parts.json"
 ENV_MIN_FILES = "GENZOO_COMPACT_MIN_FILES"
 DEFAULT_MIN_FILES = 32
 # A new part absorbs every existing part with at most as many rows as it has gathered so far
@@ -133,7 +136,7 @@ class Listing:
 
     files: Dict[str, Entry] = field(default_factory=dict)
     parts: Dict[str, Entry] = field(default_factory=dict)
-    temporaries: List[str] = field(default_factory=list)  # a killed compaction's hidden part files
+    temporaries: List[str] = field(default_factory=list)  # a killed compaction's hidden part or index files
 
 
 def list_folder(store, folder: str) -> Listing:
@@ -143,7 +146,7 @@ def list_folder(store, folder: str) -> Listing:
         if info.type != pafs.FileType.File:
             continue
         name = info.base_name
-        if name.startswith(".part-") and ".tmp-" in name:
+        if name.startswith((".part-", f".{INDEX}")) and ".tmp-" in name:
             listing.temporaries.append(name)
         if name.startswith((".", "_")) or not name.endswith(".parquet"):
             continue
@@ -299,20 +302,39 @@ def _complete(store, folder: str, listing: Listing, live: Dict[str, Optional[str
     return all(source in live for name in new for source, _ in part_sources(store, folder, name))
 
 
+def _indexed_parts(store, folder: str) -> Optional[List[str]]:
+    """The parts the folder's index names (None without an index)."""
+    try:
+        names = json.loads(store.read_bytes(folder, INDEX))
+    except (OSError, ValueError) as exc:
+        if _gone(exc):
+            return None
+        raise
+    return [name for name in names if is_part(name)]
+
+
 def read_source(store, folder: str, source: str) -> Optional[pa.Table]:
     """The live rows of one source (``<trial_id>.parquet``): its file, else its rows in the
-    part of highest generation that holds it; None when neither exists."""
+    part of highest generation that holds it; None when neither exists. The parts are those of
+    the folder's index (one small read, not a listing of the folder: a trial's own reads stay
+    O(1) however many files the folder holds), or of a listing when it has none. A compaction
+    writes the index after its new part and before it deletes anything, so a source whose file
+    is gone is in a part the index names; a part deleted since the index was read makes the
+    reader start again."""
     for _ in range(READ_ATTEMPTS):
         try:
             return _read_file_table(store, folder, source)
         except (OSError, ValueError) as exc:
             if not _gone(exc):
                 raise
-        listing = list_folder(store, folder)
-        if source in listing.files:
-            continue  # written meanwhile
         try:
-            for part in sorted(listing.parts, key=generation, reverse=True):
+            parts = _indexed_parts(store, folder)
+            if parts is None:
+                listing = list_folder(store, folder)
+                if source in listing.files:
+                    continue  # written meanwhile
+                parts = list(listing.parts)
+            for part in sorted(parts, key=generation, reverse=True):
                 sources = part_sources(store, folder, part)
                 start = 0
                 for name, rows in sources:
@@ -436,6 +458,9 @@ def compact_folder(store, folder: str, eligible: Callable[[str], bool], *, minim
             _SOURCES[(store.uri, folder, result.part)] = order
         result.rows = table.num_rows
     result.files, result.parts_merged = len(candidates), len(merged)
+    # The index before any deletion: the parts a source whose file is gone can be in.
+    store.write_text(json.dumps(sorted([p for p in listing.parts if p not in merged]
+                                       + ([result.part] if result.part else []))), folder, INDEX)
     if before_delete is not None:
         before_delete()
     for part in merged:

@@ -5,6 +5,7 @@ supersedes its compacted rows."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -52,9 +53,14 @@ def _read_all(store: Store) -> dict:
 
 
 def _assert_same(store: Store, expected: dict) -> None:
+    """Every table read whole, and every trial's epochs and models read on their own."""
     got = _read_all(store)
     for name in TABLES:
         pd.testing.assert_frame_equal(got[name], expected[name], check_dtype=True)
+    for trial_id in expected["epochs"]["trial_id"].unique():
+        for name, read in (("epochs", store.epochs), ("models", store.models)):
+            rows = expected[name][expected[name]["trial_id"] == trial_id].reset_index(drop=True)
+            pd.testing.assert_frame_equal(read(trial_id), rows, check_dtype=True)
 
 
 @pytest.fixture
@@ -66,7 +72,8 @@ def store(tmp_path):
 
 
 def _names(store: Store, folder: str) -> list:
-    return sorted(os.listdir(store.path(folder)))
+    """The table files of a folder (its parts and per-trial files; not the part index)."""
+    return sorted(n for n in os.listdir(store.path(folder)) if n.endswith(".parquet"))
 
 
 def test_compaction_keeps_every_row_once_for_genzoo_and_raw_readers(store):
@@ -234,7 +241,7 @@ def test_a_compaction_killed_at_every_write_loses_nothing_and_the_next_one_repai
         compact.compact(store, trials, minimum=1)  # the next compaction finishes the job
         _assert_same(store, expected)
         for name in TABLES:
-            names = os.listdir(store.path(name))
+            names = [n for n in os.listdir(store.path(name)) if n != compact.INDEX]
             assert all(compact.is_part(n) for n in names), (die_at, names)  # no leftover file or temporary
             raw = pd.read_parquet(store.path(name))
             assert len(raw) == len(expected[name]), (die_at, name)
@@ -375,3 +382,19 @@ def test_genzoo_compact_and_the_readers_one_liners(tmp_path, capsys):
     assert duckdb.sql("SELECT count(*) FROM t").fetchall()[0][0] == 6 and pl.from_arrow(t).shape[0] == 6
     assert main(["compact", "cz", "--storage", str(tmp_path)]) == 0
     assert "nothing to compact" in capsys.readouterr().out
+
+
+def test_one_trials_read_uses_the_part_index_not_a_listing_of_the_folder(store, monkeypatch):
+    """A trial's own reads (a Tune trial's is_complete, its committer, a measure task) stay one
+    or two requests however many files its folder holds: a trial without a file is looked up
+    in the index of parts a compaction writes, not in a listing."""
+    expected = store.epochs(_trial(2))
+    compact.compact(store, {_trial(i) for i in range(6)}, minimum=1)
+    assert json.loads(open(os.path.join(store.path("epochs"), compact.INDEX)).read()) == \
+        [n for n in _names(store, "epochs") if compact.is_part(n)]
+    listings = []
+    real = compact.list_folder
+    monkeypatch.setattr(compact, "list_folder", lambda *a: listings.append(a) or real(*a))
+    pd.testing.assert_frame_equal(store.epochs(_trial(2)), expected)  # from the part
+    assert len(store.epochs("nin-not-a-trial")) == 0 and len(store.epochs(_trial(9))) == 3  # absent; a file
+    assert listings == []

@@ -54,7 +54,7 @@ def zoos(ray_address, tmp_path_factory):
 
 def test_the_compacted_store_holds_parts_and_the_plain_one_files(zoos):
     for folder in ("epochs", "models", "measures", "el2n"):
-        names = zoos["compacted"].list(folder)
+        names = zoos["compacted"].list(folder, suffix=".parquet")
         assert len(names) == 1 and compact.is_part(names[0]), (folder, names)
         assert len(zoos["plain"].list(folder)) == 4
     measures = zoos["compacted"].measures()
