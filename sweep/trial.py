@@ -158,8 +158,10 @@ def _read_state(store: Store, config: TrainConfig, name: str) -> Tuple[Optional[
         if not isinstance(saved, dict) or saved.get("trial_id") != config.trial_id:
             raise checkpoint.CheckpointError(f"{where}: not a state of trial {config.trial_id}")
         return int(saved["epoch"]), data, None
-    except (checkpoint.CheckpointError, KeyError, TypeError, ValueError) as exc:
-        return None, None, str(exc).splitlines()[0] if str(exc).strip() else f"{where}: unreadable"
+    except checkpoint.CheckpointError as exc:
+        return None, None, str(exc).splitlines()[0]
+    except (KeyError, TypeError, ValueError) as exc:  # a checkpoint, but not a resumable state
+        return None, None, f"{where}: not a resumable state ({type(exc).__name__}: {exc})".splitlines()[0]
 
 
 def check_resumable(store: Store, configs: Sequence[TrainConfig], out: Callable[[str], None]) -> List[str]:
