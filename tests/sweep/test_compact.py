@@ -242,7 +242,9 @@ def test_a_compaction_killed_at_every_write_loses_nothing_and_the_next_one_repai
         _assert_same(store, expected)
         for name in TABLES:
             names = [n for n in os.listdir(store.path(name)) if n != compact.INDEX]
-            assert all(compact.is_part(n) for n in names), (die_at, names)  # no leftover file or temporary
+            parts = [n for n in names if compact.is_part(n)]
+            # No leftover file or temporary; each part with its list of sources, and no other list.
+            assert sorted(names) == sorted(parts + [compact.sidecar(p) for p in parts]), (die_at, names)
             raw = pd.read_parquet(store.path(name))
             assert len(raw) == len(expected[name]), (die_at, name)
         shutil.rmtree(store.root)
