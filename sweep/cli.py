@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("experiment")
     _add_storage(status)
 
-    measure = commands.add_parser("measure", help="compute the generalization measures of an experiment")
+    from measures import registry  # torch-free: the families' specs, for the help text
+
+    measure = commands.add_parser(
+        "measure", help="compute the generalization measures of an experiment",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="measure families, their settings (--set FAMILY.SETTING=VALUE) and defaults:\n\n"
+               + registry.help_text())
     measure.add_argument("experiment")
     measure.add_argument("--measures", help="comma-separated measure families (default: all that apply)")
     measure.add_argument("--set", dest="overrides", action="append", default=[], metavar="FAMILY.SETTING=VALUE",

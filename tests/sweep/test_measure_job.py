@@ -201,9 +201,15 @@ def test_one_task_per_model_and_a_failing_family_leaves_the_others(swept, tmp_pa
 
 
 def test_non_finite_values_are_error_rows_with_the_reason(monkeypatch):
-    from measures.family import Family
+    from dataclasses import dataclass
 
-    toy = Family("toy", "measure_toys:non_finite_family", ("finite", "infinite", "undefined"), {"scale": 1.0})
+    from measures.spec import MeasureSettings, MeasureSpec, number
+
+    @dataclass(frozen=True)
+    class ToySettings(MeasureSettings):
+        scale: float = number(1.0)
+
+    toy = MeasureSpec("toy", "measure_toys:non_finite_family", ("finite", "infinite", "undefined"), ToySettings)
     monkeypatch.setattr(job.registry, "get", lambda name: toy)
     rows, _ = job._compute_family(None, "t", "final", "toy", {"scale": 2.0})
     by_measure = {row["measure"]: row for row in rows}
