@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional, Tuple
 
-from trainers.modes import settings as mode_settings_
+from trainers.modes import registry as modes, settings as mode_settings_
+from trainers.values import is_int, is_number
 
 OPTIMIZERS = ("sgd", "adam")
 _FLOAT_FIELDS = ("label_noise", "dropout", "lr", "momentum", "weight_decay", "lr_decay_factor", "lr_final",
@@ -35,14 +35,20 @@ class ConfigError(ValueError):
 # label noise, dropout, augmentation, optimizer and learning-rate schedule, weight decay,
 # what to save or evaluate) may differ from model to model.
 PACK_SHARED = ("dataset", "train_size", "model", "width", "depth", "batch_size", "epochs", "mode", "mode_settings")
-# prune_during_training reads activations through hooks on the model's own modules, which a
-# packed forward pass does not call.
-PACKABLE_MODES = ("standard", "ema", "imp", "extended_dense")
-# Modes that may end a run early at a training loss (``stop_at_train_loss``). The others train
-# a schedule fixed in epochs: IMP's levels replay the learning-rate schedule from the rewind
-# epoch, and pruning during training places its events at epochs, so stopping early would
-# change what their models are.
-STOPPABLE_MODES = ("standard", "ema")
+# Which modes pack and which may stop early at a training loss is each mode's spec
+# (``packable``, ``stoppable``; :mod:`trainers.modes.registry`): IMP's levels replay the
+# learning-rate schedule from the rewind epoch, and pruning during training places its events
+# at epochs, so stopping early would change what their models are.
+
+
+def packable_modes() -> tuple:
+    """The registered modes whose models can be trained as one pack."""
+    return tuple(name for name in modes.names() if modes.get(name).packable)
+
+
+def stoppable_modes() -> tuple:
+    """The registered modes that may end a run early at ``stop_at_train_loss``."""
+    return tuple(name for name in modes.names() if modes.get(name).stoppable)
 
 
 class PackError(ConfigError):
@@ -59,8 +65,8 @@ def check_packable(configs) -> None:
     if not configs:
         raise PackError("configs: a pack needs at least one config")
     first = configs[0]
-    if first.mode not in PACKABLE_MODES:
-        raise PackError(f"mode: {first.mode!r} cannot be packed, packable modes: {', '.join(PACKABLE_MODES)}")
+    if not modes.get(first.mode).packable:
+        raise PackError(f"mode: {first.mode!r} cannot be packed, packable modes: {', '.join(packable_modes())}")
     for other in configs[1:]:
         for name in PACK_SHARED:
             if getattr(other, name) != getattr(first, name):
@@ -101,7 +107,7 @@ class TrainConfig:
     epoch the cross-entropy of the whole training set (eval mode, the labels trained on) is
     computed, and the run ends after the first epoch where it is at or below the target;
     ``epochs`` is then a cap (the learning-rate schedule is still laid out over ``epochs``).
-    ``None`` (the default) trains exactly ``epochs``. Only for :data:`STOPPABLE_MODES`.
+    ``None`` (the default) trains exactly ``epochs``. Only for the modes whose spec is ``stoppable``.
     """
 
     dataset: str = "digits"
@@ -147,10 +153,10 @@ class TrainConfig:
         # YAML reads "lr: 1" as an int; the id must not depend on how a number was spelled.
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
-            if _is_int(value):
+            if is_int(value):
                 object.__setattr__(self, name, float(value))
         try:
-            settings = mode_settings_.parse_settings(self.mode, self.mode_settings)
+            settings = modes.parse_settings(self.mode, self.mode_settings)
         except mode_settings_.ModeError as exc:
             raise ConfigError(str(exc)) from None
         object.__setattr__(self, "mode_settings", settings)
@@ -162,59 +168,59 @@ class TrainConfig:
 
         if not isinstance(self.dataset, str) or not self.dataset:
             raise bad("dataset", "a dataset name")
-        if self.train_size is not None and (not _is_int(self.train_size) or self.train_size < 1):
+        if self.train_size is not None and (not is_int(self.train_size) or self.train_size < 1):
             raise bad("train_size", "a positive integer or null")
-        if not _is_number(self.label_noise) or not 0.0 <= self.label_noise < 1.0:
+        if not is_number(self.label_noise) or not 0.0 <= self.label_noise < 1.0:
             raise bad("label_noise", "a fraction in [0, 1)")
         if not isinstance(self.augment, bool):
             raise bad("augment", "true or false")
         if not isinstance(self.flip, bool):
             raise bad("flip", "true or false")
-        if not _is_int(self.crop_padding) or not 0 <= self.crop_padding <= 16:
+        if not is_int(self.crop_padding) or not 0 <= self.crop_padding <= 16:
             raise bad("crop_padding", "an integer number of pixels in [0, 16]")
         if not isinstance(self.model, str) or not self.model:
             raise bad("model", "a model name")
         for name in ("width", "depth"):
             value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 1):
+            if value is not None and (not is_int(value) or value < 1):
                 raise bad(name, "a positive integer or null")
-        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+        if not is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", "a rate in [0, 1)")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", " or ".join(OPTIMIZERS))
-        if not _is_number(self.lr) or self.lr <= 0:
+        if not is_number(self.lr) or self.lr <= 0:
             raise bad("lr", "a positive number")
-        if not _is_number(self.momentum) or not 0.0 <= self.momentum < 1.0:
+        if not is_number(self.momentum) or not 0.0 <= self.momentum < 1.0:
             raise bad("momentum", "a number in [0, 1)")
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+        if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise bad("weight_decay", "a number >= 0")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
+        if not is_int(self.batch_size) or self.batch_size < 1:
             raise bad("batch_size", "a positive integer")
-        if not _is_int(self.epochs) or self.epochs < 1:
+        if not is_int(self.epochs) or self.epochs < 1:
             raise bad("epochs", "a positive integer")
         if self.stop_at_train_loss is not None:
-            if not _is_number(self.stop_at_train_loss) or self.stop_at_train_loss <= 0:
+            if not is_number(self.stop_at_train_loss) or self.stop_at_train_loss <= 0:
                 raise bad("stop_at_train_loss", "a positive number (a training cross-entropy) or null")
-            if self.mode not in STOPPABLE_MODES:
+            if not modes.get(self.mode).stoppable:
                 raise ConfigError(f"stop_at_train_loss: mode {self.mode} trains a schedule fixed in epochs, "
-                                  f"allowed only with mode {' or '.join(STOPPABLE_MODES)} (or null)")
+                                  f"allowed only with mode {' or '.join(stoppable_modes())} (or null)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise bad("lr_schedule", ", ".join(LR_SCHEDULES))
-        if not _is_number(self.lr_decay_factor) or self.lr_decay_factor <= 0:
+        if not is_number(self.lr_decay_factor) or self.lr_decay_factor <= 0:
             raise bad("lr_decay_factor", "a positive number")
-        if not all(_is_int(m) and m >= 0 for m in self.lr_milestones):
+        if not all(is_int(m) and m >= 0 for m in self.lr_milestones):
             raise bad("lr_milestones", "a list of epochs >= 0")
-        if not _is_int(self.lr_decay_start) or not 0 <= self.lr_decay_start < self.epochs:
+        if not is_int(self.lr_decay_start) or not 0 <= self.lr_decay_start < self.epochs:
             raise bad("lr_decay_start", f"an epoch in [0, {self.epochs})")
-        if not _is_number(self.lr_final) or self.lr_final <= 0:
+        if not is_number(self.lr_final) or self.lr_final <= 0:
             raise bad("lr_final", "a positive number")
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise bad("seed", "an integer >= 0")
-        if not all(_is_int(e) and 1 <= e <= self.epochs for e in self.checkpoint_epochs):
+        if not all(is_int(e) and 1 <= e <= self.epochs for e in self.checkpoint_epochs):
             raise bad("checkpoint_epochs", f"a list of epochs in [1, {self.epochs}]")
-        if not _is_int(self.eval_every) or self.eval_every < 1:
+        if not is_int(self.eval_every) or self.eval_every < 1:
             raise bad("eval_every", "a positive integer (epochs)")
-        if self.eval_train_subset is not None and (not _is_int(self.eval_train_subset) or self.eval_train_subset < 1):
+        if self.eval_train_subset is not None and (not is_int(self.eval_train_subset) or self.eval_train_subset < 1):
             raise bad("eval_train_subset", "a positive integer or null")
         if hasattr(self.mode_settings, "check_against"):
             try:
@@ -266,7 +272,7 @@ class TrainConfig:
     def reaches_target(self, train_loss: Any) -> bool:
         """Whether an epoch that ends at full-set training loss ``train_loss`` ends the run
         under ``stop_at_train_loss`` (at or below it; never without a target or on NaN)."""
-        return (self.stop_at_train_loss is not None and _is_number(train_loss)
+        return (self.stop_at_train_loss is not None and is_number(train_loss)
                 and train_loss <= self.stop_at_train_loss)
 
     def lr_at(self, epoch: int) -> float:
@@ -288,10 +294,10 @@ class TrainConfig:
         return f"{self.model}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    """A finite int or float (NaN and infinity are never a valid hyperparameter)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def __getattr__(name: str) -> Any:
+    # Transitional (issue 25): the old constant, read from the specs, until sweep/config.py reads them.
+    if name == "PACKABLE_MODES":
+        return packable_modes()
+    if name == "STOPPABLE_MODES":
+        return stoppable_modes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -66,10 +66,10 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from trainers import data
-from trainers.config import PACKABLE_MODES, PackError, check_packable
+from trainers.config import PackError, check_packable, packable_modes
 from trainers.train import Run, TrainResult, TrainState, default_device
 
-__all__ = ["PACKABLE_MODES", "PackError", "PackedStep", "check_packable", "train_packed"]
+__all__ = ["PackError", "PackedStep", "check_packable", "packable_modes", "train_packed"]
 
 
 class _Feed:

@@ -176,8 +176,8 @@ def test_data_root_falls_back_to_home_cache(tmp_path, monkeypatch):
 
 def test_registry_names_and_unknown_name():
     assert data.names() == ("digits", "digits_large_test", "cifar10", "cifar100", "mnist")
-    assert set(data.DATASETS) == set(data.names())
-    assert data.get("cifar10") is data.DATASETS["cifar10"]
+    assert data.get("cifar10") is data.sources.load_cifar10
+    assert data.get_spec("cifar100").classes == 100
     with pytest.raises(DatasetError, match="svhn.*allowed: digits, digits_large_test, cifar10, cifar100, mnist"):
         data.get("svhn")
     with pytest.raises(DatasetError, match="allowed"):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from trainers import models
-from trainers.models import ModelError, build
+from trainers.models import ModelError, build, registry
 from trainers.models.nin import NiN
 
 # A small width per model keeps the forward passes fast on one CPU core.
@@ -151,8 +151,8 @@ def test_resnet20_default_has_272474_parameters_with_projection_shortcuts() -> N
 def test_registry_names() -> None:
     assert models.names() == ["lenet_300_100", "mcnn", "nin", "resnet18", "resnet18k", "resnet20", "resnet32", "resnet56",
                              "vgg11", "vgg16"]
-    assert set(models.MODELS) == set(models.names())
-    assert models.get("nin") is models.MODELS["nin"]
+    assert models.names() == sorted(registry.names())
+    assert models.get("nin") is registry.get("nin") and models.get("nin").builder == "trainers.models.nin:build_nin"
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_WIDTH))
@@ -298,7 +298,7 @@ def test_nin_margin_layers_are_pre_relu_block_outputs(depth: int) -> None:
 
 
 def test_unknown_model_name_lists_the_allowed_names() -> None:
-    with pytest.raises(ModelError, match="unknown name 'lenet', allowed: lenet_300_100, mcnn, nin, resnet18, resnet18k") as info:
+    with pytest.raises(ModelError, match="^model: got 'lenet', allowed: lenet_300_100, mcnn, nin, resnet18, resnet18k") as info:
         build("lenet", 10)
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError):
@@ -350,8 +350,16 @@ def test_unset_hyperparameters_use_model_defaults() -> None:
     assert len(model.blocks) == 3 and model.blocks[0].conv1.out_channels == 192
 
 
-def test_the_torch_free_catalog_names_every_registered_model_and_dataset() -> None:
-    from trainers import catalog, data
+def test_every_spec_default_is_its_builders() -> None:
+    import inspect
 
-    assert sorted(catalog.MODELS) == models.names()
-    assert tuple(catalog.DATASETS) == data.names()
+    from trainers.registry import resolve
+
+    for name in models.names():
+        spec = models.get(name)
+        parameters = inspect.signature(resolve(spec.builder)).parameters
+        assert [h for h in models.HYPERPARAMETERS if h in parameters] == list(spec.hyperparameters), name
+        for key in ("width", "depth"):
+            if key in parameters:
+                assert parameters[key].default == getattr(spec, key), (name, key)
+        assert ("input_shape" in parameters) == (spec.input_shapes is None), name

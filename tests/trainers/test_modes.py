@@ -5,7 +5,8 @@ import torch
 
 from trainers import checkpoint, data
 from trainers.config import TrainConfig
-from trainers.modes import callbacks, settings
+from trainers.modes import callbacks, registry
+from trainers.registry import resolve
 from resume_helpers import stop_and_resume, without_timing
 from trainers.train import build_model, train
 
@@ -16,7 +17,9 @@ SMALL = dict(dataset="digits", model="nin", width=8, depth=2, dropout=0.3, train
 
 
 def test_every_mode_has_settings_and_callbacks():
-    assert set(settings.SETTINGS) == set(callbacks.CALLBACKS)
+    assert registry.names() == ("standard", "ema", "imp", "extended_dense", "prune_during_training")
+    for name in registry.names():
+        assert issubclass(resolve(registry.get(name).callbacks), callbacks.ModeCallbacks), name
 
 
 def test_standard_mode_yields_one_final_model(tmp_path, one_thread):

@@ -17,8 +17,8 @@ from torch import nn
 from resume_helpers import stop_and_resume, without_timing
 from trainers import data
 from trainers.config import ConfigError, TrainConfig
-from trainers.train import build_model, train  # imports the mode registry first
-from trainers.modes.prune_during_training import PruneDuringTraining, ebn_scores  # noqa: I001
+from trainers.modes.prune_during_training import PruneDuringTraining, ebn_scores
+from trainers.train import build_model, train
 
 # vgg11 at width 2: conv channels 2, 4, 8, 8, 16, 16, 16, 16; 128 examples in 4 batches of 32.
 BASE = dict(dataset="digits", model="vgg11", width=2, train_size=128, batch_size=32, epochs=4,

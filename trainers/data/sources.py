@@ -1,7 +1,7 @@
 """Where datasets come from: the offline ``digits`` default (scikit-learn's bundled
-handwritten digits, upsampled to 32×32), CIFAR-10 and CIFAR-100 in their standard
-python-pickle layout, the registry of dataset names, the data root, the download command and
-the seed derivation every randomness of genzoo uses.
+handwritten digits, upsampled to 32×32), CIFAR-10, CIFAR-100 and MNIST in their standard
+layouts, the loaders and downloads their specs name (:mod:`trainers.data.registry`), the data
+root and the seed derivation every randomness of genzoo uses.
 
 Every dataset is held as uint8 images ``N×3×32×32`` on the CPU. Nothing here touches the
 network except :func:`download`, and torchvision and scikit-learn are imported only inside
@@ -11,18 +11,20 @@ the functions that need them.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import os
 import pathlib
 import pickle
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Callable, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from trainers.data import registry
+from trainers.data.spec import DatasetError
+from trainers.registry import resolve
 
 PathLike = Union[str, os.PathLike]
 Triple = Tuple[float, float, float]
@@ -48,10 +50,6 @@ DIGITS_TEST_PER_CLASS = 36
 # digits_large_test: the same images split 797 train / 1,000 test (100 per class), for zoos
 # whose models differ in test accuracy by less than 360 test images can resolve.
 DIGITS_LARGE_TEST_PER_CLASS = 100
-
-
-class DatasetError(ValueError):
-    """A bad dataset name, a missing or corrupt file, or a bad loader argument (one line)."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,7 @@ def _generator(*parts: object) -> torch.Generator:
 # --------------------------------------------------------------------------- digits
 
 
-def _load_digits(root: pathlib.Path, test_per_class: int = DIGITS_TEST_PER_CLASS) -> RawDataset:
+def load_digits(root: pathlib.Path, test_per_class: int = DIGITS_TEST_PER_CLASS) -> RawDataset:
     """scikit-learn's bundled UCI handwritten digits, shaped like CIFAR; ``root`` is unused.
 
     The 1797 8×8 images (values 0..16) are upsampled to 32×32 with bilinear interpolation
@@ -178,6 +176,11 @@ def _load_digits(root: pathlib.Path, test_per_class: int = DIGITS_TEST_PER_CLASS
         mean=mean,
         std=std,
     )
+
+
+def load_digits_large_test(root: pathlib.Path) -> RawDataset:
+    """``digits_large_test``: :func:`load_digits` with 100 test images per class."""
+    return load_digits(root, test_per_class=DIGITS_LARGE_TEST_PER_CLASS)
 
 
 def digits_to_images(pixels: torch.Tensor, size: int = IMAGE_SIZE, max_value: float = 16.0) -> torch.Tensor:
@@ -323,7 +326,7 @@ def _load_cifar(layout: _CifarLayout, root: pathlib.Path) -> RawDataset:
     )
 
 
-def _load_cifar10(root: pathlib.Path) -> RawDataset:
+def load_cifar10(root: pathlib.Path) -> RawDataset:
     """CIFAR-10 from ``<root>/cifar-10-batches-py`` (data_batch_1..5, test_batch).
 
     mean = ``CIFAR10_MEAN`` = (0.4914, 0.4822, 0.4465), std = ``CIFAR10_STD`` =
@@ -332,7 +335,7 @@ def _load_cifar10(root: pathlib.Path) -> RawDataset:
     return _load_cifar(_CIFAR10, root)
 
 
-def _load_cifar100(root: pathlib.Path) -> RawDataset:
+def load_cifar100(root: pathlib.Path) -> RawDataset:
     """CIFAR-100 (fine labels) from ``<root>/cifar-100-python`` (train, test).
 
     mean = ``CIFAR100_MEAN`` = (0.5071, 0.4865, 0.4409), std = ``CIFAR100_STD`` =
@@ -381,7 +384,7 @@ def read_idx(path: pathlib.Path, dims: int, *, fix: str = "") -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=header).copy()).reshape(shape)
 
 
-def _load_mnist(root: pathlib.Path) -> RawDataset:
+def load_mnist(root: pathlib.Path) -> RawDataset:
     """MNIST from ``<root>/MNIST/raw`` (torchvision's layout of the four IDX files, plain or
     gzipped): 60,000 training and 10,000 test images as uint8 ``N×1×28×28``, 10 classes.
 
@@ -413,37 +416,18 @@ def _load_mnist(root: pathlib.Path) -> RawDataset:
 
 Loader = Callable[[pathlib.Path], RawDataset]
 
-DATASETS: Mapping[str, Loader] = MappingProxyType(
-    {"digits": _load_digits,
-     "digits_large_test": functools.partial(_load_digits, test_per_class=DIGITS_LARGE_TEST_PER_CLASS),
-     "cifar10": _load_cifar10, "cifar100": _load_cifar100, "mnist": _load_mnist}
-)
-_DOWNLOADABLE = {"cifar10": ("CIFAR10", _CIFAR10.folder), "cifar100": ("CIFAR100", _CIFAR100.folder),
-                 "mnist": ("MNIST", MNIST_FOLDER)}
-
-
-# What to copy by hand where `genzoo data download` cannot reach the network: the folder
-# layout each loader reads (the standard layouts, as torchvision unpacks them).
-_MANUAL = {
-    "cifar10": f"fetch https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz elsewhere and unpack it "
-               f"into the data root, giving <root>/{_CIFAR10.folder}/data_batch_1..5 and test_batch",
-    "cifar100": f"fetch https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz elsewhere and unpack it "
-                f"into the data root, giving <root>/{_CIFAR100.folder}/train and test",
-    "mnist": f"fetch the four MNIST IDX files ({', '.join(MNIST_FILES.values())}; plain or .gz) from "
-             f"https://ossci-datasets.s3.amazonaws.com/mnist/ elsewhere and put them in <root>/{MNIST_FOLDER}/",
-}
-
 
 def names() -> Tuple[str, ...]:
-    """The registered dataset names."""
-    return tuple(DATASETS)
+    """The registered dataset names (:mod:`trainers.data.registry`)."""
+    return registry.names()
 
 
 def get(name: str) -> Loader:
-    """The loader registered as ``name``; an unknown name raises :class:`DatasetError`."""
-    if name not in DATASETS:
-        raise DatasetError(f"dataset: got {name!r}, allowed: {', '.join(names())}")
-    return DATASETS[name]
+    """The loader of the dataset registered as ``name``; an unknown name raises :class:`DatasetError`."""
+    return resolve(registry.get(name).loader)
+
+
+# --------------------------------------------------------------------------- downloads
 
 
 def _folders(root: pathlib.Path) -> set:
@@ -463,21 +447,51 @@ def _remove_empty_folders(root: pathlib.Path, keep: set) -> None:
 
 
 def download(name: str, root: Optional[PathLike] = None) -> pathlib.Path:
-    """Download ``name`` into ``data_root(root)`` and return its folder.
+    """Download ``name`` into ``data_root(root)`` with its spec's ``download`` and return its
+    folder (a dataset without one is a :class:`DatasetError`)."""
+    spec = registry.get(name)
+    if spec.download is None:
+        allowed = ", ".join(n for n in registry.names() if registry.get(n).download)
+        raise DatasetError(f"dataset: {name} has nothing to download, allowed: {allowed}")
+    return resolve(spec.download)(data_root(root))
 
-    CIFAR uses torchvision's downloader, which verifies the archive's MD5 checksum and
-    skips the download when the files are already there. ``digits`` ships with
-    scikit-learn: nothing is downloaded and the path of the bundled file is returned.
-    """
-    get(name)
-    if name in ("digits", "digits_large_test"):
-        import sklearn.datasets  # lazy, as everywhere in this module
 
-        return pathlib.Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
+def bundled_digits(root: pathlib.Path) -> pathlib.Path:
+    """``digits`` ships with scikit-learn: nothing is downloaded and the path of the bundled
+    file is returned (``root`` is unused)."""
+    del root
+    import sklearn.datasets  # lazy, as everywhere in this module
+
+    return pathlib.Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
+
+
+def download_cifar10(root: pathlib.Path) -> pathlib.Path:
+    return _torchvision_download("cifar10", "CIFAR10", _CIFAR10.folder, root, _MANUAL_CIFAR10)
+
+
+def download_cifar100(root: pathlib.Path) -> pathlib.Path:
+    return _torchvision_download("cifar100", "CIFAR100", _CIFAR100.folder, root, _MANUAL_CIFAR100)
+
+
+def download_mnist(root: pathlib.Path) -> pathlib.Path:
+    return _torchvision_download("mnist", "MNIST", MNIST_FOLDER, root, _MANUAL_MNIST)
+
+
+# What to copy by hand where `genzoo data download` cannot reach the network: the folder
+# layout each loader reads (the standard layouts, as torchvision unpacks them).
+_MANUAL_CIFAR10 = (f"fetch https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz elsewhere and unpack it "
+                   f"into the data root, giving <root>/{_CIFAR10.folder}/data_batch_1..5 and test_batch")
+_MANUAL_CIFAR100 = (f"fetch https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz elsewhere and unpack it "
+                    f"into the data root, giving <root>/{_CIFAR100.folder}/train and test")
+_MANUAL_MNIST = (f"fetch the four MNIST IDX files ({', '.join(MNIST_FILES.values())}; plain or .gz) from "
+                 f"https://ossci-datasets.s3.amazonaws.com/mnist/ elsewhere and put them in <root>/{MNIST_FOLDER}/")
+
+
+def _torchvision_download(name: str, class_name: str, folder: str, target: pathlib.Path, manual: str) -> pathlib.Path:
+    """torchvision's downloader, which verifies the archive's MD5 checksum and skips the
+    download when the files are already there; ``manual`` says what to do without network."""
     import torchvision.datasets  # lazy: never needed to train or to run the tests
 
-    class_name, folder = _DOWNLOADABLE[name]
-    target = data_root(root)
     before = _folders(target)
     target.mkdir(parents=True, exist_ok=True)
     dataset_class = getattr(torchvision.datasets, class_name)
@@ -488,6 +502,6 @@ def download(name: str, root: Optional[PathLike] = None) -> pathlib.Path:
         _remove_empty_folders(target, before)  # e.g. the MNIST/raw/ torchvision made before failing
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = lines[-1] if lines else type(exc).__name__
-        raise DatasetError(f"{name}: download failed ({reason}); without network, {_MANUAL[name]} "
+        raise DatasetError(f"{name}: download failed ({reason}); without network, {manual} "
                            f"(root {target}: --root, --data-root or ${ENV_DATA_ROOT})") from None
     return target / folder

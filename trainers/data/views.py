@@ -6,7 +6,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from trainers.data.sources import Dataset, DatasetError, PathLike, _generator, data_root, get
+from trainers.data import registry
+from trainers.data.sources import Dataset, DatasetError, PathLike, RawDataset, _generator, data_root, get
 
 
 def corrupt_labels(labels: torch.Tensor, num_classes: int, fraction: float, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +71,7 @@ def load(
     The test set is never subset nor corrupted.
     """
     raw = get(name)(data_root(root))
+    _check_against_spec(name, raw)
     keep = subset_indices(len(raw.train_labels), train_size, seed)
     clean = raw.train_labels[keep]
     noisy_labels, noisy = corrupt_labels(clean, raw.num_classes, label_noise, seed)
@@ -85,3 +87,14 @@ def load(
         mean=tuple(raw.mean),  # type: ignore[arg-type]
         std=tuple(raw.std),  # type: ignore[arg-type]
     )
+
+
+def _check_against_spec(name: str, raw: RawDataset) -> None:
+    """The loader returned the classes and example shape its spec says (what the plan checked
+    the model against). The sizes are not checked: a data root may hold a smaller copy."""
+    spec = registry.get(name)
+    got = {"classes": raw.num_classes, "input_shape": tuple(int(v) for v in raw.train_images.shape[1:])}
+    for key, value in got.items():
+        if value != getattr(spec, key):
+            raise DatasetError(f"dataset {name}: its loader gives {key} {value!r}, its spec says "
+                               f"{getattr(spec, key)!r}; allowed: the spec's (trainers.data.registry)")

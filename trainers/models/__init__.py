@@ -1,4 +1,8 @@
-"""The model registry: ``build(name, num_classes, width=..., depth=..., dropout=...)``.
+"""Building a registered model: ``build(name, num_classes, width=..., depth=..., dropout=...)``.
+
+The models are registered in :mod:`trainers.models.registry` (one torch-free
+:class:`ModelSpec` each); a model's implementation is imported only when it is built, so
+importing this package imports no torch.
 
 Every model returns logits of shape (batch, num_classes) and has
 ``margin_layers()``: the named modules whose outputs are the hidden representations of its
@@ -24,59 +28,33 @@ Weights start from PyTorch's default initialization.
 from __future__ import annotations
 
 import inspect
-from types import MappingProxyType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-from torch import nn
+from trainers.models import registry
+from trainers.models.spec import HYPERPARAMETERS, IMAGE_SHAPE, ModelError, ModelSpec
+from trainers.registry import resolve
+from trainers.values import is_int
 
-from trainers.models.lenet import build_lenet_300_100
-from trainers.models.mcnn import build_mcnn
-from trainers.models.nin import build_nin
-from trainers.models.resnet18 import build_resnet18
-from trainers.models.resnet import build_resnet18k, build_resnet20, build_resnet32, build_resnet56
-from trainers.models.vgg import build_vgg11, build_vgg16
+if TYPE_CHECKING:
+    from torch import nn
 
-HYPERPARAMETERS = ("width", "depth", "dropout")
-IMAGE_SHAPE = (3, 32, 32)
-
-
-class ModelError(ValueError):
-    """An unknown model name or a bad/unsupported hyperparameter; the message is one line."""
-
-
-# Read-only: the registry is fixed at import time.
-MODELS: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(
-    {
-        "nin": build_nin,
-        "mcnn": build_mcnn,
-        "resnet18": build_resnet18,
-        "resnet18k": build_resnet18k,
-        "resnet20": build_resnet20,
-        "resnet32": build_resnet32,
-        "resnet56": build_resnet56,
-        "lenet_300_100": build_lenet_300_100,
-        "vgg11": build_vgg11,
-        "vgg16": build_vgg16,
-    }
-)
+__all__ = ["HYPERPARAMETERS", "IMAGE_SHAPE", "ModelError", "ModelSpec", "build", "get", "names",
+           "supported_hyperparameters"]
 
 
 def names() -> List[str]:
     """Registered model names, sorted."""
-    return sorted(MODELS)
+    return sorted(registry.names())
 
 
-def get(name: str) -> Callable[..., nn.Module]:
-    """The builder ``fn(num_classes, **hyperparameters) -> nn.Module`` registered as ``name``."""
-    if not isinstance(name, str) or name not in MODELS:
-        raise ModelError(f"model: unknown name {name!r}, allowed: {', '.join(names())}")
-    return MODELS[name]
+def get(name: str) -> ModelSpec:
+    """The spec of the model registered as ``name`` (its builder is ``spec.builder``)."""
+    return registry.get(name)
 
 
 def supported_hyperparameters(name: str) -> List[str]:
     """The hyperparameters (of ``width``, ``depth``, ``dropout``) that model ``name`` accepts."""
-    parameters = inspect.signature(get(name)).parameters
-    return [h for h in HYPERPARAMETERS if h in parameters]
+    return list(get(name).hyperparameters)
 
 
 def build(
@@ -87,42 +65,35 @@ def build(
     depth: Optional[int] = None,
     dropout: float = 0.0,
     input_shape: Optional[Sequence[int]] = None,
-) -> nn.Module:
+) -> "nn.Module":
     """A freshly initialized model ``name`` with ``num_classes`` outputs.
 
     Only the hyperparameters that are set (``width``/``depth`` not None, ``dropout`` != 0)
     are passed on; the others take the model's defaults. Setting one the model does not
     support, or a value out of range, raises ``ModelError``. ``input_shape`` (C, H, W) of one
-    example goes to the models that take it; the others accept only 3×32×32.
+    example goes to the builders that take it; it must be one of the spec's ``input_shapes``.
     """
-    builder = get(name)
-    if not _is_int(num_classes) or num_classes < 1:
+    spec = get(name)
+    if not is_int(num_classes) or num_classes < 1:
         raise ModelError(f"model {name}: num_classes must be a positive integer, got {num_classes!r}")
-    given: Dict[str, Any] = {}
-    for key, value in (("width", width), ("depth", depth)):
-        if value is not None:
-            if not _is_int(value) or value < 1:
-                raise ModelError(f"model {name}: hyperparameter {key!r} must be a positive integer, got {value!r}")
-            given[key] = value
-    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
-        raise ModelError(f"model {name}: hyperparameter 'dropout' must be a rate in [0, 1), got {dropout!r}")
+    spec.check(width=width, depth=depth, dropout=dropout)
+    given: Dict[str, Any] = {key: value for key, value in (("width", width), ("depth", depth)) if value is not None}
     if dropout != 0:
         given["dropout"] = float(dropout)
-    allowed = supported_hyperparameters(name)
-    for key in given:
-        if key not in allowed:
-            raise ModelError(
-                f"model {name}: hyperparameter {key!r} is not supported (allowed: {', '.join(allowed) or 'none'})"
-            )
+    builder = resolve(spec.builder)
     if input_shape is not None:
         input_shape = tuple(int(v) for v in input_shape)
+        if not spec.takes_shape(input_shape):
+            raise ModelError(f"model {name}: takes {_shapes(spec)} inputs, the dataset's are {_shape(input_shape)} "
+                             f"(any shape: {', '.join(n for n in names() if get(n).input_shapes is None) or 'none'})")
         if "input_shape" in inspect.signature(builder).parameters:
             given["input_shape"] = input_shape
-        elif input_shape != IMAGE_SHAPE:
-            raise ModelError(f"model {name}: takes {'×'.join(map(str, IMAGE_SHAPE))} inputs, the dataset's are "
-                             f"{'×'.join(map(str, input_shape))} (lenet_300_100 takes any shape)")
     return builder(num_classes, **given)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _shape(shape: Sequence[int]) -> str:
+    return "×".join(map(str, shape))
+
+
+def _shapes(spec: ModelSpec) -> str:
+    return " or ".join(_shape(shape) for shape in spec.input_shapes or ())

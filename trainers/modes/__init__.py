@@ -1,10 +1,13 @@
 """Training modes: how the training loop is driven beyond plain SGD steps.
 
-A mode is chosen by ``TrainConfig.mode`` (the ``mode:`` field of a sweep file) and has its own
-typed settings (:mod:`trainers.modes.settings`, torch-free) and callbacks
-(:mod:`trainers.modes.callbacks`) that the loop calls and whose state is saved in ``state.pt``.
+A mode is chosen by ``TrainConfig.mode`` (the ``mode:`` field of a sweep file) and registered
+in :mod:`trainers.modes.registry` (torch-free :class:`ModeSpec` s: its typed settings, whether
+it packs and stops early, its callbacks as a lazy ``"module:attr"``). The callbacks
+(:mod:`trainers.modes.callbacks` and the modules next to it) are called by the loop and their
+state is saved in ``state.pt``.
 """
 
-from trainers.modes.settings import ModeError, names, parse_settings
+from trainers.modes.registry import get, names, parse_settings, register
+from trainers.modes.spec import ModeError, ModeSpec
 
-__all__ = ["ModeError", "names", "parse_settings"]
+__all__ = ["ModeError", "ModeSpec", "get", "names", "parse_settings", "register"]

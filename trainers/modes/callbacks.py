@@ -1,4 +1,5 @@
-"""The callbacks of each training mode (see :mod:`trainers.modes.settings` for their settings).
+"""The base class of every training mode's callbacks, ``standard``'s and ``ema``'s, and
+:func:`build`, which finds a mode's callbacks through its spec (:mod:`trainers.modes.registry`).
 
 The training loop (:func:`trainers.train.train`) calls a mode at fixed points and saves the
 mode's own state (:meth:`ModeCallbacks.state_dict`, tensors and plain containers only) in
@@ -14,7 +15,8 @@ from typing import Any, Dict, Mapping
 import torch
 
 from trainers.config import TrainConfig
-from trainers.modes import settings as mode_settings
+from trainers.modes import registry, settings as mode_settings
+from trainers.registry import resolve
 
 FINAL = "final"
 
@@ -133,18 +135,8 @@ class Ema(ModeCallbacks):
         return {FINAL: final, self.EMA: averaged}
 
 
-def _registry():
-    # The mode modules subclass ModeCallbacks, so they are imported after it is defined.
-    from trainers.modes.imp import ExtendedDense, Imp
-    from trainers.modes.prune_during_training import PruneDuringTraining
-
-    return {"standard": ModeCallbacks, "ema": Ema, "imp": Imp, "extended_dense": ExtendedDense,
-            "prune_during_training": PruneDuringTraining}
-
-
-CALLBACKS = _registry()
-
-
 def build(config: TrainConfig) -> ModeCallbacks:
-    """The callbacks of ``config.mode``, fresh (no state)."""
-    return CALLBACKS[config.mode](config)
+    """The callbacks of ``config.mode``, fresh (no state): the class its spec names
+    (:mod:`trainers.modes.registry`), imported here, when a run starts, so that no mode
+    module is imported by another's import (they all subclass :class:`ModeCallbacks`)."""
+    return resolve(registry.get(config.mode).callbacks)(config)

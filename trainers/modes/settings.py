@@ -1,7 +1,8 @@
-"""The typed settings of every training mode, and the registry of mode names.
+"""The typed settings of every built-in training mode, and the helpers every mode's settings share.
 
 Torch-free on purpose: a sweep file is validated (``genzoo sweep plan``) without importing
-torch. The callbacks that implement each mode live in :mod:`trainers.modes.callbacks`.
+torch. The modes are registered in :mod:`trainers.modes.registry`; the callbacks that
+implement them live in :mod:`trainers.modes.callbacks` and the modules next to it.
 
 A mode's settings are a frozen dataclass. Like :class:`trainers.config.TrainConfig`, only
 the fields that differ from their defaults enter the trial id, so adding a defaulted setting
@@ -11,14 +12,14 @@ renames no trial.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Dict, Mapping, Tuple, Type
+from typing import Any, Dict, Tuple
 
+from trainers.modes.spec import ModeError
+from trainers.values import is_int, is_number
 
-class ModeError(ValueError):
-    """A bad mode name or setting: one line naming the field and what is allowed."""
+__all__ = ["ModeError", "StandardSettings", "EmaSettings", "ImpSettings", "ExtendedDenseSettings",
+           "PruneDuringTrainingSettings", "non_default", "total_epochs", "to_dict"]
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class EmaSettings:
     start_epoch: int = 0
 
     def validate(self, prefix: str) -> None:
-        if not _is_number(self.decay) or not 0.0 < self.decay < 1.0:
+        if not is_number(self.decay) or not 0.0 < self.decay < 1.0:
             raise ModeError(f"{prefix}decay: got {self.decay!r}, allowed: a number in (0, 1)")
-        if not _is_int(self.start_epoch) or self.start_epoch < 0:
+        if not is_int(self.start_epoch) or self.start_epoch < 0:
             raise ModeError(f"{prefix}start_epoch: got {self.start_epoch!r}, allowed: an integer >= 0")
 
 
@@ -91,11 +92,11 @@ class ImpSettings:
     output_layer: str = "openlth"
 
     def validate(self, prefix: str) -> None:
-        if not _is_int(self.levels) or self.levels < 1:
+        if not is_int(self.levels) or self.levels < 1:
             raise ModeError(f"{prefix}levels: got {self.levels!r}, allowed: an integer >= 1")
-        if not _is_number(self.prune_fraction) or not 0.0 < self.prune_fraction < 1.0:
+        if not is_number(self.prune_fraction) or not 0.0 < self.prune_fraction < 1.0:
             raise ModeError(f"{prefix}prune_fraction: got {self.prune_fraction!r}, allowed: a fraction in (0, 1)")
-        if not _is_int(self.rewind_epoch) or self.rewind_epoch < 0:
+        if not is_int(self.rewind_epoch) or self.rewind_epoch < 0:
             raise ModeError(f"{prefix}rewind_epoch: got {self.rewind_epoch!r}, allowed: an integer >= 0")
         if self.output_layer not in IMP_OUTPUT_LAYER:
             raise ModeError(f"{prefix}output_layer: got {self.output_layer!r}, allowed: {', '.join(IMP_OUTPUT_LAYER)}")
@@ -217,7 +218,7 @@ class PruneDuringTrainingSettings:
             if isinstance(value, list):
                 value = tuple(value)
             if isinstance(value, tuple) and name in ("fractions", "rates"):
-                value = tuple(float(v) if _is_int(v) else v for v in value)
+                value = tuple(float(v) if is_int(v) else v for v in value)
             object.__setattr__(self, name, value)
 
     def validate(self, prefix: str) -> None:
@@ -236,7 +237,7 @@ class PruneDuringTrainingSettings:
             raise bad("layers", "block_convs alone in the list")
         for name in ("fractions", "rates"):
             value = getattr(self, name)
-            if not isinstance(value, tuple) or not all(_is_number(v) and 0.0 < v < 1.0 for v in value):
+            if not isinstance(value, tuple) or not all(is_number(v) and 0.0 < v < 1.0 for v in value):
                 raise bad(name, "a list of fractions in (0, 1)")
         if not self.fractions and not self.rates:
             raise bad("fractions", "a non-empty list of fractions in (0, 1) (or give rates)")
@@ -247,14 +248,14 @@ class PruneDuringTrainingSettings:
         first = self._first_epoch()
         for name in ("start_epochs", "end_epochs", "event_epochs"):
             value = getattr(self, name)
-            if not isinstance(value, tuple) or not all(_is_int(v) and v >= first for v in value):
+            if not isinstance(value, tuple) or not all(is_int(v) and v >= first for v in value):
                 raise bad(name, f"a list of epochs >= {first} (event_after: {self.event_after})")
         if self.event_epochs:
             if list(self.event_epochs) != sorted(set(self.event_epochs)):
                 raise bad("event_epochs", f"increasing epochs >= {first}")
         elif not self.start_epochs:
             raise bad("start_epochs", f"a non-empty list of epochs >= {first} (or give event_epochs)")
-        if not _is_int(self.period) or self.period < 1:
+        if not is_int(self.period) or self.period < 1:
             raise bad("period", "an integer >= 1")
         explicit = not self.layers[0].startswith("last_conv:") and self.layers[0] != "block_convs"
         count = len(self.layers) if explicit else (
@@ -278,9 +279,9 @@ class PruneDuringTrainingSettings:
             raise bad("score", ", ".join(PDT_SCORES))
         if self.target not in PDT_TARGETS:
             raise bad("target", ", ".join(PDT_TARGETS))
-        if not _is_number(self.activation_decay) or not 0.0 <= self.activation_decay < 1.0:
+        if not is_number(self.activation_decay) or not 0.0 <= self.activation_decay < 1.0:
             raise bad("activation_decay", "a number in [0, 1)")
-        if not _is_int(self.activation_every) or self.activation_every < 1:
+        if not is_int(self.activation_every) or self.activation_every < 1:
             raise bad("activation_every", "an integer >= 1")
         if not isinstance(self.scratch, bool):
             raise bad("scratch", "true or false")
@@ -288,9 +289,9 @@ class PruneDuringTrainingSettings:
             raise bad("intervention", ", ".join(PDT_INTERVENTIONS))
         if self.scratch and self.intervention != "prune":
             raise bad("scratch", "false unless intervention is prune")
-        if not _is_int(self.noise_batches) or self.noise_batches < 1:
+        if not is_int(self.noise_batches) or self.noise_batches < 1:
             raise bad("noise_batches", "an integer >= 1")
-        if not _is_int(self.eval_noise_batches) or self.eval_noise_batches < 0:
+        if not is_int(self.eval_noise_batches) or self.eval_noise_batches < 0:
             raise bad("eval_noise_batches", "an integer >= 0")
         if not isinstance(self.prune_batchnorm, bool):
             raise bad("prune_batchnorm", "true or false")
@@ -340,78 +341,6 @@ class PruneDuringTrainingSettings:
                             f"event needs an epoch of training after it)")
 
 
-# Settings a mode no longer has, with the value every stored config that never set them holds
-# (trials.parquet keeps every setting): such a key at that value is dropped when read, any
-# other value is an error naming what replaced it.
-RETIRED: Mapping[str, Mapping[str, Tuple[Any, str]]] = MappingProxyType({
-    "prune_during_training": MappingProxyType({
-        # Issue 22: 79·σ² on the first batch of every epoch of a window, "Gaussian 1" included.
-        "epoch_noise_factor": (79.0, "eval_noise_batches (the test batches noised, Appendix D.1)"),
-    }),
-})
-
-
-SETTINGS: Mapping[str, Type] = MappingProxyType({
-    "standard": StandardSettings,
-    "ema": EmaSettings,
-    "imp": ImpSettings,
-    "extended_dense": ExtendedDenseSettings,
-    "prune_during_training": PruneDuringTrainingSettings,
-})
-
-
-def names() -> list:
-    return list(SETTINGS)
-
-
-def parse_settings(mode: Any, values: Any, *, prefix: str = "mode_settings.") -> Any:
-    """The settings dataclass of ``mode`` built from a mapping (a YAML block), validated.
-
-    An unknown mode, an unknown key or a bad value is a :class:`ModeError` naming it.
-    """
-    if mode not in SETTINGS:
-        raise ModeError(f"mode: got {mode!r}, allowed: {', '.join(SETTINGS)}")
-    cls = SETTINGS[mode]
-    if isinstance(values, cls):
-        values.validate(prefix)
-        return values
-    values = {} if values is None else values
-    if not isinstance(values, Mapping):
-        raise ModeError(f"{prefix.rstrip('.')}: got {values!r}, allowed: a mapping of {mode} settings")
-    known = [f.name for f in dataclasses.fields(cls)]
-    values = _without_retired(mode, values, prefix)
-    for key in values:
-        if key not in known:
-            raise ModeError(f"{prefix}{key}: unknown setting of mode {mode}, allowed: {', '.join(known) or 'none'}")
-    converted = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            value = values[f.name]
-            # YAML reads "decay: 1" as an int; the id must not depend on the spelling.
-            if isinstance(f.default, float) and _is_int(value):
-                value = float(value)
-            converted[f.name] = value
-    settings = cls(**converted)
-    settings.validate(prefix)
-    return settings
-
-
-def _without_retired(mode: str, values: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
-    """``values`` without the retired settings of ``mode`` that hold their old default
-    (:data:`RETIRED`); a retired setting at any other value is a :class:`ModeError`."""
-    retired = RETIRED.get(mode, {})
-    out = {}
-    for key, value in values.items():
-        if key in retired:
-            old, replacement = retired[key]
-            if value != old:
-                raise ModeError(f"{prefix}{key}: got {value!r}, retired (issue 22), allowed: {old!r}; "
-                                f"use {replacement}")
-            continue
-        out[key] = value
-    return out
-
-
 def non_default(settings: Any) -> Dict[str, Any]:
     """The settings fields that differ from their defaults (what enters the trial id)."""
     return {
@@ -428,11 +357,3 @@ def total_epochs(settings: Any, epochs: int) -> int:
 
 def to_dict(settings: Any) -> Dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(settings).items()}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
