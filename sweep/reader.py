@@ -23,16 +23,7 @@ import pyarrow as pa
 
 from sweep.store import FINAL_MODEL, Store, StoreError, config_from_row
 from trainers.config import TrainConfig
-
-# (classes, one example's C×H×W) of each dataset, so that a model is built without loading
-# its data; a dataset missing here is loaded once to read them (data_root).
-DATASET_SHAPES = {
-    "digits": (10, (3, 32, 32)),
-    "digits_large_test": (10, (3, 32, 32)),
-    "cifar10": (10, (3, 32, 32)),
-    "cifar100": (100, (3, 32, 32)),
-    "mnist": (10, (1, 28, 28)),
-}
+from trainers.data import registry as datasets
 
 
 def trials(storage: Optional[str], experiment: str) -> pd.DataFrame:
@@ -69,19 +60,18 @@ def trial_config(storage: Optional[str], experiment: str, trial_id: str) -> Trai
     return config_from_row(rows.iloc[0].to_dict())
 
 
-def _shapes(config: TrainConfig, data_root: Optional[str]) -> Tuple[int, Tuple[int, ...]]:
-    if config.dataset in DATASET_SHAPES:
-        return DATASET_SHAPES[config.dataset]
-    from trainers import data
-
-    dataset = data.load(config.dataset, data_root, train_size=config.train_size, seed=config.seed)
-    return dataset.num_classes, dataset.input_shape
+def _shapes(config: TrainConfig) -> Tuple[int, Tuple[int, ...]]:
+    """(classes, one example's C×H×W) of the trial's dataset, from its spec, so that a model is
+    built without loading its data."""
+    spec = datasets.get(config.dataset)
+    return spec.classes, spec.input_shape
 
 
 def load_model(storage: Optional[str], experiment: str, trial_id: str, model_id: str = FINAL_MODEL, *,
                device: Any = "cpu", data_root: Optional[str] = None):
     """The model ``(trial_id, model_id)`` with its stored weights (read with
-    ``weights_only=True``), on ``device``, in eval mode."""
+    ``weights_only=True``), on ``device``, in eval mode. Its classes and input shape come from
+    the dataset's spec (``data_root`` is kept for callers; no data is loaded)."""
     from trainers import checkpoint
     from trainers.train import build_model
 
@@ -92,7 +82,7 @@ def load_model(storage: Optional[str], experiment: str, trial_id: str, model_id:
         known = ", ".join(store.models(trial_id)["model_id"]) or "none yet"
         raise StoreError(f"model_id: {trial_id} has no model {model_id!r} in {store.uri} (models: {known})")
     state = checkpoint.load_bytes(store.read_bytes(*parts), f"{store.uri}/{'/'.join(parts)}", map_location=device)
-    num_classes, input_shape = _shapes(config, data_root)
+    num_classes, input_shape = _shapes(config)
     model = build_model(config, num_classes, input_shape).to(device)
     model.load_state_dict(state)
     return model.eval()

@@ -17,6 +17,7 @@ from sweep.store import (EPOCH_SCHEMA, MEASURE_SCHEMA, MODEL_SCHEMA, TRIALS_SCHE
                          config_from_row)
 from sweep.trials_table import TrialsTable
 from trainers.config import TrainConfig
+from trainers.data import registry as data_registry
 
 TINY = dict(dataset="digits", model="nin", width=8, depth=2, train_size=64, batch_size=32, epochs=1, lr=0.05,
             checkpoint_epochs=(1,))
@@ -131,7 +132,7 @@ def test_load_model_returns_the_stored_weights_in_eval_mode(stores):
     stored = torch.load(root / "a" / "checkpoints" / TRAINED.trial_id / "final.pt", weights_only=True)
     assert all(torch.equal(stored[k], v) for k, v in model.state_dict().items())
     with torch.no_grad():
-        x = torch.randn(2, *reader.DATASET_SHAPES["digits"][1])
+        x = torch.randn(2, *data_registry.get("digits").input_shape)
         assert torch.equal(model(x), model(x)) and model(x).shape == (2, 10)
 
 
@@ -145,11 +146,12 @@ def test_load_model_errors_name_the_trial_and_model(stores):
         reader.load_model(str(root), "a", TRAINED.trial_id, "ema")
 
 
-def test_dataset_shapes_match_the_loaded_digits():
+def test_the_dataset_spec_the_reader_builds_from_matches_the_loaded_digits():
     from trainers import data
 
     dataset = data.load("digits", None, train_size=32, seed=0)
-    assert reader.DATASET_SHAPES["digits"] == (dataset.num_classes, dataset.input_shape)
+    spec = data_registry.get("digits")
+    assert reader._shapes(TRAINED) == (spec.classes, spec.input_shape) == (dataset.num_classes, dataset.input_shape)
 
 
 @pytest.mark.parametrize("family, settings, table", [
