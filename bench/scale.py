@@ -59,7 +59,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from measures import registry  # noqa: E402
-from sweep import compact, driver, measure_job, trial  # noqa: E402
+from sweep import compact, driver, launches, measure_job, trial  # noqa: E402
 from sweep import config as sweep_config  # noqa: E402
 from sweep.store import LONG_TABLE_SCHEMAS, Store  # noqa: E402
 from sweep.trials_table import TrialsTable, status_text  # noqa: E402
@@ -387,7 +387,7 @@ def sweep_overhead(trials: int, root: str) -> Dict[str, float]:
     counts = driver.run(config, storage=root, out=lambda line: None)
     total = time.perf_counter() - started
     store = Store(root, config.experiment)
-    launch = driver.last_launch(store)
+    launch = launches.last_launch(store)
     overhead = (launch["wall_seconds"] * launch["slots"] - launch["training_seconds"]) / trials
     return {"trials": trials, "completed": counts.get("completed", 0), "slots": launch["slots"],
             "wall_seconds": launch["wall_seconds"], "training_seconds": launch["training_seconds"],

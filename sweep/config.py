@@ -21,6 +21,8 @@ A sweep file::
     analysis: {target: test_loss, double_descent: true}  # the paper's choices for `genzoo analyze`
     analysis: {paper: robustness_to_pruning}   # compare with the paper's published numbers, or
     analysis: {paper: {name: robustness_to_pruning, experiments: [demogen], differences: ["..."]}}
+    extensions: [my_zoo.models]  # modules that register models, datasets, modes, measures or
+                                # report sections (sweep.extensions), imported before validation
 
 Any bad field is a :class:`SweepConfigError` whose one-line message names the field and what
 is allowed; the ``measures:`` block is checked here too (family names, setting keys, the kind
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from sweep import extensions
 from trainers import catalog, yamlio
 from trainers.config import PACKABLE_MODES, ConfigError, TrainConfig, pack_key
 
@@ -44,7 +47,7 @@ PRESET_DIR = Path(__file__).parent / "presets"
 PAPER_DIR = PRESET_DIR / "papers"
 TOP_LEVEL = (
     "experiment", "dataset", "model", "mode", "mode_settings", "train", "grid", "seeds", "checkpoint_epochs",
-    "variants", "resources", "max_failures", "storage", "measures", "analysis", "fault_injection",
+    "variants", "resources", "max_failures", "storage", "measures", "analysis", "fault_injection", "extensions",
 )
 # Top-level shorthands for fields of ``train``.
 SHORTHANDS = ("dataset", "model", "mode", "mode_settings", "checkpoint_epochs")
@@ -136,6 +139,8 @@ class SweepConfig:
     measures: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     analysis: AnalysisOptions = AnalysisOptions()
     fault_injection: Optional[FaultInjection] = None
+    # Modules imported before anything is validated (sweep.extensions), in every process.
+    extensions: Tuple[str, ...] = ()
     source: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -187,6 +192,8 @@ class SweepConfig:
             out["analysis"] = self.analysis.to_dict()
         if self.fault_injection:
             out["fault_injection"] = {"epoch": self.fault_injection.epoch}
+        if self.extensions:
+            out["extensions"] = list(self.extensions)
         return out
 
 
@@ -288,6 +295,11 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     for key in document:
         if key not in TOP_LEVEL:
             raise SweepConfigError(f"{key}: unknown field, allowed: {', '.join(TOP_LEVEL)}")
+    try:  # first: an extension's model, dataset, mode or measure is validated like a built-in one
+        extension_modules = extensions.parse(document.get("extensions"))
+        extensions.load(extension_modules)
+    except extensions.ExtensionError as exc:
+        raise SweepConfigError(str(exc)) from None
 
     experiment = document.get("experiment", default_experiment)
     if (not isinstance(experiment, str) or not experiment or "/" in experiment or experiment.startswith((".", "_"))
@@ -382,7 +394,8 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     config = SweepConfig(
         experiment=experiment, base=base, axes=tuple(axes), variants=variants,
         resources=Resources(cpus=float(cpus), gpus=float(gpus), pack=pack), max_failures=max_failures,
-        storage=storage, measures=measures, analysis=analysis, fault_injection=fault, source=document,
+        storage=storage, measures=measures, analysis=analysis, fault_injection=fault, extensions=extension_modules,
+        source=document,
     )
     trials = config.trials()
     ids = [t.trial_id for t in trials]
@@ -658,3 +671,34 @@ def read_resolved_config(store) -> SweepConfig:
     for key in RECORD_ONLY:
         document.pop(key, None)
     return parse(document)
+
+
+def growth_refusal(stored: SweepConfig, new: SweepConfig) -> Optional[str]:
+    """Why ``new`` cannot run under the experiment that recorded ``stored`` (None when it can).
+
+    A sweep may grow: when every stored trial is also a trial of ``new`` (more grid values,
+    more seeds, values reordered), a launch trains only the new trials and keeps the rest. What
+    would change stored trials (a fixed train field, a grid value or seed left out, a variant)
+    is named with its stored and its new value."""
+    stored_ids = [t.trial_id for t in stored.trials()]
+    new_ids = {t.trial_id for t in new.trials()}
+    missing = [trial_id for trial_id in stored_ids if trial_id not in new_ids]
+    if not missing:
+        return None
+    before, after = stored.to_dict(), new.to_dict()
+    for key in sorted(set(before["train"]) | set(after["train"])):
+        if key in before["train"] and key in after["train"] and before["train"][key] != after["train"][key]:
+            return (f"train.{key}: stored {before['train'][key]!r}, new {after['train'][key]!r} "
+                    f"(it changes every stored trial)")
+    axes = {"seeds": (before["seeds"], after["seeds"]),
+            **{f"grid.{name}": (values, after["grid"].get(name)) for name, values in before["grid"].items()}}
+    for where, (old, now) in axes.items():
+        if now is None:
+            return f"{where}: stored {old!r}, new: not an axis (the new grid must contain the stored one)"
+        left_out = [value for value in old if value not in now]
+        if left_out:
+            return (f"{where}: stored {old!r}, new {now!r} (the new grid must contain the stored one; "
+                    f"left out: {', '.join(map(repr, left_out))})")
+    if before.get("variants") != after.get("variants"):
+        return f"variants: stored {before.get('variants')!r}, new {after.get('variants')!r}"
+    return f"{len(missing)} of the {len(stored_ids)} stored trials are not trials of the new sweep (first: {missing[0]})"

@@ -23,20 +23,21 @@ reports.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 import time
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from sweep import compact, provenance, trial
+from sweep import compact, extensions, provenance, trial
 from sweep.cluster import check_cluster, connect_ray
+from sweep.launches import TUNE_DIR, next_run_name, record_launch, slot_utilization, utilization_text
 from sweep import scratch
 from sweep.store import StoreError
-from sweep.config import SweepConfig, SweepConfigError, packs, read_resolved_config
+from sweep.config import SweepConfig, SweepConfigError, growth_refusal, packs, read_resolved_config
 from sweep.progress import _trial_name, _tune_callback_class, share_table
 from sweep.store import DIVERGED, FINISHED, RUNNING, STORE_VERSION, Store
 from sweep.trials_table import FINAL_METRICS, TrialsTable
@@ -51,7 +52,6 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # driver prints its own progress line instead.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
-TUNE_DIR = "_tune"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,6 +123,7 @@ def run_trial(params: Dict[str, Any]) -> None:
     import torch
     from ray import tune
 
+    extensions.load(params.get("extensions", ()))  # before the configs: they may name an extension's model
     configs = [TrainConfig.from_dict(c) for c in params["trial"]["configs"]]
     store = Store(params["storage"], params["experiment"])
     torch.set_num_threads(max(1, int(params["cpus"])))
@@ -180,42 +181,71 @@ def _provenance(config: SweepConfig, started_at, finished_at=None) -> str:
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def run(
-    config: SweepConfig,
-    *,
-    storage: Optional[str] = None,
-    address: Optional[str] = None,
-    data_root: Optional[str] = None,
-    autoscale: bool = False,
-    out=print,
-) -> Dict[str, int]:
-    """Train every trial of ``config`` not yet complete in the store; returns status counts.
+@dataclass
+class LaunchPlan:
+    """What a launch will train, decided from the store before Ray is touched: the trials
+    table as the store has it, the trials still to train and their Tune trials (packs)."""
 
-    Interrupted and errored trials continue from the resumable state in the store (see the
-    module docstring for why this is not ``Tuner.restore``). The cluster must have the
-    per-trial resources now (:func:`check_cluster`), unless ``autoscale``.
-    """
+    config: SweepConfig
+    store: Store
+    configs: List[TrainConfig]
+    table: TrialsTable
+    pending: List[TrainConfig]
+    groups: List[Tuple[List[TrainConfig], bool]]
+    started_at: Any
+
+    def summary(self, run_name: str) -> str:
+        packed = f" in {len(self.groups)} packs" if self.config.resources.pack > 1 else ""
+        return (f"[{self.config.experiment}] {len(self.pending)} of {len(self.configs)} trials to train{packed} -> "
+                f"{self.store.uri} (Tune run {TUNE_DIR}/{run_name})")
+
+
+def plan_launch(config: SweepConfig, store: Store, out) -> LaunchPlan:
+    """Read the store (upgrading and repairing it first) and decide what to train; refuses a
+    store that holds another sweep."""
     from sweep.migrate import upgrade
 
     started_at = provenance.now()
-    store = Store(config.storage if storage is None else storage, config.experiment)
     store.check_writable()
     scratch.reap()  # the scratch folders of trials killed on this machine
     configs = config.trials()
     upgrade(store, out=out)
     _drop_damaged_trials_table(store, out)
+    grown = 0
     if store.exists("sweep.yaml"):
         previous = read_resolved_config(store)
-        if [t.trial_id for t in previous.trials()] != [t.trial_id for t in configs]:
+        refusal = growth_refusal(previous, config)
+        if refusal is not None:
             raise SweepConfigError(
-                f"experiment: {store.uri} holds a different sweep; choose another experiment name or storage"
+                f"{refusal}: {store.uri} holds another sweep; allowed: a sweep that contains it (more grid values "
+                f"or seeds), `genzoo sweep resume {config.experiment}` to continue it, or another experiment name"
             )
+        grown = len(configs) - len(previous.trials())
     table = TrialsTable(store, configs)
     pending = [c for c in configs if table.rows[c.trial_id].status not in FINISHED]
-    # sweep.yaml first, before Ray starts: a launch killed from here on is resumed by `sweep resume`.
+    if grown and config.resources.pack > 1:
+        # A pack is formed from the whole sweep; a grown sweep can regroup a stored, half-trained
+        # pack, whose resume would then not be the uninterrupted run's.
+        unfinished = [t.trial_id for t in previous.trials() if table.rows[t.trial_id].status not in FINISHED]
+        if unfinished:
+            raise SweepConfigError(
+                f"resources.pack: {len(unfinished)} stored trials are unfinished and a packed sweep cannot grow "
+                f"around them; allowed: `genzoo sweep resume {config.experiment}` first, then grow it")
+    groups = pending_packs(configs, {c.trial_id for c in pending}, config.resources.pack)
+    if grown:
+        out(f"[{config.experiment}] the sweep grows by {grown} trials; the {len(configs) - grown} stored ones are kept")
+    return LaunchPlan(config, store, configs, table, pending, groups, started_at)
+
+
+def prepare(launch: LaunchPlan, *, address: Optional[str], autoscale: bool, out):
+    """Write sweep.yaml (a launch's first write: from here on `sweep resume` continues it),
+    check the cluster can run a trial (a refused launch leaves the store as it was), write the
+    trials table and tidy what a killed launch left. Returns Ray (None with nothing to train)."""
+    config, store, table = launch.config, launch.store, launch.table
     before = store.read_bytes("sweep.yaml") if store.exists("sweep.yaml") else None
-    store.write_text(_provenance(config, started_at), "sweep.yaml")
-    if pending:
+    store.write_text(_provenance(config, launch.started_at), "sweep.yaml")
+    ray = None
+    if launch.pending:
         try:
             ray = connect_ray(address)
             warning = check_cluster(ray.cluster_resources(), cpus=config.resources.cpus,
@@ -229,32 +259,30 @@ def run(
     table.write()
     _drop_stray_states(store, table)
     # The unfinished trials' checkpoints, as the listing of checkpoints/ shows them: those a kill left.
-    trial.check_resumable(store, [c for c in pending if table.state.files.get(c.trial_id)],
+    trial.check_resumable(store, [c for c in launch.pending if table.state.files.get(c.trial_id)],
                           out=lambda line: out(f"[{config.experiment}] {line}"))
     _compact(store, table, out)  # finished trials a killed launch left uncompacted
-    if not pending:
-        store.write_text(_provenance(config, started_at, provenance.now()), "sweep.yaml")
-        out(f"[{config.experiment}] all {len(configs)} trials are complete in {store.uri}; nothing to train")
-        return table.counts()
+    return ray
 
+
+def launch_tune(launch: LaunchPlan, run_name: str, *, data_root: Optional[str]):
+    """One Tune run over the plan's pending trials (packs); returns Tune's results once every
+    trial has ended. Each trial reads and writes the store itself (:func:`run_trial`)."""
     from ray import tune
 
+    config, store = launch.config, launch.store
     trainable = tune.with_resources(run_trial, {"cpu": config.resources.cpus, "gpu": config.resources.gpus})
-    run_name = _next_run_name(store)
-    groups = pending_packs(configs, {c.trial_id for c in pending}, config.resources.pack)
-    packed = f" in {len(groups)} packs" if config.resources.pack > 1 else ""
-    out(f"[{config.experiment}] {len(pending)} of {len(configs)} trials to train{packed} -> {store.uri} "
-        f"(Tune run {TUNE_DIR}/{run_name})")
-    callback = _tune_callback_class()(store.storage, config.experiment, [c.to_dict() for c in configs],
-                                      table=share_table(table))
+    callback = _tune_callback_class()(store.storage, config.experiment, [c.to_dict() for c in launch.configs],
+                                      table=share_table(launch.table))
     param_space = {
-        "trial": tune.grid_search([_tune_trial(group) for group in groups]),
+        "trial": tune.grid_search([_tune_trial(group) for group in launch.groups]),
         "storage": store.storage,
         "experiment": config.experiment,
         "cpus": config.resources.cpus,
         "gpus": config.resources.gpus,
         "fault_epoch": config.fault_injection.epoch if config.fault_injection else None,
         "data_root": data_root,
+        "extensions": list(config.extensions),
     }
     tuner = tune.Tuner(
         trainable,
@@ -274,15 +302,19 @@ def run(
             verbose=0,
         ),
     )
-    seconds_before = table.state.training_seconds
-    fit_started = time.monotonic()
-    results = tuner.fit()
-    scratch.reap()
-    wall = time.monotonic() - fit_started
-    table = TrialsTable(store, configs)
+    return tuner.fit()
+
+
+def reconcile(launch: LaunchPlan, results, run_name: str, *, ray, wall: float, seconds_before: float,
+              out) -> Dict[str, int]:
+    """After Tune: the trials table rebuilt from the store (its source of truth) plus Tune's
+    error reports, the launch's utilization recorded, the finished trials compacted, sweep.yaml
+    closed; returns the status counts."""
+    config, store = launch.config, launch.store
+    table = TrialsTable(store, launch.configs)
     utilization = slot_utilization(table.state.training_seconds - seconds_before, wall,
-                                   _slots(ray.cluster_resources(), config, len(groups)))
-    store.write_text(json.dumps(utilization, sort_keys=True), TUNE_DIR, run_name, LAUNCH_FILE)
+                                   _slots(ray.cluster_resources(), config, len(launch.groups)))
+    record_launch(store, run_name, utilization)
     errors = {
         trial_id: (str(r.error).strip().splitlines() or ["error"])[-1][:500]
         for r in results if r.error is not None for trial_id in r.config["trial"]["trial_ids"]
@@ -291,11 +323,44 @@ def run(
         table.refresh(trial_id, error=message)
     table.write()
     _compact(store, table, out)
-    store.write_text(_provenance(config, started_at, provenance.now()), "sweep.yaml")
+    store.write_text(_provenance(config, launch.started_at, provenance.now()), "sweep.yaml")
     counts = table.counts()
     out(f"[{config.experiment}] " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     out(f"[{config.experiment}] {utilization_text(utilization)}")
     return counts
+
+
+def run(
+    config: SweepConfig,
+    *,
+    storage: Optional[str] = None,
+    address: Optional[str] = None,
+    data_root: Optional[str] = None,
+    autoscale: bool = False,
+    out=print,
+) -> Dict[str, int]:
+    """Train every trial of ``config`` not yet complete in the store; returns status counts:
+    :func:`plan_launch`, :func:`prepare`, :func:`launch_tune`, :func:`reconcile`.
+
+    Interrupted and errored trials continue from the resumable state in the store (see the
+    module docstring for why this is not ``Tuner.restore``). The cluster must have the
+    per-trial resources now (:func:`check_cluster`), unless ``autoscale``.
+    """
+    store = Store(config.storage if storage is None else storage, config.experiment)
+    launch = plan_launch(config, store, out)
+    ray = prepare(launch, address=address, autoscale=autoscale, out=out)
+    if not launch.pending:
+        store.write_text(_provenance(config, launch.started_at, provenance.now()), "sweep.yaml")
+        out(f"[{config.experiment}] all {len(launch.configs)} trials are complete in {store.uri}; nothing to train")
+        return launch.table.counts()
+    run_name = next_run_name(store)
+    out(launch.summary(run_name))
+    seconds_before = launch.table.state.training_seconds
+    fit_started = time.monotonic()
+    results = launch_tune(launch, run_name, data_root=data_root)
+    scratch.reap()
+    return reconcile(launch, results, run_name, ray=ray, wall=time.monotonic() - fit_started,
+                     seconds_before=seconds_before, out=out)
 
 
 def pending_packs(configs, pending_ids, size: int):
@@ -317,9 +382,6 @@ def _tune_trial(group) -> Dict[str, Any]:
     name = f"pack{len(group)}-{group[0].trial_id}" if packed else group[0].trial_id
     return {"trial_id": name, "trial_ids": [c.trial_id for c in group], "configs": [c.to_dict() for c in group],
             "packed": packed}
-
-
-LAUNCH_FILE = "genzoo_launch.json"
 
 
 def _drop_damaged_trials_table(store: Store, out) -> None:
@@ -364,48 +426,12 @@ def _compact(store: Store, table: TrialsTable, out) -> None:
         out(f"[{store.experiment}] compacted {compact.summary(done)}")
 
 
-def slot_utilization(training_seconds: float, wall_seconds: float, slots: int) -> Dict[str, float]:
-    """Slot utilization of a launch: Σ trial training seconds / (wall × slots), where the
-    training seconds are the epochs' own wall times recorded in the store (training and
-    evaluation, what a trial spends in the loop) and the slots are how many trials the
-    cluster can run at once. 1 means every slot trained all the time; the rest is trial
-    start-up, data loading, store writes and idle slots."""
-    value = training_seconds / (wall_seconds * slots) if wall_seconds > 0 and slots > 0 else float("nan")
-    return {"training_seconds": training_seconds, "wall_seconds": wall_seconds, "slots": slots,
-            "utilization": value}
-
-
-def utilization_text(launch: Dict[str, float]) -> str:
-    return (f"slot utilization {100 * launch['utilization']:.0f}% "
-            f"({launch['training_seconds']:.0f} trial training seconds / ({launch['wall_seconds']:.0f} s wall "
-            f"x {int(launch['slots'])} slots))")
-
-
 def _slots(resources: Dict[str, float], config: SweepConfig, trials: int) -> int:
     """How many trials fit on the cluster at once (never more than there are to train)."""
     fits = [int(resources.get("CPU", 0) // config.resources.cpus)]
     if config.resources.gpus > 0:
         fits.append(int(resources.get("GPU", 0) // config.resources.gpus))
     return max(0, min([*fits, trials]))
-
-
-def last_launch(store: Store) -> Optional[Dict[str, float]]:
-    """The utilization record of the experiment's latest Tune run, if any."""
-    name = _next_run_name(store)
-    latest = f"run-{int(name[4:]) - 1}"
-    if not store.exists(TUNE_DIR, latest, LAUNCH_FILE):
-        return None
-    return json.loads(store.read_text(TUNE_DIR, latest, LAUNCH_FILE))
-
-
-def _next_run_name(store: Store) -> str:
-    """``run-<n>`` one past the highest Tune run of this experiment."""
-    import pyarrow.fs as pafs
-
-    infos = store.fs.get_file_info(pafs.FileSelector(store.path(TUNE_DIR), allow_not_found=True))
-    numbers = [int(i.base_name[4:]) for i in infos
-               if i.type == pafs.FileType.Directory and i.base_name.startswith("run-") and i.base_name[4:].isdigit()]
-    return f"run-{max(numbers, default=0) + 1}"
 
 
 def resume(experiment: str, *, storage: Optional[str] = None, address: Optional[str] = None,

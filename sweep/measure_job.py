@@ -30,6 +30,7 @@ import logging
 import math
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
@@ -37,6 +38,7 @@ import pandas as pd
 from measures import registry
 from measures.context import TrialContext, trial_context
 from sweep import compact
+from sweep import extensions as extension_modules
 from sweep.store import COMPLETED, ERROR, FINAL_MODEL, LONG_TABLE_SCHEMAS, MEASURE_SCHEMA, OK, Store
 from trainers import checkpoint
 from trainers.allocator import keep_freed_memory
@@ -127,14 +129,17 @@ def build_context(store: Store, config: TrainConfig, model_id: str = FINAL_MODEL
 
 def compute_model(storage: str, experiment: str, config_dict: Dict[str, Any], model_id: str,
                   settings: Dict[str, Dict[str, Any]], *, threads: int = 1, use_gpu: bool = False,
-                  data_root: Optional[str] = None) -> List[Tuple[str, List[dict], Dict[str, dict]]]:
+                  data_root: Optional[str] = None,
+                  extensions: Sequence[str] = ()) -> List[Tuple[str, List[dict], Dict[str, dict]]]:
     """One model, every family of ``settings`` (family -> its settings), in one task: the data
     and the checkpoints are loaded once. Returns (family, measure rows, long tables) per
     family. Never raises for a failure of a measure: a family that fails becomes rows with
     status ``error`` and the others still run; a model that cannot be loaded makes every
-    family an error."""
+    family an error. ``extensions``: the sweep's extension modules, imported first (a task
+    may be the first thing its worker process runs)."""
     import torch
 
+    extension_modules.load(extensions)
     torch.set_num_threads(max(1, threads))
     keep_freed_memory()
     config = TrainConfig.from_dict(config_dict)
@@ -249,29 +254,50 @@ def plan(store: Store, models: Sequence[Tuple[str, str]], families: Sequence[str
     return todo, counts
 
 
-def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[str | Sequence[str]] = None,
-        gpus_per_task: Optional[float] = None, force: bool = False, address: Optional[str] = None,
-        data_root: Optional[str] = None, autoscale: bool = False, overrides: Sequence[str] = (),
-        out=print) -> Dict[str, int]:
-    """Compute every requested family for every model of every completed trial; returns
-    counts by status.
+@dataclass
+class JobPlan:
+    """What a measure job will do, decided before Ray is touched: the store, the sweep, the
+    families and their resolved settings, the completed trials' configs, every model, the
+    stored measures, the (trial, model, family) tasks to run and the counts of :func:`plan`."""
 
-    ``gpus_per_task`` defaults to 0.25 when the cluster has a GPU now, else 0; on a cluster
-    that adds GPU nodes on demand, pass it explicitly together with ``autoscale`` (see
-    :func:`sweep.driver.check_cluster`). ``overrides``: ``FAMILY.SETTING=VALUE`` strings.
-    """
-    from sweep.cluster import check_cluster, connect_ray
+    store: Store
+    sweep: Any  # sweep.config.SweepConfig
+    families: List[str]
+    settings: Dict[str, Dict[str, Any]]
+    configs: Dict[str, TrainConfig]
+    models: List[Tuple[str, str]]
+    existing: pd.DataFrame
+    todo: List[Tuple[str, str, str]]
+    counts: Dict[str, int]
+
+    def summary(self) -> str:
+        again = [f"{self.counts['changed']} stored with other settings (recomputed)" if self.counts["changed"] else "",
+                 f"{self.counts['incomplete']} stored without their long table (recomputed)"
+                 if self.counts["incomplete"] else "",
+                 f"{self.counts['not_applicable']} not applicable" if self.counts["not_applicable"] else ""]
+        return (f"[measure {self.store.experiment}] {len(self.todo)} (model, family) tasks to run over "
+                f"{len(self.models)} models of {len(self.configs)} trials; {self.counts['stored']} already stored"
+                + "".join(f", {a}" for a in again if a))
+
+    def by_model(self) -> Dict[Tuple[str, str], List[str]]:
+        """The families to run per model, in the order of the tasks: one Ray task each."""
+        out: Dict[Tuple[str, str], List[str]] = {}
+        for trial_id, model_id, family in self.todo:
+            out.setdefault((trial_id, model_id), []).append(family)
+        return out
+
+
+def plan_job(experiment: str, *, storage: Optional[str] = None, measures: Optional[str | Sequence[str]] = None,
+             force: bool = False, overrides: Sequence[str] = (), out=print) -> JobPlan:
+    """Read the store once and decide the job: every bad input fails here, before Ray starts."""
     from sweep.config import read_resolved_config
     from sweep.migrate import upgrade
 
     store = Store(storage, experiment)
     upgrade(store, out=out)
-    sweep_config = read_resolved_config(store)
+    sweep_config = read_resolved_config(store)  # imports the sweep's extensions first
     families = _families(measures)
     settings = resolve_settings(families, sweep_config.measures, overrides)
-    if gpus_per_task is not None and not 0 <= gpus_per_task <= 1:
-        raise MeasureJobError(f"--gpus-per-task: got {gpus_per_task:g}, allowed: a fraction of one GPU in [0, 1]")
-
     trials = store.trials()
     completed = set(trials[trials["status"] == COMPLETED]["trial_id"]) if len(trials) else set()
     configs = {c.trial_id: c for c in sweep_config.trials() if c.trial_id in completed}
@@ -284,15 +310,57 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
         model_ids.setdefault(trial_id, []).append(model_id)
     models = [(trial_id, model_id) for trial_id in configs for model_id in model_ids.get(trial_id, ())]
     existing = store.measures()
+    todo, counts = plan(store, models, families, settings, configs, force, existing=existing)
+    return JobPlan(store, sweep_config, families, settings, configs, models, existing, todo, counts)
 
-    todo, planned = plan(store, models, families, settings, configs, force, existing=existing)
-    again = [f"{planned['changed']} stored with other settings (recomputed)" if planned["changed"] else "",
-             f"{planned['incomplete']} stored without their long table (recomputed)" if planned["incomplete"] else "",
-             f"{planned['not_applicable']} not applicable" if planned["not_applicable"] else ""]
-    out(f"[measure {experiment}] {len(todo)} (model, family) tasks to run over {len(models)} models of "
-        f"{len(configs)} trials; {planned['stored']} already stored" + "".join(f", {a}" for a in again if a))
-    if not todo:
-        _compact(store, set(configs), out)
+
+def dispatch(ray, job: JobPlan, *, gpus: float, data_root: Optional[str] = None) -> Dict[Any, Tuple[str, str, List[str]]]:
+    """One Ray task per model of the plan, running its families on one loaded model: the
+    pending object references, each with its (trial, model, families)."""
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(compute_model)
+    return {
+        task.remote(job.store.storage, job.store.experiment, job.configs[t].to_dict(), m,
+                    {f: job.settings[f] for f in families}, threads=1, use_gpu=gpus > 0, data_root=data_root,
+                    extensions=job.sweep.extensions): (t, m, families)
+        for (t, m), families in job.by_model().items()
+    }
+
+
+def commit(store: Store, rows_by_trial: Dict[str, pd.DataFrame], trial_id: str, model_id: str,
+           results: List[Tuple[str, List[dict], Dict[str, dict]]]) -> None:
+    """Write one model's results: every family's long tables first, then the model's rows in
+    its trial's measures file (one atomic rewrite). A row is the commit marker of its family:
+    a table without its row is recomputed by the next run, never a row without its table."""
+    for _family, _rows, tables in results:
+        for name, table in tables.items():
+            frame = pd.DataFrame(table)
+            frame.insert(0, "model_id", model_id)
+            frame.insert(0, "trial_id", trial_id)
+            store.write_table(frame, name, table_file(trial_id, model_id), schema=LONG_TABLE_SCHEMAS.get(name))
+    _store_rows(store, rows_by_trial, trial_id, model_id, results)
+
+
+def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[str | Sequence[str]] = None,
+        gpus_per_task: Optional[float] = None, force: bool = False, address: Optional[str] = None,
+        data_root: Optional[str] = None, autoscale: bool = False, overrides: Sequence[str] = (),
+        out=print) -> Dict[str, int]:
+    """Compute every requested family for every model of every completed trial; returns
+    counts by status: :func:`plan_job`, then :func:`dispatch`, then :func:`commit` of each
+    model as its task returns.
+
+    ``gpus_per_task`` defaults to 0.25 when the cluster has a GPU now, else 0; on a cluster
+    that adds GPU nodes on demand, pass it explicitly together with ``autoscale`` (see
+    :func:`sweep.driver.check_cluster`). ``overrides``: ``FAMILY.SETTING=VALUE`` strings.
+    """
+    from sweep.cluster import check_cluster, connect_ray
+
+    if gpus_per_task is not None and not 0 <= gpus_per_task <= 1:
+        raise MeasureJobError(f"--gpus-per-task: got {gpus_per_task:g}, allowed: a fraction of one GPU in [0, 1]")
+    job = plan_job(experiment, storage=storage, measures=measures, force=force, overrides=overrides, out=out)
+    store = job.store
+    out(job.summary())
+    if not job.todo:
+        _compact(store, set(job.configs), out)
         return {OK: 0, ERROR: 0}
 
     ray = connect_ray(address)
@@ -301,19 +369,11 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
                             gpu_flag="--gpus-per-task", autoscale=autoscale)
     if warning:
         out(f"[measure {experiment}] {warning}")
-    by_model: Dict[Tuple[str, str], List[str]] = {}
-    for t, m, f in todo:
-        by_model.setdefault((t, m), []).append(f)
-    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(compute_model)
-    pending = {
-        task.remote(store.storage, experiment, configs[t].to_dict(), m, {f: settings[f] for f in fams}, threads=1,
-                    use_gpu=gpus > 0, data_root=data_root): (t, m, fams)
-        for (t, m), fams in by_model.items()
-    }
+    pending = dispatch(ray, job, gpus=gpus, data_root=data_root)
     out(f"[measure {experiment}] {len(pending)} tasks, one per model, each running its families on one loaded model")
 
     # Each trial's stored rows (kept beside the new ones: its file is rewritten whole).
-    rewritten = existing[existing["trial_id"].isin({t for t, _, _ in todo})]
+    rewritten = job.existing[job.existing["trial_id"].isin({t for t, _, _ in job.todo})]
     rows_by_trial = {t: rows.reset_index(drop=True) for t, rows in rewritten.groupby("trial_id", sort=False)}
     counts = {OK: 0, ERROR: 0}
     started, last_print, finished = time.monotonic(), 0.0, 0
@@ -326,17 +386,10 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
                 results = ray.get(ref)
             except Exception as exc:  # the worker itself died (killed, out of host memory)
                 message = f"task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-                results = [(f, family_rows(trial_id, model_id, f, {}, 0.0, settings[f], {}, message), {})
+                results = [(f, family_rows(trial_id, model_id, f, {}, 0.0, job.settings[f], {}, message), {})
                            for f in families_done]
-            # The long tables first, the rows last: a row is the commit marker of its family.
-            for family, rows, tables in results:
-                for name, table in tables.items():
-                    frame = pd.DataFrame(table)
-                    frame.insert(0, "model_id", model_id)
-                    frame.insert(0, "trial_id", trial_id)
-                    store.write_table(frame, name, table_file(trial_id, model_id), schema=LONG_TABLE_SCHEMAS.get(name))
-            _store_rows(store, rows_by_trial, trial_id, model_id, results)
-            for family, rows, tables in results:
+            commit(store, rows_by_trial, trial_id, model_id, results)
+            for family, rows, _tables in results:
                 failed = [row for row in rows if row["status"] == ERROR]
                 counts[ERROR if failed else OK] += 1
                 if failed:
@@ -351,7 +404,7 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
             out(f"[measure {experiment}] models {finished}/{total} done ({counts[ERROR]} family errors) | "
                 f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s" if finished else
                 f"[measure {experiment}] models 0/{total} done | elapsed {elapsed:.0f}s")
-    _compact(store, set(configs), out)
+    _compact(store, set(job.configs), out)
     return counts
 
 

@@ -11,6 +11,7 @@ import pyarrow.fs as pafs
 
 from sweep import trial
 from sweep.config import read_resolved_config
+from sweep.launches import last_launch, utilization_text
 from sweep.store import (COMPLETED, DIVERGED, ERROR, FINISHED, INCOMPLETE, PENDING, RUNNING, TRIALS_SCHEMA, Store,
                          config_columns)
 from trainers.config import TrainConfig
@@ -156,7 +157,6 @@ def _reached_target(row: TrialRow) -> Optional[bool]:
 
 
 def status_text(store: Store) -> str:
-    from sweep.driver import last_launch, utilization_text
     from sweep.migrate import upgrade
 
     upgrade(store)

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from sweep import config as sweep_config
-from sweep import cluster, driver, provenance
+from sweep import cluster, driver, launches, provenance
 from sweep.cli import main
 from sweep.store import Store
 from trainers.config import TrainConfig
@@ -169,9 +169,9 @@ def test_sweep_asking_for_a_gpu_on_a_cluster_without_one_exits_2_and_writes_noth
 
 
 def test_slot_utilization_is_training_seconds_over_wall_times_slots():
-    launch = driver.slot_utilization(30.0, 20.0, 2)
+    launch = launches.slot_utilization(30.0, 20.0, 2)
     assert launch["utilization"] == pytest.approx(0.75)
-    assert "slot utilization 75%" in driver.utilization_text(launch)
+    assert "slot utilization 75%" in launches.utilization_text(launch)
     config = sweep_config.parse({"resources": {"cpus": 1, "gpus": 0.25}})
     assert driver._slots({"CPU": 8, "GPU": 1}, config, 10) == 4
     assert driver._slots({"CPU": 2}, sweep_config.parse({}), 10) == 2
