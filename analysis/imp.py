@@ -36,7 +36,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.figures import png_bytes
-from analysis.sections import SectionInput, SectionOutput
+from analysis.section import SectionInput, SectionOutput
 from analysis.tables import to_csv_text, to_markdown
 
 EL2N_GROUPS = 20

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -14,7 +13,9 @@ import pandas as pd
 from analysis.bootstrap import CONFIDENCE, METHOD, N_RESAMPLES, SEED
 from analysis.data import SEED_COLUMN, TARGETS, measure_coverage, measure_settings
 from analysis.kendall import granulated_kendall, kendall_tau_se
+from analysis.options import AnalysisOptions
 from analysis.regression import CV_FOLDS, CV_SEED
+from analysis.section import Zoo
 from analysis.tables import to_markdown
 
 # Axis values listed in the summary paragraph; more are shown as a range.
@@ -89,31 +90,29 @@ def _fmt(value: object) -> str:
 
 def report_text(
     *,
-    anchor: str,
-    experiment: str,
+    options: AnalysisOptions,
     trials: pd.DataFrame,
-    models: pd.DataFrame,
-    target: str,
-    target_series: pd.Series,
-    axes: Sequence[str],
-    hold_fixed: Sequence[str],
+    zoo: Zoo,
     t1: pd.DataFrame,
     t2: pd.DataFrame,
-    t3: pd.DataFrame,
-    figures: List[Tuple[str, str]],
-    settings: Mapping[str, object],
+    body: Sequence[str],
+    figures: Sequence[Tuple[str, str]],
     measures: pd.DataFrame,
-    notes: List[str],
-    double_descent: bool,
+    notes: Sequence[str],
     sections: Sequence[str] = (),
     warnings: Sequence[str] = (),
-    colour: Optional[str] = None,
     settings_csv: Optional[str] = None,
     spread_and_noise: Optional[Tuple[float, float]] = None,
-    test_examples: Optional[int] = None,
     against: Sequence[str] = (),
     partial: Optional[Mapping[str, int]] = None,
 ) -> str:
+    """``report.md``: the summary of the analysed ``zoo`` (its Table 1 ``t1`` and Table 2
+    ``t2``), warnings, the comparison with the paper (``against``), links to the tables, the
+    main sections' Markdown (``body``: Table 1 and the figures), the settings, the optional
+    ``sections``, the measures' coverage and the ``notes``."""
+    models, target, target_series = zoo.models, options.target, zoo.target_series
+    axes, hold_fixed, experiment, anchor = zoo.axes, zoo.hold_fixed, options.experiment, options.anchor
+    double_descent, test_examples = options.with_double_descent, options.test_examples
     ids = list(models.index)
     status_counts = trials["status"].astype(str).value_counts().sort_index()
     statuses = ", ".join(f"{count} {status}" for status, count in status_counts.items())
@@ -177,15 +176,7 @@ def report_text(
     if settings_csv:
         lines.append(f"- [Measure settings]({settings_csv}): the settings and details recorded with each family's rows, "
                      "one row per distinct (family, settings), with the number of models.")
-    lines += ["", "### Table 1", "", to_markdown(t1), "## Figures", ""]
-    lines.append("Every figure is also written as SVG next to its PNG."
-                 + (f" Scatter points are coloured by `{colour}`." if colour else ""))
-    lines.append("")
-    for title, path in figures:
-        lines.append(f"- [{title}]({path})")
-    for title, path in figures:
-        if not Path(path).name.startswith("scatter_"):
-            lines += ["", f"![{title}]({path})"]
+    lines += list(body)
 
     lines += ["", "## Settings", "", "### Analysis", ""]
     lines += [
@@ -204,7 +195,7 @@ def report_text(
         f"- R²: least squares with intercept; cross-validated R² pooled over out-of-fold predictions of "
         f"{CV_FOLDS}-fold KFold (shuffle, seed {CV_SEED}); the same folds give the regression-derived measures",
     ]
-    flat = flatten_settings(settings)
+    flat = flatten_settings(options.settings or {})
     lines += ["", "### Run settings", ""]
     lines += [f"- `{key}`: `{value}`" for key, value in flat] or ["- none were passed"]
     recorded = _resolved_settings(measure_settings(measures, ids))

@@ -1,56 +1,67 @@
-"""Paper-specific sections of a report: analyses that only some zoos have (pruning during
-training, iterative magnitude pruning), registered by name and chosen by the caller (a
-preset's ``analysis: {sections: [...]}``).
+"""The registry of report sections: :func:`register`, :func:`get`, :func:`names`,
+:func:`main_sections`.
 
-A section is a pure function ``fn(SectionInput) -> SectionOutput``: it gets every model of
-the zoo, the measures, and the store's long tables (``epochs``, the mode's own tables such as
-``events``, per-example tables such as ``el2n``), and returns Markdown for the report plus the
-files (CSV tables, PNG figures) it wants written next to it.
+The report is a list of sections (:class:`analysis.section.SectionSpec`): the main ones,
+Tables 1–3 and the figures, in every report in the order registered here; the optional
+ones, analyses that only some zoos have (pruning during training, iterative magnitude
+pruning), chosen by name (a preset's ``analysis: {sections: [...]}``). An extension module
+defines its section function and calls :func:`register` with its spec.
+
+A leaf module: the implementations are named as ``"module:attr"`` and imported when a
+report runs them, so importing the registry (``genzoo sweep plan`` validating a sweep file)
+imports no section, scikit-learn or matplotlib.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Callable, Dict, List, Mapping
+from typing import Dict, List
 
-import pandas as pd
+from analysis.errors import AnalysisError
+from analysis.section import SectionInput, SectionOutput, SectionSpec  # noqa: F401 (the section types, re-exported)
 
-
-@dataclass(frozen=True)
-class SectionInput:
-    """``models``: one row per model (index: the model key; the trial's hyperparameters, the
-    model's ``model_id``, ``sparsity``, ``model_epoch`` and final metrics); ``measures``: one
-    column per measure, same index; ``tables``: the long tables by name; ``hparams``: the
-    names of the grid-axis columns; ``target``: the report's target name."""
-
-    models: pd.DataFrame
-    measures: pd.DataFrame
-    tables: Mapping[str, pd.DataFrame]
-    hparams: List[str]
-    target: str
+_SPECS: Dict[str, SectionSpec] = {}
 
 
-@dataclass
-class SectionOutput:
-    """``markdown``: the section's lines (starting with its ``## `` heading); ``files``:
-    relative path (``figures/x.png``, ``x.csv``) -> bytes; ``notes``: what could not be done."""
-
-    markdown: List[str]
-    files: Dict[str, bytes] = field(default_factory=dict)
-    notes: List[str] = field(default_factory=list)
-
-
-def _registry() -> Mapping[str, Callable[[SectionInput], SectionOutput]]:
-    # The section modules import SectionInput/SectionOutput from here, so they load after them.
-    from analysis.imp import imp_section
-    from analysis.stability import stability_section
-
-    return MappingProxyType({"imp": imp_section, "stability": stability_section})
+def register(spec: SectionSpec) -> SectionSpec:
+    """Add a section. Registering an equal spec again is a no-op (a module imported twice); a
+    different spec under a registered name is an error."""
+    if not isinstance(spec, SectionSpec):
+        raise AnalysisError(f"sections: register got {spec!r}, allowed: an analysis.section.SectionSpec")
+    known = _SPECS.get(spec.name)
+    if known is not None:
+        if known != spec:
+            raise AnalysisError(f"sections.{spec.name}: already registered as {known.function}, "
+                                f"allowed: one spec per section name")
+        return known
+    _SPECS[spec.name] = spec
+    return spec
 
 
-SECTIONS = _registry()
+for _spec in (
+    # Main sections, in the order they run and write their files.
+    SectionSpec("table1", "analysis.main_sections:table1_section", main=True),
+    SectionSpec("table2", "analysis.main_sections:table2_section", main=True),
+    SectionSpec("table3", "analysis.main_sections:table3_section", main=True),
+    SectionSpec("figures", "analysis.main_sections:figures_section", main=True,
+                tables=("pruning_curves", "hessian_eigenvalues", "el2n", "epochs")),
+    # Optional sections, chosen by a preset.
+    SectionSpec("imp", "analysis.imp:imp_section", tables=("el2n",), columns=("model_id", "mode")),
+    SectionSpec("stability", "analysis.stability:stability_section", tables=("events", "epochs")),
+):
+    register(_spec)
+
+
+def get(name: str) -> SectionSpec:
+    if name not in _SPECS:
+        raise AnalysisError(f"sections: unknown section {name!r}, allowed: {', '.join(names()) or 'none'}")
+    return _SPECS[name]
 
 
 def names() -> List[str]:
-    return sorted(SECTIONS)
+    """The optional sections a preset may choose, sorted."""
+    return sorted(name for name, spec in _SPECS.items() if not spec.main)
+
+
+def main_sections() -> List[SectionSpec]:
+    """The sections of every report, in registration order."""
+    return [spec for spec in _SPECS.values() if spec.main]

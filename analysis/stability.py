@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis.figures import png_bytes
-from analysis.sections import SectionInput, SectionOutput
+from analysis.section import SectionInput, SectionOutput
 from analysis.tables import to_csv_text, to_markdown
 
 MIN_RUNS = 3

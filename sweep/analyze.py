@@ -20,6 +20,8 @@ from typing import Optional
 
 import pandas as pd
 
+from analysis import sections
+from analysis.options import AnalysisOptions
 from analysis.report import analyze
 from measures import registry
 from sweep import provenance
@@ -50,7 +52,9 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
     config = read_resolved_config(store)
     options = config.analysis
     target = target or options.target
-    models, measures, tables = zoo_frames(store, options.tables)
+    # The long tables the sweep file names, and those its report sections read (sections.get(name).tables).
+    wanted = [*options.tables, *(name for section in options.sections for name in sections.get(section).tables)]
+    models, measures, tables = zoo_frames(store, tuple(dict.fromkeys(n for n in wanted if n != "epochs")))
     # Per-epoch records: the learning curves of the report and the paper sections.
     tables["epochs"] = store.epochs()
     settings = {
@@ -58,15 +62,15 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
         for name in registry.names()
     }
     hparams = [name for name, values in config.axes if len(values) > 1]
+    analysis_options = AnalysisOptions(
+        target=target, hparams=tuple(hparams), experiment=experiment,
+        settings={"measures": settings, "provenance": provenance.recorded(store)},
+        double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
+        sections=options.sections, test_examples=count_test_examples(models), colour_by=options.colour_by,
+        paper=paper_comparison(options.paper) if options.paper else None, include_partial=include_partial,
+    )
     with tempfile.TemporaryDirectory(prefix="genzoo-analysis-") as scratch:
-        result = analyze(
-            models, measures, scratch, target=target, tables=tables,
-            experiment=experiment, settings={"measures": settings, "provenance": provenance.recorded(store)},
-            hparams=hparams,
-            double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
-            sections=options.sections, test_examples=count_test_examples(models), colour_by=options.colour_by,
-            paper=paper_comparison(options.paper) if options.paper else None, include_partial=include_partial,
-        )
+        result = analyze(models, measures, scratch, analysis_options, tables=tables)
         root = Path(scratch)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             store.upload(path, ANALYSIS_DIR, *path.relative_to(root).parts)

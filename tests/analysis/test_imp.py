@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from analysis.imp import imp_section, match_rule
-from analysis.sections import SECTIONS, SectionInput
+from analysis import sections
+from analysis.section import SectionInput
 from imp_reference import subgroup_differences
 
 LEVELS, SEEDS, NOISES, EXAMPLES = 5, (0, 1, 2), (0.0, 0.3), 100
@@ -47,7 +48,7 @@ def _csv(output, name):
 
 def test_the_section_is_registered_and_writes_its_tables_and_figures(zoo):
     _, _, output = zoo
-    assert SECTIONS["imp"] is imp_section
+    assert sections.get("imp").fn is imp_section
     assert {"imp_optimal.csv", "imp_summary.csv", "imp_el2n_groups.csv", "imp_vs_extended_dense.csv",
             "figures/imp_test_error.png", "figures/imp_train_loss.png", "figures/imp_el2n_groups.png",
             "figures/imp_vs_extended_dense.png"} <= set(output.files)

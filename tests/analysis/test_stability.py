@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.sections import SECTIONS, SectionInput
+from analysis import sections
+from analysis.section import SectionInput
 from analysis.stability import per_model
 
 TARGETS = ["S", "S", "L", "L", "R", "R"]
@@ -120,7 +121,7 @@ def test_unpruned_runs_are_fully_stable_with_the_best_accuracy_of_every_epoch():
 def test_section_writes_tables_and_figures_whose_correlations_scipy_recomputes():
     models, events, epochs = _zoo()
     measures = pd.DataFrame({"hessian_trace": np.arange(len(models), dtype=float)[::-1]}, index=models.index)
-    out = SECTIONS["stability"](SectionInput(models=models, measures=measures,
+    out = sections.get("stability").fn(SectionInput(models=models, measures=measures,
                                              tables={"events": events, "epochs": epochs}, hparams=[], target="gap"))
     for name in ("stability_models.csv", "stability_correlations.csv", "figures/stability_accuracy_during_training.png",
                  "figures/stability_vs_test_accuracy.png", "figures/stability_iterative_rate.png",
