@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Tuple
 
-from trainers.modes import settings
 from trainers.modes.spec import ModeError, ModeSpec
 from trainers.registry import Registry
 
@@ -39,14 +38,16 @@ def parse_settings(mode: Any, values: Any, *, prefix: str = "mode_settings.") ->
     return get(mode).parse(values, prefix)
 
 
-_CALLBACKS = "trainers.modes.callbacks"
-register(ModeSpec("standard", settings.StandardSettings, f"{_CALLBACKS}:ModeCallbacks", packable=True, stoppable=True))
-register(ModeSpec("ema", settings.EmaSettings, f"{_CALLBACKS}:Ema", packable=True, stoppable=True))
-register(ModeSpec("imp", settings.ImpSettings, "trainers.modes.imp:Imp", packable=True))
-register(ModeSpec("extended_dense", settings.ExtendedDenseSettings, "trainers.modes.imp:ExtendedDense", packable=True))
+_SETTINGS, _CALLBACKS = "trainers.modes.settings", "trainers.modes.callbacks"
+register(ModeSpec("standard", f"{_SETTINGS}:StandardSettings", f"{_CALLBACKS}:ModeCallbacks", packable=True,
+                  stoppable=True))
+register(ModeSpec("ema", f"{_SETTINGS}:EmaSettings", f"{_CALLBACKS}:Ema", packable=True, stoppable=True))
+register(ModeSpec("imp", f"{_SETTINGS}:ImpSettings", "trainers.modes.imp:Imp", packable=True))
+register(ModeSpec("extended_dense", f"{_SETTINGS}:ExtendedDenseSettings", "trainers.modes.imp:ExtendedDense",
+                  packable=True))
 # Not packable: it reads activations through hooks on the model's own modules, which a packed
 # forward pass does not call.
-register(ModeSpec("prune_during_training", settings.PruneDuringTrainingSettings,
+register(ModeSpec("prune_during_training", f"{_SETTINGS}:PruneDuringTrainingSettings",
                   "trainers.modes.prune_during_training:PruneDuringTraining",
                   retired=(("epoch_noise_factor", 79.0, "issue 22",
                             "eval_noise_batches (the test batches noised, Appendix D.1)"),)))

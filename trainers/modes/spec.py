@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Tuple
 
-from trainers.registry import is_reference
+from trainers.registry import is_reference, resolve
 from trainers.values import is_int
 
 
@@ -21,8 +21,8 @@ class ModeError(ValueError):
 class ModeSpec:
     """One training mode of the registry.
 
-    ``settings``: the mode's settings, a frozen dataclass whose fields are the settings with
-    their defaults, with ``validate(prefix)`` (a :class:`ModeError` naming ``prefix + field``)
+    ``settings``: ``"module:attr"`` of the mode's settings, a frozen dataclass (in a torch-free
+    module: the plan parses them) whose fields are the settings with their defaults, with ``validate(prefix)`` (a :class:`ModeError` naming ``prefix + field``)
     and optionally ``total_epochs(epochs)`` (the epochs the loop runs, default ``epochs``) and
     ``check_against(epochs, prefix)`` (the settings against the config's ``epochs``). Only the
     settings that differ from their defaults enter the trial id, so adding a defaulted setting
@@ -39,7 +39,7 @@ class ModeSpec:
     """
 
     name: str
-    settings: type
+    settings: str
     callbacks: str
     packable: bool = False
     stoppable: bool = False
@@ -47,20 +47,26 @@ class ModeSpec:
 
     def __post_init__(self) -> None:
         where = f"mode {self.name}"
-        if not (isinstance(self.settings, type) and dataclasses.is_dataclass(self.settings)
-                and callable(getattr(self.settings, "validate", None))):
-            raise ModeError(f"{where}: settings got {self.settings!r}, allowed: a dataclass with validate(prefix)")
-        if not is_reference(self.callbacks):
-            raise ModeError(f"{where}: callbacks got {self.callbacks!r}, allowed: a 'package.module:attr' string")
+        for name in ("settings", "callbacks"):
+            if not is_reference(getattr(self, name)):
+                raise ModeError(f"{where}: {name} got {getattr(self, name)!r}, allowed: a 'package.module:attr' string")
         for name in ("packable", "stoppable"):
             if not isinstance(getattr(self, name), bool):
                 raise ModeError(f"{where}: {name} got {getattr(self, name)!r}, allowed: true or false")
         object.__setattr__(self, "retired", tuple(tuple(entry) for entry in self.retired))
 
+    def settings_class(self) -> type:
+        """The settings dataclass ``settings`` names (a ModeError unless it is one)."""
+        cls = resolve(self.settings)
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls) and callable(getattr(cls, "validate", None))):
+            raise ModeError(f"mode {self.name}: settings {self.settings} is {cls!r}, allowed: a dataclass with "
+                            f"validate(prefix)")
+        return cls
+
     def parse(self, values: Any, prefix: str = "mode_settings.") -> Any:
         """The mode's settings built from a mapping (a YAML block; None for the defaults) or
         given as the settings class, validated; an unknown key or a bad value is a ModeError."""
-        cls = self.settings
+        cls = self.settings_class()
         if isinstance(values, cls):
             values.validate(prefix)
             return values
