@@ -35,7 +35,7 @@ def register(spec: MeasureSpec) -> MeasureSpec:
         raise MeasureError(f"measures: register got {spec!r}, allowed: a measures.spec.MeasureSpec")
     known = _SPECS.get(spec.name)
     if known is not None:
-        if known != spec:
+        if known.identity() != spec.identity():
             raise MeasureError(f"measures.{spec.name}: already registered as {known.function}, "
                                f"allowed: one spec per family name")
         return known

@@ -43,6 +43,9 @@ class Range:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Range) and vars(self) == vars(other)
 
+    def __repr__(self) -> str:
+        return f"Range({self.low}, {self.high}, open_low={self.open_low}, open_high={self.open_high})"
+
     def __hash__(self) -> int:
         return hash(tuple(vars(self).values()))
 
@@ -228,6 +231,15 @@ class MeasureSpec:
         setting as a list (a fresh dict each call)."""
         return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
                 for f in dataclasses.fields(self.settings)}
+
+    def identity(self) -> Tuple[Any, ...]:
+        """What makes two specs the same family: everything but the settings class's identity
+        (its module, name and every field's default and kind), so a module imported again
+        (a reload, a second import path) registers the same spec."""
+        fields = tuple((f.name, repr(f.default), f.metadata["setting"].kind, repr(f.metadata["setting"].range),
+                        f.metadata["setting"].choices) for f in dataclasses.fields(self.settings))
+        return (self.name, self.function, self.measures, self.needs, self.tables, self.settings.__module__,
+                self.settings.__qualname__, fields)
 
     @property
     def fn(self) -> Callable[..., Any]:
