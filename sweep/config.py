@@ -33,14 +33,17 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from sweep import extensions
 from trainers import catalog, yamlio
-from trainers.config import PACKABLE_MODES, ConfigError, TrainConfig, pack_key
+from trainers.config import ConfigError, TrainConfig, pack_key, packable_modes
+from trainers.data import registry as datasets
+from trainers.models import registry as models
+from trainers.modes import registry as modes
+from trainers.values import is_number as _number
 
 PRESET_DIR = Path(__file__).parent / "presets"
 # The published claims of each paper (analysis.paper_claims), one file per paper.
@@ -342,17 +345,17 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
 
     base_values = {**fixed, **{name: values[0] for name, values in axes}}
     base = _train_config(base_values, [name for name, _ in axes])
-    if base.model not in catalog.MODELS:
-        raise SweepConfigError(f"model: unknown model {base.model!r}, allowed: {', '.join(catalog.MODELS)}")
-    if base.dataset not in catalog.DATASETS:
-        raise SweepConfigError(f"dataset: unknown dataset {base.dataset!r}, allowed: {', '.join(catalog.DATASETS)}")
+    if base.model not in models.names():
+        raise SweepConfigError(f"model: unknown model {base.model!r}, allowed: {', '.join(_model_names())}")
+    if base.dataset not in datasets.names():
+        raise SweepConfigError(f"dataset: unknown dataset {base.dataset!r}, allowed: {', '.join(datasets.names())}")
     for name, values in axes:
         for value in values:
             _train_config({**base_values, name: value}, [name])
-            if name == "model" and value not in catalog.MODELS:
-                raise SweepConfigError(f"grid.model: unknown model {value!r}, allowed: {', '.join(catalog.MODELS)}")
-            if name == "dataset" and value not in catalog.DATASETS:
-                raise SweepConfigError(f"grid.dataset: unknown dataset {value!r}, allowed: {', '.join(catalog.DATASETS)}")
+            if name == "model" and value not in models.names():
+                raise SweepConfigError(f"grid.model: unknown model {value!r}, allowed: {', '.join(_model_names())}")
+            if name == "dataset" and value not in datasets.names():
+                raise SweepConfigError(f"grid.dataset: unknown dataset {value!r}, allowed: {', '.join(datasets.names())}")
 
     res = _mapping(document, "resources")
     for key in res:
@@ -399,10 +402,10 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     )
     trials = config.trials()
     ids = [t.trial_id for t in trials]
-    unpackable = sorted({t.mode for t in trials if t.mode not in PACKABLE_MODES})
+    unpackable = sorted({t.mode for t in trials if not modes.get(t.mode).packable})
     if pack > 1 and unpackable:
         raise SweepConfigError(f"resources.pack: mode {unpackable[0]!r} cannot be packed, use pack: 1 "
-                               f"(packable modes: {', '.join(PACKABLE_MODES)})")
+                               f"(packable modes: {', '.join(packable_modes())})")
     if len(set(ids)) != len(ids):
         raise SweepConfigError("grid: two grid points give the same trial (repeated values after defaults)")
     _check_against_catalog(config, trials)
@@ -420,24 +423,27 @@ def _where(config: SweepConfig, name: str) -> str:
 
 def _check_against_catalog(config: SweepConfig, trials: Sequence[TrainConfig]) -> None:
     """What depends on the dataset and the model, checked before anything trains and without
-    torch (:mod:`trainers.catalog`): the training-set size against the dataset's, the input
-    shape the model takes, the hyperparameters it has, and its number of parameters against
-    :data:`trainers.catalog.MAX_PARAMETERS`."""
+    torch (the specs of the dataset and the model, :mod:`trainers.catalog`): the training-set
+    size against the dataset's, the input shape the model takes, the hyperparameters it has,
+    and its number of parameters against :data:`trainers.catalog.MAX_PARAMETERS`."""
     seen = set()
     for t in trials:
         key = (t.dataset, t.train_size, t.model, t.width, t.depth, t.dropout)
         if key in seen:
             continue
         seen.add(key)
-        info = catalog.DATASET_INFO[t.dataset]
+        info = catalog.dataset_info(t.dataset)
+        model = models.get(t.model)
         if t.train_size is not None and t.train_size > info.train:
             raise SweepConfigError(f"{_where(config, 'train_size')}: got {t.train_size}, allowed: at most "
                                    f"{info.train} (the training set of {t.dataset}) or null (all of it)")
-        if t.model not in catalog.ANY_INPUT_SHAPE and info.shape != catalog.IMAGE_SHAPE:
-            shape = "x".join(map(str, info.shape))
-            raise SweepConfigError(f"{_where(config, 'model')}: {t.model} takes 3x32x32 images and {t.dataset}'s are "
-                                   f"{shape}; allowed with {t.dataset}: {', '.join(catalog.ANY_INPUT_SHAPE)}")
-        supported = catalog.MODEL_HYPERPARAMETERS[t.model]
+        if not model.takes_shape(info.shape):
+            takes = " or ".join("x".join(map(str, shape)) for shape in model.input_shapes)
+            fitting = [n for n in _model_names() if models.get(n).takes_shape(info.shape)]
+            raise SweepConfigError(f"{_where(config, 'model')}: {t.model} takes {takes} images and {t.dataset}'s are "
+                                   f"{'x'.join(map(str, info.shape))}; allowed with {t.dataset}: "
+                                   f"{', '.join(fitting) or 'none'}")
+        supported = model.hyperparameters
         for name, unset in (("width", None), ("depth", None), ("dropout", 0.0)):
             if getattr(t, name) != unset and name not in supported:
                 raise SweepConfigError(f"{_where(config, name)}: got {getattr(t, name)!r}, but model {t.model} has no "
@@ -652,9 +658,9 @@ def _mapping(document: Mapping[str, Any], key: str) -> Dict[str, Any]:
     return dict(value)
 
 
-def _number(value: Any) -> bool:
-    """A finite int or float: NaN and infinity are no value of any field."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _model_names() -> List[str]:
+    """The registered models, sorted, as the errors list them."""
+    return sorted(models.names())
 
 
 def read_resolved_config(store) -> SweepConfig:
