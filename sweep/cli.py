@@ -140,7 +140,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"genzoo: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("genzoo: interrupted", file=sys.stderr)
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        from sweep import scratch
+        from sweep.cluster import stop_ray
+
+        stop_ray()  # the trials and tasks end with it; their partial epoch or model is not committed
+        scratch.reap(wait_for_younger=10.0)
+        print(f"genzoo: interrupted; {_after_interrupt(args)}", file=sys.stderr)
         return 130
     except OSError as exc:
         from sweep.store import resolve_storage
@@ -156,6 +164,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"genzoo: error: storage: {storage} failed ({(str(exc).strip().splitlines() or ['?'])[0][:300]}); "
               "when it answers again, run the command again (`genzoo sweep resume` for a sweep)", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What a user stopped with Ctrl-C runs to continue: the store keeps every commit."""
+    from sweep.store import resolve_storage
+
+    storage = resolve_storage(getattr(args, "storage", None))
+    if args.command == "sweep" and args.sweep_command in ("run", "resume") and getattr(args, "experiment", None):
+        return (f"every committed epoch is kept; continue with `genzoo sweep resume {args.experiment} "
+                f"--storage {storage}`")
+    if args.command == "measure":
+        return f"every stored model is kept; continue with `genzoo measure {args.experiment} --storage {storage}`"
+    if args.command == "demo":
+        return f"what is done is kept; continue with `genzoo demo --storage {storage}`"
+    return "nothing was committed after the last commit point"
 
 
 def _again(args: argparse.Namespace) -> str:
@@ -230,6 +253,8 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0
     if args.sweep_command == "run":
         config = sweep_config.load(args.sweep, args.overrides)
+        args.experiment = config.experiment  # for the resume command after Ctrl-C
+        args.storage = args.storage or config.storage
         if args.gpus_per_trial is not None:
             config = sweep_config.with_gpus(config, args.gpus_per_trial)
         counts = driver.run(config, storage=args.storage, address=args.address, data_root=args.data_root,

@@ -23,6 +23,7 @@ def connect_ray(address: Optional[str] = None):
 
     if ray.is_initialized():
         return ray
+    ray_logs_to_file()
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
@@ -34,12 +35,45 @@ def connect_ray(address: Optional[str] = None):
     return ray
 
 
+def log_file() -> Path:
+    """Where the driver's Ray and Tune log lines go (``GENZOO_LOG`` or a file under the
+    temporary folder): genzoo prints its own progress and one-line errors; Ray's notices (token
+    authentication, `Tuner.restore` hints, metrics export) are for debugging Ray."""
+    return Path(os.environ.get(ENV_LOG) or Path(tempfile.gettempdir()) / f"genzoo-{os.getuid()}" / "ray-driver.log")
+
+
+def ray_logs_to_file() -> Path:
+    """Send the ``ray`` loggers of this process (Tune's included) to :func:`log_file` instead
+    of the console; returns the file."""
+    path = log_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("ray", "ray.tune", "ray.train", "ray.data"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, logging.StreamHandler)
+                    and not isinstance(h, logging.FileHandler)]:
+            logger.removeHandler(old)
+        logger.propagate = name != "ray"  # the children reach the file through "ray"
+    logging.getLogger("ray").addHandler(handler)
+    return path
+
+
+def stop_ray() -> None:
+    """Disconnect from Ray if this process connected: an embedded Ray stops with its processes,
+    and on a cluster the job's trials and tasks end with their driver."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 # An embedded Ray's processes (gcs_server, raylet, the dashboard and runtime-env agents, the
 # log monitor) outlive a driver killed with SIGKILL, reparented to init. Each driver that
 # starts one records it here and starts a watchdog that ends them once the driver is gone
 # (sweep/reaper.py); the next genzoo start that starts one ends those of any record whose
 # driver and watchdog are both gone.
 ENV_RAY_TEMP_DIR = "GENZOO_RAY_TEMP_DIR"  # Ray's --temp-dir for an embedded Ray (default: Ray's)
+ENV_LOG = "GENZOO_LOG"  # the file of the driver's Ray and Tune log lines
 
 _start_time = reaper.start_time
 mentions = reaper.mentions

@@ -51,6 +51,9 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # Tune's newer console output ignores verbose=0 and prints its configuration table; the
 # driver prints its own progress line instead.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Ctrl-C raises KeyboardInterrupt in the driver instead of Tune's own stop, which snapshots its
+# experiment and prints a `Tuner.restore` hint: genzoo resumes from the store (`sweep resume`).
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 
 

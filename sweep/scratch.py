@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -37,11 +38,38 @@ def make(trial_id: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{trial_id}-{pid}.{start_time(pid) or 0}-"))
 
 
-def reap(folder: Optional[str] = None) -> List[Path]:
+def reap(folder: Optional[str] = None, *, wait_for_younger: float = 0.0) -> List[Path]:
     """Remove the scratch folders in ``folder`` (default: ``$TMPDIR``) whose owner no longer
-    runs; returns them. Without ``/proc`` (not Linux) nothing is removed."""
+    runs; returns them. Without ``/proc`` (not Linux) nothing is removed.
+
+    ``wait_for_younger``: seconds to wait, in all, for owners started after this process (the
+    workers of the Ray this driver just stopped, which take a moment to exit) before leaving
+    their folders to the next launch."""
     if not Path("/proc/self/stat").exists():
         return []
+    removed = _reap_once(folder)
+    deadline = time.monotonic() + wait_for_younger
+    while time.monotonic() < deadline and _younger_owners(folder):
+        time.sleep(0.2)
+        removed += _reap_once(folder)
+    return removed
+
+
+def _younger_owners(folder: Optional[str]) -> bool:
+    mine = int(start_time(os.getpid()) or 0)
+    root = Path(folder or tempfile.gettempdir())
+    try:
+        names = [entry.name for entry in root.iterdir()]
+    except OSError:
+        return False
+    for name in names:
+        match = _OWNED.match(name)
+        if match and start_time(int(match["pid"])) == match["start"] and int(match["start"]) >= mine:
+            return True
+    return False
+
+
+def _reap_once(folder: Optional[str]) -> List[Path]:
     root = Path(folder or tempfile.gettempdir())
     removed = []
     try:
