@@ -6,7 +6,7 @@ keeps the specs equal to the loaders and the counts to the built models.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 from trainers.data import registry as datasets
 from trainers.models import registry as models
@@ -41,20 +41,3 @@ def parameter_count(model: str, classes: int, *, width: Optional[int] = None, de
     spec = models.get(model)
     width, depth = spec.with_defaults(width, depth)
     return int(resolve(spec.parameter_count)(classes, width=width, depth=depth, input_shape=tuple(input_shape)))
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional (issue 25): the old constants, read from the specs, until sweep/config.py reads them.
-    if name == "MODELS":
-        return tuple(sorted(models.names()))
-    if name == "DATASETS":
-        return datasets.names()
-    if name == "DATASET_INFO":
-        return {n: dataset_info(n) for n in datasets.names()}
-    if name == "MODEL_HYPERPARAMETERS":
-        return {n: models.get(n).hyperparameters for n in models.names()}
-    if name == "ANY_INPUT_SHAPE":
-        return tuple(n for n in sorted(models.names()) if models.get(n).input_shapes is None)
-    if name == "IMAGE_SHAPE":
-        return IMAGE_SHAPE
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -292,12 +292,3 @@ class TrainConfig:
         """``<model>-<16 hex digits>``: sha256 of the canonical JSON of :meth:`identity`."""
         canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return f"{self.model}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional (issue 25): the old constant, read from the specs, until sweep/config.py reads them.
-    if name == "PACKABLE_MODES":
-        return packable_modes()
-    if name == "STOPPABLE_MODES":
-        return stoppable_modes()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
