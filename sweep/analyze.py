@@ -27,20 +27,19 @@ from measures import registry
 from sweep import provenance
 from sweep.config import paper_comparison, read_resolved_config
 from sweep.store import COMPLETED, Store, model_key
+from trainers.data import registry as datasets
 from trainers.status import METRICS
-from trainers.data.sources import DIGITS_LARGE_TEST_PER_CLASS, DIGITS_TEST_PER_CLASS
 
 ANALYSIS_DIR = "analysis"
-# Test-set size per dataset (the standard test splits; digits keeps 36 images per class), for
-# the report's comparison of the target's spread with one model's test-set noise.
-TEST_EXAMPLES = {"digits": 10 * DIGITS_TEST_PER_CLASS, "digits_large_test": 10 * DIGITS_LARGE_TEST_PER_CLASS,
-                 "cifar10": 10_000, "cifar100": 10_000, "mnist": 10_000}
 
 
 def count_test_examples(models: pd.DataFrame) -> Optional[int]:
-    """The test-set size of the zoo's one dataset (None for several or an unknown one)."""
+    """The test-set size of the zoo's one dataset (its spec's ``test_size``), for the report's
+    comparison of the target's spread with one model's test-set noise (None for several
+    datasets or an unregistered one)."""
     names = set(models["dataset"].astype(str)) if "dataset" in models.columns else set()
-    return TEST_EXAMPLES.get(names.pop()) if len(names) == 1 else None
+    name = names.pop() if len(names) == 1 else None
+    return datasets.get(name).test_size if name in datasets.names() else None
 
 
 def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str] = None,

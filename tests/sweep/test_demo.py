@@ -10,7 +10,7 @@ import pytest
 
 from analysis.checks import SPREAD_FACTOR, TARGET_FACTOR, binomial_se
 from sweep import config as sweep_config
-from sweep.analyze import TEST_EXAMPLES
+from trainers.data import registry as datasets
 
 # A reduced demo that still varies the two regularizers that slow convergence most (dropout and
 # augmentation) at the narrower width: the models that take longest to reach the target.
@@ -47,7 +47,7 @@ def test_the_demo_end_to_end_prints_stage_times_and_compares_with_the_paper(tmp_
     trials = pd.read_parquet(tmp_path / "demo" / "trials.parquet")
     _on_target(models["train_loss"].to_numpy(float), models["reached_target"].to_numpy(bool), 0.05)
     gap = trials["train_acc"].to_numpy(float) - trials["test_acc"].to_numpy(float)
-    noise = binomial_se(float(trials["test_acc"].mean()), TEST_EXAMPLES["digits_large_test"])
+    noise = binomial_se(float(trials["test_acc"].mean()), datasets.get("digits_large_test").test_size)
     assert gap.std(ddof=1) > SPREAD_FACTOR * noise
     report = (tmp_path / "demo" / "analysis" / "report.md").read_text()
     assert "target spread below" not in report and "confounded by convergence" not in report
