@@ -1,6 +1,6 @@
 """The ``genzoo`` command line.
 
-    genzoo data download cifar10|cifar100|mnist [--root DIR]
+    genzoo data download DATASET [--root DIR]   cifar10, cifar100, mnist (digits ships with scikit-learn)
     genzoo train [FIELD=VALUE ...]              one model, per-epoch table (no Ray)
     genzoo sweep plan PRESET|FILE [KEY=VALUE ...]
     genzoo sweep run PRESET|FILE [KEY=VALUE ...] [--storage S] [--address A] [--gpus-per-trial F] [--autoscale]
@@ -59,12 +59,15 @@ def _add_autoscale(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from trainers.data import registry as datasets  # torch-free: the datasets' specs
+
     parser = argparse.ArgumentParser(prog="genzoo", description="Train model zoos, measure them, correlate.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_cmd = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
-    download = data_cmd.add_parser("download", help="download a dataset with torchvision's checksummed downloader")
-    download.add_argument("name", choices=["cifar10", "cifar100", "mnist"])
+    download = data_cmd.add_parser("download", help="download a dataset (CIFAR and MNIST with torchvision's "
+                                   "checksummed downloader; digits ships with scikit-learn: prints its file)")
+    download.add_argument("name", choices=[n for n in datasets.names() if datasets.get(n).download])
     download.add_argument("--root", help="data root (default: $GENZOO_DATA, else ~/.cache/genzoo)")
 
     train = commands.add_parser("train", help="train one model without Ray and print its per-epoch table")
