@@ -165,6 +165,7 @@ def _metrics(config: TrainConfig, record: Dict[str, Any]) -> Dict[str, Any]:
         "epoch": int(record["epoch"]),
         "epochs_total": trial.total_epochs(config),
         **{k: record[k] for k in FINAL_METRICS},
+        "epoch_seconds": float(record.get("seconds", math.nan)),
         "status": record["status"] if record["status"] == DIVERGED or record["epoch"] == trial.total_epochs(config)
         or config.reaches_target(record["train_loss"]) else RUNNING,
     }

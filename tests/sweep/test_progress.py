@@ -53,3 +53,27 @@ def test_a_completed_trial_prints_no_line_of_its_own_and_an_error_does(progress,
     assert "trials 0/4 done, 1 running, 1 failed" in out
     row = Store(progress.storage, "progress").trials().set_index("trial_id").loc[CONFIGS[2].trial_id]
     assert (row["status"], row["error"]) == ("error", "ValueError: width: got 0")
+
+
+def test_the_eta_is_each_trials_epochs_left_at_its_architectures_measured_pace(progress, capsys):
+    from sweep.progress import Pace
+
+    pace = Pace()
+    assert pace.remaining_seconds([(CONFIGS[0], 2)], slots=1) is None  # nothing measured: "?"
+    pace.add(CONFIGS[0], 1.0)
+    pace.add(CONFIGS[0], 3.0)
+    pace.add(CONFIGS[1], 10.0)
+    assert pace.per_epoch(CONFIGS[0]) == 2.0
+    assert pace.per_epoch(CONFIGS[2]) == 6.0  # unmeasured: the mean of the measured architectures
+    # 2 epochs at 2 s + 1 at 10 s + 3 at 6 s, on 2 slots.
+    assert pace.remaining_seconds([(CONFIGS[0], 2), (CONFIGS[1], 1), (CONFIGS[2], 3), (CONFIGS[3], 0)],
+                                  slots=2) == pytest.approx((4 + 10 + 18) / 2)
+
+    running = [_tune_trial(CONFIGS[:2], Trial.RUNNING), _tune_trial(CONFIGS[2:3], Trial.RUNNING)]
+    result = {"genzoo_trial_id": CONFIGS[0].trial_id, "epoch": 1, "epoch_seconds": 30.0}
+    progress.on_trial_result(0, running, running[0], result)  # a pack of two: 15 s each
+    progress.on_experiment_end(running)
+    # Left: 1 epoch of CONFIGS[0] at 15 s and 2 epochs each of three others at 15 s (the only
+    # pace measured), on the 3 models running: 105 / 3 = 35 s, whatever the elapsed time.
+    line = capsys.readouterr().out
+    assert "epochs 1/8 | elapsed" in line and line.rstrip().endswith("ETA 0m35s")
