@@ -43,7 +43,7 @@ from trainers.config import ConfigError, TrainConfig, pack_key, packable_modes
 from trainers.data import registry as datasets
 from trainers.models import registry as models
 from trainers.modes import registry as modes
-from trainers.values import is_number as _number
+from trainers.values import is_int as _int, is_number as _number
 
 PRESET_DIR = Path(__file__).parent / "presets"
 # The published claims of each paper (analysis.paper_claims), one file per paper.
@@ -504,10 +504,6 @@ def parse_variants(block: Any, grid_axes: Sequence[str]) -> Tuple[Tuple[Tuple[st
             items.append((key, value))
         out.append(tuple(items))
     return tuple(out)
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_measures(measures: Mapping[str, Mapping[str, Any]]) -> None:
