@@ -67,12 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     download = data_cmd.add_parser("download", help="download a dataset (CIFAR and MNIST with torchvision's "
                                    "checksummed downloader; digits ships with scikit-learn: prints its file)")
-    download.add_argument("name", choices=[n for n in datasets.names() if datasets.get(n).download])
+    download.add_argument("name", choices=[n for n in datasets.names() if datasets.get(n).download],
+                          help="the dataset to download")
     download.add_argument("--root", help="data root (default: $GENZOO_DATA, else ~/.cache/genzoo)")
 
     train = commands.add_parser("train", help="train one model without Ray and print its per-epoch table")
     train.add_argument("overrides", nargs="*", metavar="FIELD=VALUE", help="TrainConfig fields, e.g. width=32 epochs=5")
-    train.add_argument("--data-root")
+    train.add_argument("--data-root", help="dataset files root (default: $GENZOO_DATA, else ~/.cache/genzoo)")
     train.add_argument("--run-dir", help="write checkpoints here (and resume from them)")
 
     sweep = commands.add_parser("sweep", help="plan, run, resume or inspect a sweep").add_subparsers(
@@ -80,20 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sweep.add_parser("plan", help="print the trials and resources of a sweep without starting it")
     run = sweep.add_parser("run", help="train every trial of a sweep on Ray Tune")
     for sub in (plan, run):
-        sub.add_argument("sweep", metavar="PRESET|FILE")
+        sub.add_argument("sweep", metavar="PRESET|FILE", help="a preset name (sweep/presets) or a sweep file")
         sub.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                          help="set a field of the sweep file, e.g. train.epochs=2 grid.width=[8,16] seeds=[0,1] "
                               "measures.flatness.subset=128 (values read as YAML)")
     resume = sweep.add_parser("resume", help="continue an interrupted sweep")
-    resume.add_argument("experiment")
+    resume.add_argument("experiment", help="the experiment's name in the store")
     for sub in (run, resume):
         _add_storage(sub)
         sub.add_argument("--address", help="Ray cluster address (auto, ray://host:port); default: embedded local Ray")
-        sub.add_argument("--data-root")
+        sub.add_argument("--data-root", help="dataset files root on every node (default: $GENZOO_DATA, else ~/.cache/genzoo)")
         _add_autoscale(sub)
     run.add_argument("--gpus-per-trial", type=float, help="override resources.gpus (a fraction of one GPU)")
     status = sweep.add_parser("status", help="trial counts, epochs done, failed trials")
-    status.add_argument("experiment")
+    status.add_argument("experiment", help="the experiment's name in the store")
     _add_storage(status)
 
     from measures import registry  # torch-free: the families' specs, for the help text
@@ -103,32 +104,35 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="measure families, their settings (--set FAMILY.SETTING=VALUE) and defaults:\n\n"
                + registry.help_text())
-    measure.add_argument("experiment")
+    measure.add_argument("experiment", help="the experiment's name in the store")
     measure.add_argument("--measures", help="comma-separated measure families (default: all that apply)")
     measure.add_argument("--set", dest="overrides", action="append", default=[], metavar="FAMILY.SETTING=VALUE",
                          help="override a measure setting, e.g. --set flatness.subset=500 (repeatable)")
-    measure.add_argument("--gpus-per-task", type=float, default=None)
+    measure.add_argument("--gpus-per-task", type=float, default=None,
+                         help="fraction of one GPU per model's task (default: 0.25 when the cluster has a GPU, else 0)")
     measure.add_argument("--force", action="store_true", help="recompute (trial, measure) pairs already stored")
-    measure.add_argument("--address")
-    measure.add_argument("--data-root")
+    measure.add_argument("--address", help="Ray cluster address (auto, ray://host:port); default: embedded local Ray")
+    measure.add_argument("--data-root", help="dataset files root on every node (default: $GENZOO_DATA, else ~/.cache/genzoo)")
     _add_autoscale(measure)
     _add_storage(measure)
 
     analyze = commands.add_parser("analyze", help="correlation tables, figures and report of an experiment")
-    analyze.add_argument("experiment")
-    analyze.add_argument("--target", default=None, choices=["gap", "test_loss", "test_error"])
+    analyze.add_argument("experiment", help="the experiment's name in the store")
+    analyze.add_argument("--target", default=None, choices=["gap", "test_loss", "test_error"],
+                         help="the generalization quantity the measures are ranked against "
+                              "(default: the sweep file's analysis.target, else gap)")
     analyze.add_argument("--include-partial", action="store_true",
                          help="keep in Tables 1-3 the measures computed on fewer models than the zoo holds")
     _add_storage(analyze)
 
     compact = commands.add_parser("compact", help="merge the finished trials' per-trial table files into a few "
                                   "Parquet parts (docs/store.md); not while a sweep or measure job of it runs")
-    compact.add_argument("experiment")
+    compact.add_argument("experiment", help="the experiment's name in the store")
     _add_storage(compact)
 
     demo = commands.add_parser("demo", help="sweep run + measure + analyze of the demo preset on local Ray")
     _add_storage(demo)
-    demo.add_argument("--data-root")
+    demo.add_argument("--data-root", help="dataset files root (default: $GENZOO_DATA, else ~/.cache/genzoo)")
     return parser
 
 

@@ -78,10 +78,7 @@ def plan_text(config: SweepConfig) -> str:
     lines.append("  fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     res = config.resources
     tune_trials = len(packs(trials, res.pack))
-    lines.append(
-        f"  resources per trial: {res.cpus:g} CPU, {res.gpus:g} GPU; "
-        f"{res.gpus * tune_trials:g} GPU-trial units in total" + _concurrency(res)
-    )
+    lines.append(f"  resources per trial: {res.cpus:g} CPU, {res.gpus:g} GPU" + _concurrency(res))
     if res.pack > 1:
         lines.append(f"  packed: up to {res.pack} models per Tune trial, {tune_trials} Tune trials")
     per_trial = sorted({trial.total_epochs(t) for t in trials})
@@ -100,19 +97,21 @@ def _width_fractions(base: TrainConfig, widths) -> str:
     """Each width's conv/linear weight count as a fraction of the first width's, next to
     IMP's 0.8^k at the same step k (width down-scaling, Jin et al. 2022, Section 5.2)."""
     from trainers import models
+    from trainers.data import registry as datasets
     from trainers.pruning import prunable_parameters
 
-    shape = (1, 28, 28) if base.dataset == "mnist" else models.IMAGE_SHAPE
-    counts = [sum(p.numel() for _, p in prunable_parameters(models.build(base.model, 10, width=w, input_shape=shape)))
-              for w in widths]
+    dataset = datasets.get(base.dataset)
+    counts = [sum(p.numel() for _, p in prunable_parameters(
+        models.build(base.model, dataset.classes, width=w, input_shape=dataset.input_shape))) for w in widths]
     return "weights remaining: " + ", ".join(
         f"width {w}: {c / counts[0]:.3f} (0.8^{k} = {0.8 ** k:.3f})" for k, (w, c) in enumerate(zip(widths, counts)))
 
 
 def _concurrency(res) -> str:
-    if res.gpus > 0:
-        return f"; {int(1 // res.gpus)} trials share each GPU"
-    return ""
+    if res.gpus <= 0:
+        return ""
+    at_once = int(1 // res.gpus)
+    return f" ({at_once} trial at a time on each GPU)" if at_once == 1 else f" (up to {at_once} trials share each GPU)"
 
 
 # ---------------------------------------------------------------------------------------------
