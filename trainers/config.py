@@ -208,8 +208,11 @@ class TrainConfig:
             raise bad("lr_schedule", ", ".join(LR_SCHEDULES))
         if not is_number(self.lr_decay_factor) or self.lr_decay_factor <= 0:
             raise bad("lr_decay_factor", "a positive number")
-        if not all(is_int(m) and m >= 0 for m in self.lr_milestones):
-            raise bad("lr_milestones", "a list of epochs >= 0")
+        if not all(is_int(m) and 0 <= m < self.epochs for m in self.lr_milestones):
+            # A milestone at or after the last epoch would never decay the rate: a typo, said now.
+            raise bad("lr_milestones", f"a list of epochs in [0, {self.epochs}) (epochs is {self.epochs})")
+        if self.lr_milestones and self.lr_schedule != "step":
+            raise bad("lr_milestones", f"empty with lr_schedule {self.lr_schedule} (milestones are step's)")
         if not is_int(self.lr_decay_start) or not 0 <= self.lr_decay_start < self.epochs:
             raise bad("lr_decay_start", f"an epoch in [0, {self.epochs})")
         if not is_number(self.lr_final) or self.lr_final <= 0:

@@ -23,7 +23,7 @@ TINY = dict(dataset="digits", model="nin", width=8, depth=2, train_size=64, batc
             checkpoint_epochs=(1,))
 # Every kind of column: nulls (width on a pending trial is set; train_size None), lists, floats.
 TRAINED = TrainConfig(**TINY)
-PENDING = TrainConfig(**{**TINY, "width": 4, "train_size": None, "lr_schedule": "step", "lr_milestones": (1,),
+PENDING = TrainConfig(**{**TINY, "width": 4, "train_size": None, "epochs": 2, "lr_schedule": "step", "lr_milestones": (1,),
                          "mode": "ema", "mode_settings": {"decay": 0.9}})
 MEASURE = {"model_id": "final", "family": "norms", "measure": "sum_two_norms", "value": 1.5, "seconds": 0.1,
            "status": "ok", "error": None, "settings": "{}"}

@@ -140,3 +140,14 @@ def test_crop_padding_is_identity_only_when_changed_and_checked():
     assert TrainConfig(crop_padding=1).trial_id != TrainConfig().trial_id
     with pytest.raises(ConfigError, match=r"^crop_padding: got -1, allowed: an integer number of pixels in \[0, 16\]$"):
         TrainConfig(crop_padding=-1)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": 25, "lr_schedule": "step", "lr_milestones": [30]}, "lr_milestones: got (30,), allowed: a list of epochs in [0, 25)"),
+    ({"epochs": 25, "lr_schedule": "step", "lr_milestones": [10, 25]}, "lr_milestones: got (10, 25), allowed: a list of epochs in [0, 25)"),
+    ({"epochs": 25, "lr_milestones": [10]}, "lr_milestones: got (10,), allowed: empty with lr_schedule constant"),
+])
+def test_milestones_that_would_never_apply_are_refused_in_one_line(values, message):
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(**values)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
