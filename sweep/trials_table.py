@@ -166,8 +166,15 @@ def status_text(store: Store) -> str:
     done = int(frame["epochs_done"].sum())
     total = int(frame["epochs_total"].sum())
     counts = ", ".join(f"{k} {v}" for k, v in sorted(table.counts().items()))
-    lines = [f"experiment {store.experiment} ({store.uri}): {len(frame)} trials: {counts}",
-             f"epochs: {done}/{total} done"]
+    targets = sorted({c.stop_at_train_loss for c in config.trials() if c.stop_at_train_loss is not None})
+    if targets:  # a finished trial stopped at its target: its cap is not work left
+        unfinished = ~frame["status"].isin(list(FINISHED))
+        bound = done + int((frame["epochs_total"] - frame["epochs_done"])[unfinished].clip(lower=0).sum())
+        epochs = (f"epochs: {done} done" + (f", at most {bound} in all" if bound > done else "")
+                  + f" (trials stop at training loss {', '.join(f'{t:g}' for t in targets)})")
+    else:
+        epochs = f"epochs: {done}/{total} done"
+    lines = [f"experiment {store.experiment} ({store.uri}): {len(frame)} trials: {counts}", epochs]
     launch = last_launch(store)
     if launch is not None:
         lines.append(f"last launch: {utilization_text(launch)}")

@@ -87,3 +87,19 @@ def test_the_table_of_a_compacted_store_equals_that_of_the_uncompacted_one(tmp_p
     before = TrialsTable(store, configs).frame()
     compact.compact(store, {c.trial_id for c in configs}, minimum=1)
     pd.testing.assert_frame_equal(TrialsTable(store, configs).frame(), before)
+
+
+def test_status_counts_a_trial_that_stopped_at_its_target_as_done_not_as_epochs_left(tmp_path):
+    from sweep import config as sweep_config
+    from sweep import driver
+    from sweep.trials_table import status_text
+
+    document = {"experiment": "st", "dataset": "digits", "model": "nin",
+                "train": {"depth": 1, "epochs": 3, "stop_at_train_loss": 0.6}, "grid": {"width": [4, 5]}}
+    config = sweep_config.parse(document)
+    store = Store(str(tmp_path), "st")
+    store.write_text(driver._provenance(config, driver.provenance.now()), "sweep.yaml")
+    stopped, pending = config.trials()
+    _epochs(store, stopped, 2); _models(store, stopped); _files(store, stopped, ("init.pt", "final.pt"))
+    lines = status_text(store).splitlines()
+    assert lines[1] == "epochs: 2 done, at most 5 in all (trials stop at training loss 0.6)"
