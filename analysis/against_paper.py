@@ -503,8 +503,6 @@ def imp_runs(models: pd.DataFrame, el2n: Optional[pd.DataFrame] = None) -> pd.Da
     frame["label_noise"] = frame["label_noise"].fillna(0.0).astype(float)
     frame["test_error"] = 1.0 - frame["test_acc"].astype(float)
     frame["level"] = frame["model_id"].map(_level)
-    if "trial" not in frame.columns:
-        frame["trial"] = [str(k).split("/")[0] for k in frame.index]
     imp = frame[(frame["mode"] == "imp") & frame["level"].notna()]
     extended = frame[(frame["mode"] == "extended_dense") & frame["level"].notna()]
     standard = frame[frame["mode"] == "standard"]
@@ -512,7 +510,7 @@ def imp_runs(models: pd.DataFrame, el2n: Optional[pd.DataFrame] = None) -> pd.Da
     for (benchmark, noise), group in imp.groupby(["benchmark", "label_noise"], sort=True):
         errors = group.pivot_table(index="seed", columns="level", values="test_error", aggfunc="first").sort_index(axis=1)
         losses = group.pivot_table(index="seed", columns="level", values="train_loss", aggfunc="first")
-        trials = group.groupby("seed")["trial"].first()
+        trials = group.groupby("seed")["trial_id"].first()
         widths = None
         series = standard[(standard["benchmark"] == benchmark) & (standard["label_noise"] == noise)]
         if "width" in series.columns and series["width"].nunique() > 1:
@@ -540,9 +538,9 @@ def imp_runs(models: pd.DataFrame, el2n: Optional[pd.DataFrame] = None) -> pd.Da
 
 
 def _gap_change(el2n: Optional[pd.DataFrame], trial: str, level: float) -> float:
-    if el2n is None or el2n.empty or not {"trial", "model_id", "loss", "noisy"} <= set(el2n.columns):
+    if el2n is None or el2n.empty or not {"trial_id", "model_id", "loss", "noisy"} <= set(el2n.columns):
         return math.nan
-    mine = el2n[el2n["trial"] == trial]
+    mine = el2n[el2n["trial_id"] == trial]
 
     def gap(model_id: str) -> float:
         rows = mine[mine["model_id"] == model_id]

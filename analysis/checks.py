@@ -48,7 +48,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from analysis.data import measure_family, ok_measures
+from analysis.data import measure_family, model_labels, ok_measures
 from analysis.kendall import kendall_tau, kendall_tau_se
 
 SPREAD_FACTOR = 2.0
@@ -166,11 +166,12 @@ def _number(value: object) -> str:
 
 
 def _infos(measures: pd.DataFrame, ids: List[str]) -> pd.DataFrame:
-    """(trial_id, measure, value, info dict) of the ok rows of the models ``ids``."""
+    """(model label, measure, value, info dict) of the ok rows of the models ``ids``."""
     rows = ok_measures(measures)
-    rows = rows[rows["trial_id"].isin(ids)].drop_duplicates(["trial_id", "measure"], keep="last")
+    rows = rows.assign(model=model_labels(rows))
+    rows = rows[rows["model"].isin(ids)].drop_duplicates(["model", "measure"], keep="last")
     if "settings" not in rows.columns:
-        return pd.DataFrame({"trial_id": pd.Series(dtype=object), "measure": pd.Series(dtype=object),
+        return pd.DataFrame({"model": pd.Series(dtype=object), "measure": pd.Series(dtype=object),
                              "value": pd.Series(dtype=float), "info": pd.Series(dtype=object)})
     infos = []
     for text in rows["settings"]:
@@ -180,7 +181,7 @@ def _infos(measures: pd.DataFrame, ids: List[str]) -> pd.DataFrame:
             parsed = {}
         info = parsed.get("info") if isinstance(parsed, dict) else None
         infos.append(info if isinstance(info, dict) else {})
-    return pd.DataFrame({"trial_id": rows["trial_id"].to_numpy(), "measure": rows["measure"].to_numpy(),
+    return pd.DataFrame({"model": rows["model"].to_numpy(), "measure": rows["measure"].to_numpy(),
                          "value": rows["value"].astype(float).to_numpy(), "info": infos})
 
 

@@ -3,11 +3,19 @@ grid axes, and the measures as one column per measure.
 
 Input schemas (the store's tables, documented in ``docs/store.md``):
 
-- ``trials``: one row per model with ``trial_id`` (the model's key), ``status``, the
-  hyperparameter columns and the final metrics ``train_acc``, ``test_acc``, ``train_loss``,
-  ``test_loss``. The caller names the hyperparameter columns; nothing here guesses them.
-- ``measures``: long format with ``trial_id``, ``measure``, ``value``, ``status`` ("ok" or
-  "error"), ``error``, ``seconds``, ``settings`` (a JSON string) and optionally ``family``.
+- ``trials``: one row per model with ``trial_id``, ``model_id`` (optional: a zoo of one
+  model per trial may leave it out), ``status``, the hyperparameter columns and the final
+  metrics ``train_acc``, ``test_acc``, ``train_loss``, ``test_loss``. The caller names the
+  hyperparameter columns; nothing here guesses them.
+- ``measures``: long format with ``trial_id``, ``model_id`` (optional, as above),
+  ``measure``, ``value``, ``status`` ("ok" or "error"), ``error``, ``seconds``, ``settings``
+  (a JSON string) and optionally ``family``.
+
+A model is the pair (``trial_id``, ``model_id``); both columns are kept as they are. Its row
+label in the analysis (the index of the models, of the measures' wide frame and of the
+target; what tables, warnings and figures print) is :func:`model_label` of the pair: the
+trial id for a trial's ``final`` model, so a plain-training zoo is labelled by its trial ids,
+``<trial_id>/<model_id>`` otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +42,27 @@ TARGETS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "test_error": ("test error = 1 − test_acc", ("test_acc",)),
 }
 
+# The model a trial of plain training yields (the store's FINAL_MODEL; the analysis must not
+# import the store).
+FINAL_MODEL = "final"
+
+
+def model_label(trial_id: str, model_id: object = FINAL_MODEL) -> str:
+    """The row label of the model (``trial_id``, ``model_id``): the trial id for its ``final``
+    model (or a frame without ``model_id``), ``<trial_id>/<model_id>`` otherwise."""
+    if model_id is None or model_id == FINAL_MODEL or (isinstance(model_id, float) and np.isnan(model_id)):
+        return str(trial_id)
+    return f"{trial_id}/{model_id}"
+
+
+def model_labels(frame: pd.DataFrame) -> pd.Series:
+    """:func:`model_label` of every row of ``frame`` (aligned with its index)."""
+    if "model_id" not in frame.columns:
+        return frame["trial_id"].astype(object)
+    return pd.Series([model_label(t, m) for t, m in zip(frame["trial_id"], frame["model_id"])],
+                     index=frame.index, dtype=object)
+
+
 def check_target(target: str) -> str:
     if target not in TARGETS:
         raise AnalysisError(f"target: got {target!r}, allowed: {', '.join(TARGETS)}")
@@ -41,19 +70,26 @@ def check_target(target: str) -> str:
 
 
 def completed_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """The rows with ``status == "completed"``, indexed by ``trial_id`` and sorted by it."""
+    """The rows with ``status == "completed"``, indexed by model label (:func:`model_label`)
+    and sorted by it."""
     for column in ("trial_id", "status"):
         if column not in trials.columns:
             raise AnalysisError(f"trials: missing column {column!r}")
-    duplicated = trials["trial_id"][trials["trial_id"].duplicated()]
+    labels = model_labels(trials)
+    duplicated = labels[labels.duplicated()]
     if len(duplicated):
-        raise AnalysisError(f"trials: duplicate trial_id {duplicated.iloc[0]!r}")
-    done = trials[trials["status"] == COMPLETED]
-    return done.set_index("trial_id", drop=False).rename_axis(None).sort_index(kind="stable")
+        what = "model" if "model_id" in trials.columns else "trial_id"
+        raise AnalysisError(f"trials: duplicate {what} {duplicated.iloc[0]!r}")
+    return index_by_model(trials[trials["status"] == COMPLETED]).sort_index(kind="stable")
+
+
+def index_by_model(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (one row per model) indexed by model label, its columns unchanged."""
+    return frame.set_axis(pd.Index(model_labels(frame).to_numpy(), dtype=object), axis=0)
 
 
 def target_values(trials: pd.DataFrame, target: str) -> pd.Series:
-    """The target per trial (index ``trial_id``), following the conventions of ``docs/store.md``:
+    """The target per model (index: its label, :func:`model_label`), following the conventions of ``docs/store.md``:
 
     - ``gap`` = train_acc − test_acc (0-1 error gap; first paper §5.3);
     - ``test_loss`` = the final test cross-entropy (the double-descent target, first paper §5.4.2);
@@ -64,7 +100,7 @@ def target_values(trials: pd.DataFrame, target: str) -> pd.Series:
     missing = [c for c in needed if c not in trials.columns]
     if missing:
         raise AnalysisError(f"trials: target {target!r} needs column(s) {', '.join(missing)}")
-    frame = trials.set_index("trial_id") if "trial_id" in trials.columns else trials
+    frame = index_by_model(trials) if "trial_id" in trials.columns else trials
     if target == "gap":
         values = frame["train_acc"].astype(float) - frame["test_acc"].astype(float)
     elif target == "test_loss":
@@ -128,13 +164,14 @@ def ok_measures(measures: pd.DataFrame) -> pd.DataFrame:
 
 
 def measures_wide(measures: pd.DataFrame, trial_ids: Sequence[str]) -> pd.DataFrame:
-    """One row per trial in ``trial_ids`` (in that order), one column per measure (sorted by
-    name), the value of its "ok" row; NaN where the trial has no such row or the value is not
-    finite. A (trial, measure) pair stored twice keeps its last row."""
+    """One row per model label in ``trial_ids`` (in that order), one column per measure (sorted
+    by name), the value of its "ok" row; NaN where the model has no such row or the value is
+    not finite. A (model, measure) pair stored twice keeps its last row."""
     rows = ok_measures(measures)
-    rows = rows[rows["trial_id"].isin(list(trial_ids))]
-    rows = rows.drop_duplicates(["trial_id", "measure"], keep="last")
-    wide = rows.pivot(index="trial_id", columns="measure", values="value")
+    rows = rows.assign(_model=model_labels(rows))
+    rows = rows[rows["_model"].isin(list(trial_ids))]
+    rows = rows.drop_duplicates(["_model", "measure"], keep="last")
+    wide = rows.pivot(index="_model", columns="measure", values="value")
     wide = wide.reindex(index=list(trial_ids), columns=sorted(map(str, wide.columns))).astype(float)
     wide = wide.where(np.isfinite(wide.to_numpy()))
     wide.index.name = None
@@ -151,7 +188,8 @@ def measure_coverage(measures: pd.DataFrame, trial_ids: Sequence[str]) -> pd.Dat
     """Per measure family: completed trials with an ok finite value for every measure of the
     family, with an error, and with nothing; plus the first error message."""
     ids = list(trial_ids)
-    rows = measures[measures["trial_id"].isin(ids)].copy()
+    rows = measures.assign(_model=model_labels(measures))
+    rows = rows[rows["_model"].isin(ids)].copy()
     if rows.empty:
         return pd.DataFrame(columns=["family", "ok", "error", "missing", "first_error"])
     rows["family"] = rows["measure"].map(measure_family)
@@ -159,7 +197,7 @@ def measure_coverage(measures: pd.DataFrame, trial_ids: Sequence[str]) -> pd.Dat
     rows["good"] = (status == OK) & np.isfinite(rows["value"].astype(float))
     records = []
     for family, group in rows.groupby("family", sort=True):
-        by_trial = group.groupby("trial_id")["good"].all()
+        by_trial = group.groupby("_model")["good"].all()
         ok = int(by_trial.sum())
         failed = by_trial[~by_trial]
         errors = group[~group["good"]]
@@ -181,16 +219,17 @@ def measure_settings(measures: pd.DataFrame, trial_ids: Sequence[str]) -> pd.Dat
     if "settings" not in measures.columns:
         return pd.DataFrame(columns=columns)
     rows = ok_measures(measures)
-    rows = rows[rows["trial_id"].isin(list(trial_ids))]
+    labels = model_labels(rows)
+    rows, labels = rows[labels.isin(list(trial_ids))], labels[labels.isin(list(trial_ids))]
     if rows.empty:
         return pd.DataFrame(columns=columns)
     family = rows["family"] if "family" in rows.columns else rows["measure"].map(measure_family)
     frame = pd.DataFrame({
         "family": family.astype(str).to_numpy(),
         "settings": [canonical_json(s) for s in rows["settings"]],
-        "trial_id": rows["trial_id"].to_numpy(),
+        "model": labels.to_numpy(),
     })
-    counted = frame.drop_duplicates().groupby(["family", "settings"], sort=True)["trial_id"].nunique()
+    counted = frame.drop_duplicates().groupby(["family", "settings"], sort=True)["model"].nunique()
     return counted.rename("trials").reset_index()[columns]
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis.data import model_labels
 from analysis.errors import AnalysisError
 
 DPI = 100
@@ -209,9 +210,9 @@ def learning_curves_figure(epochs: pd.DataFrame, target: pd.Series, target_label
     norm = Normalize(vmin=float(values.min()), vmax=float(values.max()))
     loss_axis = figure.add_subplot(1, 2, 1)
     acc_axis = figure.add_subplot(1, 2, 2)
-    for trial_id, group in epochs.groupby("trial_id", sort=True):
+    for model, group in epochs.groupby(model_labels(epochs), sort=True):
         group = group.sort_values("epoch")
-        shade = cm.viridis(norm(float(values.get(trial_id, np.nan))))
+        shade = cm.viridis(norm(float(values.get(model, np.nan))))
         for split, style in (("train", "-"), ("test", "--")):
             for axis, metric in ((loss_axis, f"{split}_loss"), (acc_axis, f"{split}_acc")):
                 # Epochs without an evaluation (eval_every > 1) have no value: connect the rest.
@@ -225,7 +226,7 @@ def learning_curves_figure(epochs: pd.DataFrame, target: pd.Series, target_label
     for axis in (loss_axis, acc_axis):
         axis.set_xlabel("epoch")
         axis.grid(True, alpha=0.3)
-    loss_axis.set_title(f"learning curves of {epochs['trial_id'].nunique()} models", fontsize=9)
+    loss_axis.set_title(f"learning curves of {model_labels(epochs).nunique()} models", fontsize=9)
     figure.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=acc_axis, label=target_label)
     figure.tight_layout()
     return figure
@@ -311,7 +312,7 @@ def pruning_curves_figure(curves: pd.DataFrame) -> Figure:
             axis.fill_between(group["kept_fraction"], group["mean"] - group["se"], group["mean"] + group["se"], alpha=0.2)
         axis.set_xlabel("fraction of weights kept (unchanged)")
         axis.set_ylabel(f"{split} loss")
-        axis.set_title(f"{split} ({part['trial_id'].nunique()} models)", fontsize=9)
+        axis.set_title(f"{split} ({model_labels(part).nunique()} models)", fontsize=9)
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
     figure.tight_layout()
@@ -336,8 +337,8 @@ def hessian_spectrum_figure(spectra: pd.DataFrame, target: pd.Series, target_lab
     norm = Normalize(vmin=float(values.min()), vmax=float(values.max()))
     # One collection of every model's line (in trial order, each by rank): one artist, not one
     # per model.
-    ordered = spectra.sort_values(["trial_id", "rank"], kind="stable")
-    trials, starts = np.unique(ordered["trial_id"].to_numpy(), return_index=True)
+    ordered = spectra.assign(_model=model_labels(spectra)).sort_values(["_model", "rank"], kind="stable")
+    trials, starts = np.unique(ordered["_model"].to_numpy(), return_index=True)
     points = np.column_stack([ordered["rank"].to_numpy(dtype=float), ordered["eigenvalue"].to_numpy(dtype=float)])
     lines = np.split(points, starts[1:])
     colours = cm.viridis(norm(values.reindex(trials).to_numpy(dtype=float)))
@@ -350,7 +351,7 @@ def hessian_spectrum_figure(spectra: pd.DataFrame, target: pd.Series, target_lab
         axis.set_yscale("symlog")
     axis.set_xlabel("rank")
     axis.set_ylabel("Hessian eigenvalue")
-    axis.set_title(f"top Hessian eigenvalues ({spectra['trial_id'].nunique()} models)", fontsize=9)
+    axis.set_title(f"top Hessian eigenvalues ({model_labels(spectra).nunique()} models)", fontsize=9)
     axis.grid(True, alpha=0.3)
     figure.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axis, label=target_label)
     figure.tight_layout()
@@ -375,38 +376,38 @@ def el2n_summaries(
     floor(r · groups / m) = k, i.e. the percentiles [100k/groups, 100(k+1)/groups). Per group:
     the mean per-example train loss of the final model (``loss`` or ``train_loss`` column;
     NaN when absent), the fraction of noisy (relabelled) examples and the mean score. Per
-    noise level (``noise``: label_noise per trial_id; one level "all" when None) these are
+    noise level (``noise``: label_noise per model label; one level "all" when None) these are
     averaged over trials, each trial weighing the same. The second table has the mean loss
     and score of noisy and of clean examples and their share, per noise level.
     """
     check_columns(el2n, EL2N_COLUMNS, "el2n")
     loss_column = el2n_loss_column(el2n)
-    frame = el2n.sort_values(["trial_id", "score", "index"], kind="stable").copy()
+    frame = el2n.assign(_model=model_labels(el2n)).sort_values(["_model", "score", "index"], kind="stable")
     frame["loss_value"] = frame[loss_column].astype(float) if loss_column else np.nan
     frame["noisy"] = frame["noisy"].astype(bool)
-    rank = frame.groupby("trial_id", sort=False).cumcount().to_numpy()
-    size = frame.groupby("trial_id", sort=False)["score"].transform("size").to_numpy()
+    rank = frame.groupby("_model", sort=False).cumcount().to_numpy()
+    size = frame.groupby("_model", sort=False)["score"].transform("size").to_numpy()
     frame["group"] = (rank * groups) // size
-    levels = noise.reindex(frame["trial_id"]).to_numpy() if noise is not None else np.full(len(frame), "all", dtype=object)
+    levels = noise.reindex(frame["_model"]).to_numpy() if noise is not None else np.full(len(frame), "all", dtype=object)
     frame["label_noise"] = levels
-    per_trial = frame.groupby(["label_noise", "trial_id", "group"], sort=True, dropna=False).agg(
+    per_trial = frame.groupby(["label_noise", "_model", "group"], sort=True, dropna=False).agg(
         mean_loss=("loss_value", "mean"), noisy_fraction=("noisy", "mean"), mean_score=("score", "mean")
     ).reset_index()
     by_group = per_trial.groupby(["label_noise", "group"], sort=True, dropna=False).agg(
         mean_loss=("mean_loss", "mean"), noisy_fraction=("noisy_fraction", "mean"),
-        mean_score=("mean_score", "mean"), trials=("trial_id", "nunique"),
+        mean_score=("mean_score", "mean"), trials=("_model", "nunique"),
     ).reset_index()
     by_group["percentile_low"] = 100.0 * by_group["group"] / groups
     by_group["percentile_high"] = 100.0 * (by_group["group"] + 1) / groups
-    per_trial_noisy = frame.groupby(["label_noise", "trial_id", "noisy"], sort=True, dropna=False).agg(
+    per_trial_noisy = frame.groupby(["label_noise", "_model", "noisy"], sort=True, dropna=False).agg(
         mean_loss=("loss_value", "mean"), mean_score=("score", "mean"), examples=("score", "size")
     ).reset_index()
     per_trial_noisy["share"] = per_trial_noisy["examples"] / per_trial_noisy.groupby(
-        ["label_noise", "trial_id"], dropna=False
+        ["label_noise", "_model"], dropna=False
     )["examples"].transform("sum")
     by_noisy = per_trial_noisy.groupby(["label_noise", "noisy"], sort=True, dropna=False).agg(
         mean_loss=("mean_loss", "mean"), mean_score=("mean_score", "mean"),
-        share=("share", "mean"), trials=("trial_id", "nunique"),
+        share=("share", "mean"), trials=("_model", "nunique"),
     ).reset_index()
     group_columns = ["label_noise", "group", "percentile_low", "percentile_high", "mean_loss",
                      "noisy_fraction", "mean_score", "trials"]

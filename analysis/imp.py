@@ -21,9 +21,9 @@ width down-scaling series is standard training at several widths. Definitions us
   the sparse model minus that of the dense model (``level_00``), at the optimal sparsity
   and at the highest sparsity better than dense; then the mean over seeds.
 
-Inputs (``SectionInput``): ``models`` with columns ``trial``, ``model_id``, ``mode``,
+Inputs (``SectionInput``): ``models`` with columns ``trial_id``, ``model_id``, ``mode``,
 ``model``, ``dataset``, ``label_noise``, ``seed``, ``sparsity``, ``weights``, ``model_epoch``,
-``train_loss``, ``test_acc``; the ``el2n`` table (``trial``, ``model_id``, ``index``, ``score``,
+``train_loss``, ``test_acc``; the ``el2n`` table (``trial_id``, ``model_id``, ``index``, ``score``,
 ``noisy``, ``loss``) for the subgroup and noisy/original analyses.
 """
 
@@ -79,7 +79,7 @@ def optimal_sparsity(imp: pd.DataFrame) -> pd.DataFrame:
         better = run[(run["level"] > 0) & (run["test_error"] < dense_error)]
         highest = better.loc[better["sparsity"].idxmax()] if len(better) else None
         rows.append({
-            **dict(zip(RUN, key)), "trial": run["trial"].iloc[0], "dense_error": dense_error,
+            **dict(zip(RUN, key)), "trial": run["trial_id"].iloc[0], "dense_error": dense_error,
             "optimal_level": int(best["level"]), "optimal_sparsity": float(best["sparsity"]),
             "optimal_error": float(best["test_error"]),
             "highest_better_level": int(highest["level"]) if highest is not None else None,
@@ -107,7 +107,7 @@ def el2n_subgroup_differences(el2n: pd.DataFrame, optimal: pd.DataFrame, groups:
     (0 = lowest scores), mean loss of the sparse model minus mean loss of the dense model."""
     rows = []
     for run in optimal.itertuples():
-        trial = el2n[el2n["trial"] == run.trial]
+        trial = el2n[el2n["trial_id"] == run.trial]
         dense = trial[trial["model_id"] == "level_00"].sort_values("index")
         if dense.empty:
             continue
@@ -131,9 +131,9 @@ def noisy_original_losses(el2n: pd.DataFrame, imp: pd.DataFrame) -> pd.DataFrame
     """Per IMP model: mean training loss on original and on noisy examples (Figure 4)."""
     if el2n.empty:
         return pd.DataFrame()
-    losses = el2n.groupby(["trial", "model_id", "noisy"])["loss"].mean().unstack("noisy")
+    losses = el2n.groupby(["trial_id", "model_id", "noisy"])["loss"].mean().unstack("noisy")
     losses = losses.rename(columns={False: "loss_original", True: "loss_noisy"}).reset_index()
-    return imp[["trial", "model_id", *RUN, "remaining"]].merge(losses, on=["trial", "model_id"], how="inner")
+    return imp[["trial_id", "model_id", *RUN, "remaining"]].merge(losses, on=["trial_id", "model_id"], how="inner")
 
 
 def _percent_axis(axis) -> None:
@@ -299,7 +299,7 @@ def imp_section(data: SectionInput) -> SectionOutput:
         "", "![test error against weights remaining](figures/imp_test_error.png)", "",
     ]
     el2n = data.tables.get("el2n", pd.DataFrame())
-    if not el2n.empty and {"trial", "model_id", "loss", "score", "noisy"} <= set(el2n.columns):
+    if not el2n.empty and {"trial_id", "model_id", "loss", "score", "noisy"} <= set(el2n.columns):
         losses = noisy_original_losses(el2n, imp)
         if not losses.empty:
             files["figures/imp_train_loss.png"] = png_bytes(loss_figure(losses))

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from analysis.data import model_labels
 from analysis.errors import AnalysisError
 from analysis.figures import (
     EPOCH_COLUMNS,
@@ -105,7 +106,7 @@ def colour_axis(models: pd.DataFrame, target: pd.Series, axes: Sequence[str]) ->
 def _models_part(table: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
     """The rows of a per-model long table that belong to the analysed models (all rows of a
     table without ``trial_id``)."""
-    return table[table["trial_id"].isin(models.index)] if "trial_id" in table.columns else table
+    return table[model_labels(table).isin(models.index)] if "trial_id" in table.columns else table
 
 
 def figures_section(section: SectionInput) -> SectionOutput:
@@ -189,13 +190,12 @@ def figures_section(section: SectionInput) -> SectionOutput:
         notes.append(f"tables['epochs'] lacks column(s) {', '.join(missing)}: no learning curves")
     elif epochs is not None and len(epochs):
         sample = learning_curve_sample(target_series)
-        trial_of = models["trial"] if "trial" in models.columns else pd.Series(models.index, index=models.index)
-        # The epochs table is per trial: a trial's curves stand for its models (keyed by model here).
+        # The epochs table is per trial: a trial's curves stand for each of its models.
         rows = []
         for key in sample:
-            part = epochs[epochs["trial_id"] == trial_of[key]]
+            part = epochs[epochs["trial_id"] == models.at[key, "trial_id"]]
             if len(part):
-                rows.append(part.assign(trial_id=key))
+                rows.append(part.assign(model_id=models.at[key, "model_id"]) if "model_id" in models.columns else part)
         if rows:
             relative = save(learning_curves_figure(pd.concat(rows, ignore_index=True), target_series, target),
                             "learning_curves")

@@ -20,6 +20,7 @@ from analysis.data import (
     check_target,
     completed_trials,
     grid_axes,
+    index_by_model,
     measures_wide,
     target_values,
 )
@@ -175,7 +176,7 @@ def analyze(
               joint_fits=joint_fits, extra_targets=extra_targets)
 
     written: List[Path] = []
-    every_model = trials.set_index("trial_id", drop=False).rename_axis(None)
+    every_model = index_by_model(trials)
     every_measure = measures_wide(measures, list(every_model.index))
     results: Dict[str, pd.DataFrame] = {}
     figures: List[Tuple[str, str]] = []

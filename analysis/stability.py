@@ -115,7 +115,9 @@ def per_model(models: pd.DataFrame, events: pd.DataFrame, epochs: Optional[pd.Da
         if "mode" in models.columns else models
     if "status" in frame.columns:
         frame = frame[frame["status"] == "completed"]
-    for trial_id, row in frame.iterrows():
+    for label, row in frame.iterrows():
+        # events and epochs are per trial; the row's label names the model (the trial's id for its final model).
+        trial_id = row.get("trial_id", label)
         standard = row.get("mode") == "standard"
         settings = {} if standard else _settings(row.get("mode_settings"))
         mine = events[events["trial_id"] == trial_id] if len(events) else events
@@ -126,7 +128,7 @@ def per_model(models: pd.DataFrame, events: pd.DataFrame, epochs: Optional[pd.Da
         records = epochs[epochs["trial_id"] == trial_id] if epochs is not None and len(epochs) else None
         best = best_after_last_event(records, pruned) if records is not None else (math.nan,) * 3
         rows.append({
-            "trial_id": trial_id,
+            "trial_id": label,
             "model": row.get("model"),
             "seed": row.get("seed"),
             "target": "none" if standard else ("scratch" if scratch else settings.get("target", "S")),

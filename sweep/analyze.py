@@ -1,11 +1,9 @@
 """``genzoo analyze``: read an experiment from the store, run :func:`analysis.report.analyze`
 and put its tables, figures and report under ``<experiment>/analysis/``.
 
-The analysis's unit is a model: :func:`zoo_frames` gives it one row per model of every
-completed trial (the trial's hyperparameters, the model's own final metrics), keyed in the
-``trial_id`` column by :func:`sweep.store.model_key` (the trial id itself for a trial's
-``final`` model, so a plain-training zoo is analysed exactly as before), and the measure
-and long-table rows under the same key.
+The analysis's unit is a model, the pair (``trial_id``, ``model_id``): :func:`zoo_frames`
+gives it one row per model of every completed trial (the trial's hyperparameters, the
+model's own final metrics), and the measure and long-table rows as the store holds them.
 
 The analysis writes into a local scratch folder first; the files are then copied into the
 store (each atomically), so a remote store gets the same layout as a local one.
@@ -26,7 +24,7 @@ from analysis.report import analyze
 from measures import registry
 from sweep import provenance
 from sweep.config import paper_comparison, read_resolved_config
-from sweep.store import COMPLETED, Store, model_key
+from sweep.store import COMPLETED, Store
 from trainers.data import registry as datasets
 from trainers.status import METRICS
 
@@ -79,21 +77,11 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
 
 
 
-def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``trial_id`` replaced by the model key, the trial's id kept as ``trial``
-    and ``model_id`` kept (both for the report sections; the generic analysis ignores them)."""
-    if not len(frame) or "model_id" not in frame.columns:
-        return frame
-    frame = frame.copy()
-    frame.insert(0, "trial", frame["trial_id"])
-    frame["trial_id"] = [model_key(t, m) for t, m in zip(frame["trial_id"], frame["model_id"])]
-    return frame
-
-
 def zoo_frames(store: Store, table_names=("pruning_curves", "el2n", "hessian_eigenvalues")):
     """(models, measures, long tables) of an experiment for :func:`analysis.report.analyze`:
     one row per model of every completed trial, with the trial's columns and the model's
-    metrics (and ``model_id``, ``sparsity``, ``model_epoch`` columns), keyed by model."""
+    metrics (and ``model_id``, ``sparsity``, ``model_epoch`` columns); every frame keeps the
+    store's ``trial_id`` and ``model_id``, the pair that names a model."""
     trials = store.trials()
     completed = trials[trials["status"] == COMPLETED] if len(trials) else trials
     models = store.models()
@@ -102,7 +90,5 @@ def zoo_frames(store: Store, table_names=("pruning_curves", "el2n", "hessian_eig
     shared = [c for c in models.columns if c in completed.columns and c != "trial_id"]
     rows = completed.drop(columns=[c for c in (*METRICS, *shared) if c in completed.columns]).merge(
         models, on="trial_id", how="inner")
-    rows = _keyed(rows)
-    tables = {name: _keyed(store.read_folder(name)) for name in table_names
-              if store.list(name, suffix=".parquet")}
-    return rows, _keyed(store.measures()), tables
+    tables = {name: store.read_folder(name) for name in table_names if store.list(name, suffix=".parquet")}
+    return rows, store.measures(), tables

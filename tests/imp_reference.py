@@ -7,7 +7,7 @@ import numpy as np
 def subgroup_differences(el2n, trial, sparse_model_id, groups=20):
     """Mean (sparse − dense) training loss per EL2N group of equal size, groups ordered by the
     dense model's score (stable sort), for one trial's rows of the ``el2n`` table."""
-    rows = el2n[el2n.trial_id == trial] if "trial" not in el2n.columns else el2n[el2n.trial == trial]
+    rows = el2n[el2n.trial_id == trial]
     dense = rows[rows.model_id == "level_00"].sort_values("index")
     sparse = rows[rows.model_id == sparse_model_id].sort_values("index")
     order = np.argsort(dense.score.to_numpy(), kind="stable")

@@ -25,6 +25,7 @@ from analysis.against_paper import (
     section,
     verdict,
 )
+from analysis.data import index_by_model
 from analysis.errors import AnalysisError
 from analysis.kendall import kendall_tau_se
 from analysis.paper_claims import choose, parse_paper
@@ -340,22 +341,22 @@ def imp_zoo(seeds=(0, 1, 2), noises=(0.0, 0.3), with_el2n=True):
                 if mode == "extended_dense":
                     error = 0.1 + noise / 2 + 0.02 * noise + rng.normal(0, 0.001)
                 model_id = f"level_{level:02d}"
-                rows.append({"trial_id": f"{trial}/{model_id}", "trial": trial, "model_id": model_id, "mode": mode,
+                rows.append({"trial_id": trial, "model_id": model_id, "mode": mode,
                              "model": "lenet_300_100", "dataset": "digits", "label_noise": noise, "seed": seed,
                              "status": "completed", "test_acc": 1 - error, "train_acc": 1.0,
                              "train_loss": 0.01 + noise * 0.1 * level})
                 if with_el2n and mode == "imp":
                     for i in range(20):
                         noisy = i < 20 * noise
-                        el2n.append({"trial": trial, "model_id": model_id, "index": i, "noisy": noisy,
+                        el2n.append({"trial_id": trial, "model_id": model_id, "index": i, "noisy": noisy,
                                      "loss": 0.1 + (0.3 * level if noisy else 0.0)})
         for width in (100, 200, 300):
             trial = f"lenet-w{width}-{noise}-{seed}"
-            rows.append({"trial_id": trial, "trial": trial, "model_id": "final", "mode": "standard",
+            rows.append({"trial_id": trial, "model_id": "final", "mode": "standard",
                          "model": "lenet_300_100", "dataset": "digits", "label_noise": noise, "seed": seed,
                          "status": "completed", "width": width, "train_acc": 1.0, "train_loss": 0.01,
                          "test_acc": 1 - (0.1 + noise / 2 + curve[2] * (1 + 5 * noise) + 0.01 + 0.001 * width / 100)})
-    models = pd.DataFrame(rows).set_index("trial_id", drop=False).rename_axis(None)
+    models = index_by_model(pd.DataFrame(rows))
     return models, {"el2n": pd.DataFrame(el2n)} if with_el2n else {}
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.data import index_by_model
 from analysis.imp import imp_section, match_rule
 from analysis import sections
 from analysis.section import SectionInput
@@ -28,15 +29,14 @@ def zoo():
                     sparsity = 1 - 0.8 ** level if mode == "imp" else 0.0
                     error = 0.3 + noise * 0.2 - 0.05 * np.sin(level) * (1 + noise) + rng.normal(0, 0.01)
                     model_id = f"level_{level:02d}"
-                    key = f"{trial}/{model_id}"
-                    rows.append({"trial_id": key, "trial": trial, "model_id": model_id, "mode": mode, "model": "nin",
+                    rows.append({"trial_id": trial, "model_id": model_id, "mode": mode, "model": "nin",
                                  "dataset": "digits", "label_noise": noise, "seed": seed, "sparsity": sparsity,
                                  "weights": 1000, "model_epoch": 3 + 2 * level, "train_loss": 0.1,
                                  "test_acc": 1 - error, "status": "completed"})
                     losses = rng.random(EXAMPLES) + level * 0.1 * noisy
-                    el2n += [{"trial_id": key, "trial": trial, "model_id": model_id, "index": i, "score": scores[i],
+                    el2n += [{"trial_id": trial, "model_id": model_id, "index": i, "score": scores[i],
                               "noisy": bool(noisy[i]), "loss": losses[i]} for i in range(EXAMPLES)]
-    models = pd.DataFrame(rows).set_index("trial_id", drop=False).rename_axis(None)
+    models = index_by_model(pd.DataFrame(rows))
     tables = {"el2n": pd.DataFrame(el2n)}
     return models, tables, imp_section(SectionInput(models=models, measures=pd.DataFrame(index=models.index),
                                                     tables=tables, hparams=["label_noise"], target="gap"))
