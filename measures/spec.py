@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type
+
+from trainers.values import is_int, is_number
 
 # Kinds of setting (each checks a value and says what is allowed in an error message).
 FLAG, INTEGER, OPTIONAL_INTEGER, NUMBER, NUMBERS, CHOICE, TEXT, CUSTOM = (
@@ -67,14 +68,6 @@ NON_NEGATIVE = Range(0)
 AT_LEAST_1 = Range(1)
 FRACTION = Range(0, 1, open_low=True)  # (0, 1]
 UNIT_INTERVAL = Range(0, 1)  # [0, 1]
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,6 @@ from measures.spec import (
     MeasureSettings,
     MeasureSpec,
     Range,
-    is_number,
     choice,
     custom,
     flag,
@@ -65,6 +64,7 @@ from measures.spec import (
     number,
     numbers,
 )
+from trainers.values import is_number
 
 
 FENCE_FLOOR = "min, none or a positive number"
