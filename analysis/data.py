@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
+from analysis.options import TARGETS  # noqa: F401 (defined with the other defaults)
 
 # The store's words for a completed trial and a computed measure row (docs/store.md); the
 # analysis reads them but must not import the store (sweep) or the trainer.
@@ -35,12 +36,6 @@ OK = "ok"
 MIN_MODELS = 3
 SEED_COLUMN = "seed"
 
-# target name -> (description for the report, trials columns it needs)
-TARGETS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
-    "gap": ("generalization gap g = train_acc − test_acc", ("train_acc", "test_acc")),
-    "test_loss": ("test loss (cross-entropy)", ("test_loss",)),
-    "test_error": ("test error = 1 − test_acc", ("test_acc",)),
-}
 
 # The model a trial of plain training yields (the store's FINAL_MODEL; the analysis must not
 # import the store).

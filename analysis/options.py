@@ -12,6 +12,13 @@ from typing import Any, Mapping, Optional, Tuple
 
 from analysis.paper_claims import PaperComparison
 
+# target name -> (description for the report, trials columns it needs)
+TARGETS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "gap": ("generalization gap g = train_acc − test_acc", ("train_acc", "test_acc")),
+    "test_loss": ("test loss (cross-entropy)", ("test_loss",)),
+    "test_error": ("test error = 1 − test_acc", ("test_acc",)),
+}
+
 # The measure Table 3 conditions on: the first paper's prunability.
 ANCHOR_MEASURE = "prunability"
 
@@ -46,7 +53,7 @@ class AnalysisOptions:
     ``include_partial`` keeps in Tables 1–3 the measures computed on fewer models than the zoo holds.
     """
 
-    target: str = "gap"
+    target: str = "gap"  # one of TARGETS
     hparams: Tuple[str, ...] = ()
     experiment: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)

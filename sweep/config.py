@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from analysis import options as analysis_options
 from sweep import extensions
 from trainers import catalog, yamlio
 from trainers.config import ConfigError, TrainConfig, pack_key, packable_modes
@@ -89,6 +90,11 @@ class PaperChoice:
         return {"name": self.name, "experiments": list(self.experiments), "differences": list(self.differences)}
 
 
+# The analysis's own defaults (analysis.options, their one place); the sweep file's
+# ``analysis:`` block overrides them.
+_ANALYSIS_DEFAULTS = analysis_options.AnalysisOptions()
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     """The choices of the paper a sweep reproduces, for ``genzoo analyze`` (see
@@ -101,16 +107,13 @@ class AnalysisOptions:
     ranks the target best), and the ``paper`` whose published numbers the report's "Against the
     paper" section compares with (:class:`PaperChoice`; None: no such section)."""
 
-    target: str = "gap"
-    double_descent: bool = False
-    anchor: str = "prunability"
-    feature_groups: Tuple[Tuple[str, str, Optional[str]], ...] = (
-        ("margin/", "normalized_margins", "best_margin_variable"),
-        ("output_margin/", "output_margins", None),
-    )
+    target: str = _ANALYSIS_DEFAULTS.target
+    double_descent: bool = _ANALYSIS_DEFAULTS.double_descent
+    anchor: str = _ANALYSIS_DEFAULTS.anchor
+    feature_groups: Tuple[Tuple[str, str, Optional[str]], ...] = _ANALYSIS_DEFAULTS.feature_groups
     tables: Tuple[str, ...] = ("pruning_curves", "el2n", "hessian_eigenvalues")
-    sections: Tuple[str, ...] = ()
-    colour_by: Optional[str] = None
+    sections: Tuple[str, ...] = _ANALYSIS_DEFAULTS.sections
+    colour_by: Optional[str] = _ANALYSIS_DEFAULTS.colour_by
     paper: Optional[PaperChoice] = None
 
     def to_dict(self) -> Dict[str, Any]:
@@ -526,7 +529,7 @@ def _analysis_options(block: Mapping[str, Any]) -> AnalysisOptions:
             raise SweepConfigError(f"analysis.{key}: unknown field, allowed: {', '.join(allowed)}")
     values: Dict[str, Any] = {}
     if "target" in block:
-        from analysis.data import TARGETS  # here: the analysis package imports scikit-learn (1 s)
+        from analysis.options import TARGETS
 
         if not isinstance(block["target"], str) or block["target"] not in TARGETS:
             raise SweepConfigError(f"analysis.target: got {block['target']!r}, allowed: {', '.join(TARGETS)}")
