@@ -33,7 +33,7 @@ def names() -> Tuple[str, ...]:
 
 _COUNTS = "trainers.models.counts"
 register(ModelSpec("lenet_300_100", "trainers.models.lenet:build_lenet_300_100", f"{_COUNTS}:lenet_300_100",
-                   width=300, input_shapes=None))
+                   width=300, input_shapes=None, openlth_exempts_output=True))
 register(ModelSpec("mcnn", "trainers.models.mcnn:build_mcnn", f"{_COUNTS}:mcnn", width=64))
 register(ModelSpec("nin", "trainers.models.nin:build_nin", f"{_COUNTS}:nin", width=192, depth=3, dropout=True))
 register(ModelSpec("resnet18", "trainers.models.resnet18:build_resnet18", f"{_COUNTS}:resnet18", width=64))
@@ -41,5 +41,5 @@ register(ModelSpec("resnet18k", "trainers.models.resnet:build_resnet18k", f"{_CO
 register(ModelSpec("resnet20", "trainers.models.resnet:build_resnet20", f"{_COUNTS}:resnet20", width=16))
 register(ModelSpec("resnet32", "trainers.models.resnet:build_resnet32", f"{_COUNTS}:resnet32", width=16))
 register(ModelSpec("resnet56", "trainers.models.resnet:build_resnet56", f"{_COUNTS}:resnet56", width=16))
-register(ModelSpec("vgg11", "trainers.models.vgg:build_vgg11", f"{_COUNTS}:vgg11", width=64))
-register(ModelSpec("vgg16", "trainers.models.vgg:build_vgg16", f"{_COUNTS}:vgg16", width=64))
+register(ModelSpec("vgg11", "trainers.models.vgg:build_vgg11", f"{_COUNTS}:vgg11", width=64, openlth_exempts_output=True))
+register(ModelSpec("vgg16", "trainers.models.vgg:build_vgg16", f"{_COUNTS}:vgg16", width=64, openlth_exempts_output=True))

@@ -36,6 +36,10 @@ class ModelSpec:
     ``width`` / ``depth``: the default of each hyperparameter the model takes (None: it has
     none; both are integers >= 1 when set); ``dropout``: whether it takes a dropout rate (in
     [0, 1), default 0). ``input_shapes``: the one-example (C, H, W) shapes it takes, None for any.
+    ``openlth_exempts_output``: whether OpenLTH's default hyperparameters for this architecture
+    leave its output layer unpruned (``pruning_layers_to_ignore='fc.weight'`` in its
+    models/mnist_lenet.py and models/cifar_vgg.py; its CIFAR ResNets prune it): what IMP's
+    ``output_layer: openlth`` does with the model.
     """
 
     name: str
@@ -45,6 +49,7 @@ class ModelSpec:
     depth: Optional[int] = None
     dropout: bool = False
     input_shapes: Optional[Tuple[Shape, ...]] = (IMAGE_SHAPE,)
+    openlth_exempts_output: bool = False
 
     def __post_init__(self) -> None:
         where = f"model {self.name}"
@@ -55,8 +60,9 @@ class ModelSpec:
             value = getattr(self, name)
             if value is not None and (not is_int(value) or value < 1):
                 raise ModelError(f"{where}: {name} got {value!r}, allowed: its default (an integer >= 1) or None")
-        if not isinstance(self.dropout, bool):
-            raise ModelError(f"{where}: dropout got {self.dropout!r}, allowed: true or false")
+        for name in ("dropout", "openlth_exempts_output"):
+            if not isinstance(getattr(self, name), bool):
+                raise ModelError(f"{where}: {name} got {getattr(self, name)!r}, allowed: true or false")
         if self.input_shapes is not None:
             shapes = tuple(tuple(shape) for shape in self.input_shapes) if isinstance(self.input_shapes, (list, tuple)) else ()
             if not shapes or not all(shape and all(is_int(v) and v >= 1 for v in shape) for shape in shapes):

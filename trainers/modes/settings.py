@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
+from trainers.models import registry as models
 from trainers.modes.spec import ModeError
 from trainers.values import is_int, is_number
 
@@ -57,10 +58,6 @@ class EmaSettings:
 
 
 IMP_OUTPUT_LAYER = ("openlth", "prune", "exempt")
-# The models whose OpenLTH default hyperparameters exempt the output layer from pruning
-# (``pruning_layers_to_ignore='fc.weight'`` in models/mnist_lenet.py and models/cifar_vgg.py);
-# OpenLTH's CIFAR ResNets prune it. Matched as name prefixes of genzoo's model names.
-OPENLTH_EXEMPT_OUTPUT = ("lenet", "vgg")
 
 
 @dataclass(frozen=True)
@@ -80,8 +77,9 @@ class ImpSettings:
     Prunable weights: every conv and linear weight, except the output layer (the model's last
     linear layer) when ``output_layer`` says so: ``openlth`` (default; the paper ran OpenLTH,
     whose default hyperparameters exempt the output layer of LeNet and VGG,
-    ``pruning_layers_to_ignore='fc.weight'``, and prune it in its ResNets: here models named
-    ``lenet*`` and ``vgg*`` exempt it, every other model prunes it), ``exempt`` or ``prune``
+    ``pruning_layers_to_ignore='fc.weight'``, and prune it in its ResNets: here the models whose
+    spec says ``openlth_exempts_output``, lenet_300_100, vgg11 and vgg16, exempt it, every other
+    model prunes it), ``exempt`` or ``prune``
     (every model; ``prune`` is genzoo before issue 22). At level 20 an exempt output layer
     leaves LeNet-300-100 with 4,058 of its 266,200 weights, against 3,070 when it is pruned.
     """
@@ -104,7 +102,7 @@ class ImpSettings:
     def exempts_output_layer(self, model: str) -> bool:
         """Whether the output layer of a model named ``model`` stays unpruned."""
         if self.output_layer == "openlth":
-            return model.startswith(OPENLTH_EXEMPT_OUTPUT)
+            return models.get(model).openlth_exempts_output
         return self.output_layer == "exempt"
 
     def total_epochs(self, epochs: int) -> int:
