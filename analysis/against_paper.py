@@ -82,7 +82,7 @@ COLUMNS = ["experiment", "claim", "ref", "paper_row", "statistic", "paper_value"
 
 @dataclass(frozen=True)
 class Zoo:
-    """What the comparison reads: the models of the tables (index: model key) with their
+    """What the comparison reads: the models of the tables (index: model label) with their
     trials columns, the measures (one column per measure, same index), the report's target,
     the grid axes and seeds held fixed, Tables 1–3, the long tables (``events``, ``el2n``),
     the measures left out for partial coverage (measure -> models with a value) and the
@@ -322,7 +322,7 @@ def _settings(text: Any) -> Dict[str, Any]:
 
 
 def stability_runs(zoo: Zoo) -> pd.DataFrame:
-    """One row per pruning-during-training or unpruned (``standard``) run (index: model key)
+    """One row per pruning-during-training or unpruned (``standard``) run (index: the model label)
     with ``stability``, the paper's generalization measure ``best_test_acc`` and ``best_gap``
     (the best test accuracy at or after the last pruning event), the final ``test_acc`` and
     ``gap``, and the columns a claim selects by (``target``, ``intervention``,

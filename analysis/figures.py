@@ -371,13 +371,13 @@ def el2n_summaries(
     """(per-group table, noisy-vs-clean table) of the EL2N scores (third paper, §3 "Method":
     M = 20 subgroups by EL2N percentile).
 
-    Per trial, the examples are sorted by score (ties by ``index``) and cut into ``groups``
+    Per model, the examples are sorted by score (ties by ``index``) and cut into ``groups``
     equal-count groups: group k holds the examples of rank r (0-based, of m) with
     floor(r · groups / m) = k, i.e. the percentiles [100k/groups, 100(k+1)/groups). Per group:
     the mean per-example train loss of the final model (``loss`` or ``train_loss`` column;
     NaN when absent), the fraction of noisy (relabelled) examples and the mean score. Per
     noise level (``noise``: label_noise per model label; one level "all" when None) these are
-    averaged over trials, each trial weighing the same. The second table has the mean loss
+    averaged over models, each model weighing the same. The second table has the mean loss
     and score of noisy and of clean examples and their share, per noise level.
     """
     check_columns(el2n, EL2N_COLUMNS, "el2n")
