@@ -9,6 +9,7 @@ import importlib
 
 _EXPORTS = {
     "AnalysisError": "analysis.errors",
+    "AnalysisOptions": "analysis.options",
     "AnalysisResult": "analysis.report",
     "GranulatedKendall": "analysis.kendall",
     "adjusted_r2": "analysis.regression",

@@ -219,7 +219,7 @@ def analyze(
         notes.extend(output.notes)
     report_path = out / "report.md"
     report = report_text(
-        options=dataclasses.replace(options, double_descent=double_descent), trials=trials, zoo=zoo,
+        options=options, trials=trials, zoo=zoo,
         body=body, figures=figures, measures=measures, notes=notes, sections=extra, warnings=warnings,
         settings_csv=SETTINGS_CSV, against=against, partial={} if include_partial else partial,
         spread_and_noise=target_spread_and_noise(target, target_series, models.get("test_acc"),

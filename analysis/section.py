@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 import pandas as pd
 
 from analysis.errors import AnalysisError
+
+if TYPE_CHECKING:  # only for the annotation: the options import the paper claims
+    from analysis.options import AnalysisOptions
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class SectionInput:
     hparams: List[str]
     target: str
     zoo: Optional[Zoo] = None
-    options: Any = None
+    options: Optional["AnalysisOptions"] = None
     results: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
 
