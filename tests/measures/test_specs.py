@@ -132,3 +132,14 @@ def test_the_docs_table_is_generated_from_the_specs():
     text = (Path(__file__).resolve().parents[2] / "docs" / "measures.md").read_text()
     generated = text.split("<!-- table: generated -->\n", 1)[1].split("\n<!-- end table -->", 1)[0]
     assert generated == registry.markdown_table(), "regenerate docs/measures.md with measures.registry.markdown_table()"
+
+
+def test_genzoo_measure_help_lists_the_families_from_the_specs(capsys):
+    from sweep.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["measure", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert registry.help_text() in out
+    assert "flatness: hessian_top_eigenvalue" in out and "    eps_split = hessian  [hessian | train | test]" in out
