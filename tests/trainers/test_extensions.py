@@ -60,6 +60,9 @@ TOY_MODEL = '''
         def forward(self, x):
             return self.out(torch.relu(self.hidden(x.flatten(1))))
 
+        def margin_layers(self):  # what the margin measures read, as every model of genzoo has
+            return [("block1", self.hidden)]
+
 
     def build(num_classes, *, width=8, input_shape=(3, 32, 32)):
         return TwoLayer(num_classes, input_shape, width)

@@ -38,8 +38,10 @@ from trainers.values import is_int
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["HYPERPARAMETERS", "IMAGE_SHAPE", "ModelError", "ModelSpec", "build", "get", "names",
+__all__ = ["HYPERPARAMETERS", "IMAGE_SHAPE", "ModelError", "ModelSpec", "build", "get", "names", "register",
            "supported_hyperparameters"]
+
+register = registry.register
 
 
 def names() -> List[str]:
