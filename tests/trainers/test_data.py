@@ -201,6 +201,13 @@ def test_digits_large_test_splits_the_same_images_with_100_test_images_per_class
     assert data.download("digits_large_test").name == "digits.csv.gz"
 
 
+def test_every_public_name_of_the_lazy_package_resolves():
+    for name in data.__all__:
+        assert getattr(data, name) is not None, name
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        data.nope  # noqa: B018
+
+
 def test_module_import_does_not_import_torchvision():
     code = "import sys, trainers.data; print('torchvision' in sys.modules, 'sklearn' in sys.modules)"
     root = pathlib.Path(__file__).resolve().parents[2]
