@@ -37,7 +37,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from analysis import options as analysis_options
 from sweep import extensions
 from trainers import catalog, yamlio
 from trainers.config import ConfigError, TrainConfig, pack_key, packable_modes
@@ -90,11 +89,6 @@ class PaperChoice:
         return {"name": self.name, "experiments": list(self.experiments), "differences": list(self.differences)}
 
 
-# The analysis's own defaults (analysis.options, their one place); the sweep file's
-# ``analysis:`` block overrides them.
-_ANALYSIS_DEFAULTS = analysis_options.AnalysisOptions()
-
-
 @dataclass(frozen=True)
 class AnalysisOptions:
     """The choices of the paper a sweep reproduces, for ``genzoo analyze`` (see
@@ -105,15 +99,22 @@ class AnalysisOptions:
     paper-specific ``sections`` of the report (:mod:`analysis.sections`), and the
     hyperparameter that colours the scatter plots (``colour_by``; default: the grid axis that
     ranks the target best), and the ``paper`` whose published numbers the report's "Against the
-    paper" section compares with (:class:`PaperChoice`; None: no such section)."""
+    paper" section compares with (:class:`PaperChoice`; None: no such section).
 
-    target: str = _ANALYSIS_DEFAULTS.target
-    double_descent: bool = _ANALYSIS_DEFAULTS.double_descent
-    anchor: str = _ANALYSIS_DEFAULTS.anchor
-    feature_groups: Tuple[Tuple[str, str, Optional[str]], ...] = _ANALYSIS_DEFAULTS.feature_groups
+    The defaults are those of :class:`analysis.options.AnalysisOptions`, repeated here so that
+    reading a sweep file does not import the analysis package (scikit-learn);
+    ``tests/analysis/test_options.py`` checks that they agree."""
+
+    target: str = "gap"
+    double_descent: bool = False
+    anchor: str = "prunability"
+    feature_groups: Tuple[Tuple[str, str, Optional[str]], ...] = (
+        ("margin/", "normalized_margins", "best_margin_variable"),
+        ("output_margin/", "output_margins", None),
+    )
     tables: Tuple[str, ...] = ("pruning_curves", "el2n", "hessian_eigenvalues")
-    sections: Tuple[str, ...] = _ANALYSIS_DEFAULTS.sections
-    colour_by: Optional[str] = _ANALYSIS_DEFAULTS.colour_by
+    sections: Tuple[str, ...] = ()
+    colour_by: Optional[str] = None
     paper: Optional[PaperChoice] = None
 
     def to_dict(self) -> Dict[str, Any]:
