@@ -15,7 +15,8 @@ trial's, not Tune's:
 
 Where each writes (docs/trackers.md): TensorBoard into each Tune trial's folder
 (``<storage>/<experiment>/_tune/run-<n>/<trial>/``) or ``<tensorboard_dir>/<experiment>/<trial>/``;
-MLflow to ``$MLFLOW_TRACKING_URI``, else a file store ``<storage>/<experiment>/mlruns``,
+MLflow to ``$MLFLOW_TRACKING_URI``, else a file store ``<storage>/<experiment>/_mlruns`` (the
+``_`` keeps it out of the store's table folders, like ``_tune``),
 experiment = the genzoo experiment; W&B to project = the genzoo experiment, files in the Tune
 trial's folder (or ``$WANDB_DIR``), ``WANDB_*`` variables (``WANDB_MODE=offline``) passed on to
 its logging actor.
@@ -42,6 +43,8 @@ TRACKERS = ("tensorboard", "mlflow", "wandb")
 PACKAGES = {"tensorboard": ("tensorboardX", "tensorboardX"), "mlflow": ("mlflow", "mlflow-skinny"),
             "wandb": ("wandb", "wandb")}
 # The numeric per-epoch metrics the driver reports to Tune (sweep.driver._metrics) that are logged.
+# MLflow's default file store, in the experiment's folder.
+MLRUNS = "_mlruns"
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "minibatch_loss", "epoch_seconds")
 
 
@@ -83,14 +86,34 @@ def check(trackers: Optional[Trackers], store) -> None:
         if not _installed(module):
             raise SweepConfigError(f"--log {name}: the {module} package is not installed; "
                                    f"pip install {package} (or pip install 'genzoo[trackers]')")
+    if "wandb" in trackers.names and os.environ.get("WANDB_MODE") not in ("offline", "disabled") \
+            and not _wandb_logged_in():
+        # Ray's callback would refuse it with a traceback once the launch has started.
+        raise SweepConfigError("--log wandb: no W&B API key; run `wandb login`, set WANDB_API_KEY, "
+                               "or log offline with WANDB_MODE=offline (then `wandb sync`)")
     if "mlflow" in trackers.names and not os.environ.get("MLFLOW_TRACKING_URI") and not store.local_path():
         raise SweepConfigError(f"--log mlflow: the store {store.uri} is not a local folder for MLflow's default "
                                "file store; set MLFLOW_TRACKING_URI (an MLflow server, sqlite:///..., or a folder)")
 
 
+def _wandb_logged_in() -> bool:
+    """A W&B API key in WANDB_API_KEY or wandb's own login (netrc), found without a prompt and
+    without the network; wandb's lines about it are not shown."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import contextlib
+    import io
+
+    import wandb
+
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        return bool(wandb.login(prompt=False, verify=False))
+
+
 def mlflow_uri(store) -> str:
-    """$MLFLOW_TRACKING_URI, else a file store ``mlruns`` in the experiment's folder."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or Path(store.local_path(), "mlruns").resolve().as_uri()
+    """$MLFLOW_TRACKING_URI, else a file store ``_mlruns`` in the experiment's folder (a folder
+    not starting with ``_`` would be taken for a table of the store: sweep.compact)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or Path(store.local_path(), MLRUNS).resolve().as_uri()
 
 
 def callbacks(trackers: Optional[Trackers], store, experiment: str) -> list:
@@ -230,7 +253,9 @@ def _wandb_class():
     class WandbCallback(_GenzooResults, WandbLoggerCallback):
         """One W&B run per Tune trial (named after it, grouped by Tune run ``run-<n>``), logged by
         Ray's logging actor on the driver's node, which gets every ``WANDB_*`` variable of the
-        driver (Ray passes on only ``WANDB_API_KEY``): ``WANDB_MODE=offline`` is honoured."""
+        driver (Ray passes on only ``WANDB_API_KEY``): ``WANDB_MODE=offline`` is honoured. The
+        actor is not restarted (Ray's would be, and says so on stderr at every launch): a
+        restarted actor would start the run anew anyway."""
 
         def log_trial_start(self, trial):
             exclude = [*self._exclude_results, *self.excludes, "config"]
@@ -244,7 +269,7 @@ def _wandb_class():
                 env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
                 self._remote_logger_class = ray.remote(
                     num_cpus=0, **_force_on_current_node(), runtime_env={"env_vars": env},
-                    max_restarts=-1, max_task_retries=-1)(self._logger_actor_cls)
+                    max_restarts=0, max_task_retries=0)(self._logger_actor_cls)
             super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
 
     return WandbCallback
