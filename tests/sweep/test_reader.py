@@ -4,10 +4,10 @@ is one frame with one row per model, its hyperparameters (default widths filled 
 metrics once, the gaps, and every measure, the analysis' derived margin measures included;
 the documented duckdb and polars one-liners run."""
 
-import duckdb
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-import polars as pl
 import pytest
 import torch
 
@@ -185,20 +185,44 @@ def test_zoo_of_an_experiment_without_models_or_measures_is_empty_with_its_colum
 # --------------------------------------------------------------------------- duckdb, polars
 
 
-def test_the_documented_duckdb_and_polars_one_liners(store):
-    root, zoo_store = store
-    storage = str(root)
-    # docs/reading.md, "duckdb and polars"
-    z = reader.zoo(storage, "zoo")
-    by_width = duckdb.sql('SELECT width, avg(gap) AS gap, avg("normalized_margins") AS nm FROM z GROUP BY width '
-                          "ORDER BY width").df()
-    assert list(by_width["width"]) == [4, 6, 8, 300]
-    t = reader.table(storage, "zoo", "epochs")
-    best = duckdb.sql("SELECT trial_id, max(test_acc) AS best FROM t GROUP BY trial_id ORDER BY trial_id").df()
-    assert len(best) == len(CONFIGS)
-    assert pl.from_pandas(z).filter(pl.col("model") == "nin").height == 3
-    assert pl.from_arrow(t).group_by("trial_id").agg(pl.col("test_acc").max()).height == len(CONFIGS)
-    m = reader.table(storage, "zoo", "measures")
-    wide = pl.from_arrow(m).filter(pl.col("status") == "ok").pivot(
-        "measure", index=["trial_id", "model_id"], values="value")
-    assert wide.height == 5
+def _documented_lines(section):
+    """The lines of the first python block under ``## <section>`` of docs/reading.md (None:
+    the one before the first section)."""
+    text = (Path(__file__).parents[2] / "docs" / "reading.md").read_text()
+    body = text.split(f"\n## {section}\n", 1)[1] if section else text
+    body = body.split("\n## ", 1)[0]
+    return body.split("```python\n", 1)[1].split("```", 1)[0].splitlines()
+
+
+def _run(lines, root, namespace=None):
+    """Each line run as written on the test store: statements executed, the values of
+    expressions returned."""
+    namespace, results = {} if namespace is None else namespace, []
+    for line in lines:
+        line = line.replace('"results", "demo"', f"{str(root)!r}, 'zoo'")
+        try:
+            compiled = compile(line, "docs/reading.md", "eval")
+        except SyntaxError:
+            exec(line, namespace)  # an import or an assignment
+        else:
+            results.append(eval(compiled, namespace))
+    return namespace, results
+
+
+def test_the_documented_pandas_lines_run_as_written(store, one_thread):
+    root, _ = store
+    namespace, _ = _run(_documented_lines(None), root)
+    assert namespace["logits"].shape == (360, 10) and namespace["model"].model_id == namespace["row"].model_id
+    _, (tau, by_width, imp) = _run(_documented_lines("The zoo in one frame"), root, {"zoo": namespace["zoo"]})
+    assert -1 <= tau.statistic <= 1 and list(by_width.index) == [4, 6, 8, 300] and len(imp) == 2
+    _, (same,) = _run(_documented_lines("A model and its data"), root, namespace)
+    assert same
+
+
+def test_the_documented_duckdb_and_polars_one_liners_run_as_written(store):
+    root, _ = store
+    _, results = _run(_documented_lines("duckdb and polars"), root)
+    by_width, best, nin, best_polars, wide = results
+    assert list(by_width["width"]) == [4, 6, 8, 300] and by_width["nm"].notna().all()
+    assert len(best) == len(CONFIGS) == best_polars.height
+    assert nin.height == 3 and wide.height == 5 and "margin/input/q1" in wide.columns
