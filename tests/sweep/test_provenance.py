@@ -71,8 +71,8 @@ def test_analyze_hands_the_provenance_to_the_report(tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 
-    def fake_analyze(*args, **kwargs):
-        seen.update(kwargs)
+    def fake_analyze(trials, measures, out_dir, options, **kwargs):
+        seen["settings"] = options.settings
         raise Stop
 
     monkeypatch.setattr(analyze, "zoo_frames", lambda *a, **k: (pd.DataFrame(), pd.DataFrame(), {}))
