@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--data-root", help="dataset files root on every node (default: $GENZOO_DATA, else ~/.cache/genzoo)")
         _add_autoscale(sub)
     run.add_argument("--gpus-per-trial", type=float, help="override resources.gpus (a fraction of one GPU)")
+    for sub in (run, resume):
+        sub.add_argument("--measure", action="store_true",
+                         help="also measure each model as soon as its trial completes (one measure task at a time "
+                              "beside the trials; the same rows as `genzoo measure`)")
     status = sweep.add_parser("status", help="trial counts, epochs done, failed trials")
     status.add_argument("experiment", help="the experiment's name in the store")
     _add_storage(status)
@@ -111,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--gpus-per-task", type=float, default=None,
                          help="fraction of one GPU per model's task (default: 0.25 when the cluster has a GPU, else 0)")
     measure.add_argument("--force", action="store_true", help="recompute (trial, measure) pairs already stored")
+    measure.add_argument("--follow", action="store_true",
+                         help="measure each model as soon as its trial completes, until every trial has finished "
+                              "(beside a running sweep, on the same cluster)")
+    measure.add_argument("--in-flight", type=int, default=1,
+                         help="with --follow: measure tasks at once (default 1, so training keeps the other CPUs)")
     measure.add_argument("--address", help="Ray cluster address (auto, ray://host:port); default: embedded local Ray")
     measure.add_argument("--data-root", help="dataset files root on every node (default: $GENZOO_DATA, else ~/.cache/genzoo)")
     _add_autoscale(measure)
@@ -210,6 +219,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _train(args)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "measure" and args.follow:
+        from sweep import measure_follow
+
+        if args.force:
+            raise measure_follow.measure_job.MeasureJobError("--force: not with --follow (a follower computes "
+                                                             "only what is missing)")
+        summary = measure_follow.follow(args.experiment, storage=args.storage, measures=args.measures,
+                                        overrides=args.overrides, address=args.address, data_root=args.data_root,
+                                        gpus_per_task=args.gpus_per_task, in_flight=args.in_flight)
+        return 0 if summary.get("error", 0) == 0 else 1
     if args.command == "measure":
         return _measure(args.experiment, storage=args.storage, measures=args.measures,
                         gpus_per_task=args.gpus_per_task, force=args.force, address=args.address,
@@ -262,14 +281,14 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.sweep_command == "run":
         config = sweep_config.load(args.sweep, args.overrides)
         args.experiment = config.experiment  # for the resume command after Ctrl-C
-        args.storage = args.storage or config.storage
+        args.storage = config.storage if args.storage is None else args.storage
         if args.gpus_per_trial is not None:
             config = sweep_config.with_gpus(config, args.gpus_per_trial)
         counts = driver.run(config, storage=args.storage, address=args.address, data_root=args.data_root,
-                            autoscale=args.autoscale)
+                            autoscale=args.autoscale, measure=args.measure)
     else:
         counts = driver.resume(args.experiment, storage=args.storage, address=args.address,
-                               data_root=args.data_root, autoscale=args.autoscale)
+                               data_root=args.data_root, autoscale=args.autoscale, measure=args.measure)
     return driver.main_exit_code(counts)
 
 

@@ -18,6 +18,7 @@ A sweep file::
     max_failures: 2             # retries of a trial that raised
     storage: s3://bucket/zoo    # optional; --storage and GENZOO_STORAGE override it
     measures: {flatness: {subset: 500}} # optional settings for `genzoo measure`
+    measures: {families: [el2n, training]}  # what `genzoo measure` computes by default (else all)
     analysis: {target: test_loss, double_descent: true}  # the paper's choices for `genzoo analyze`
     analysis: {paper: robustness_to_pruning}   # compare with the paper's published numbers, or
     analysis: {paper: {name: robustness_to_pruning, experiments: [demogen], differences: ["..."]}}
@@ -144,6 +145,8 @@ class SweepConfig:
     max_failures: int = 2
     storage: Optional[str] = None
     measures: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # ``measures.families``: what `genzoo measure` computes when --measures is not given (empty: all).
+    measure_families: Tuple[str, ...] = ()
     analysis: AnalysisOptions = AnalysisOptions()
     fault_injection: Optional[FaultInjection] = None
     # Modules imported before anything is validated (sweep.extensions), in every process.
@@ -193,8 +196,9 @@ class SweepConfig:
                                for variant in self.variants]
         if self.storage:
             out["storage"] = self.storage
-        if self.measures:
-            out["measures"] = {k: dict(v) for k, v in self.measures.items()}
+        if self.measures or self.measure_families:
+            out["measures"] = {**({"families": list(self.measure_families)} if self.measure_families else {}),
+                               **{k: dict(v) for k, v in self.measures.items()}}
         if self.analysis != AnalysisOptions():
             out["analysis"] = self.analysis.to_dict()
         if self.fault_injection:
@@ -383,7 +387,8 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     if storage is not None and (not isinstance(storage, str) or not storage or not storage.isprintable()):
         raise SweepConfigError(f"storage: got {storage!r}, allowed: a path or a URI without control characters")
 
-    measures = _mapping(document, "measures")
+    measures = dict(_mapping(document, "measures"))
+    measure_families = _measure_families(measures.pop("families", None))
     for family, settings in measures.items():
         if not isinstance(settings, dict):
             raise SweepConfigError(f"measures.{family}: got {settings!r}, allowed: a mapping of settings")
@@ -401,7 +406,8 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     config = SweepConfig(
         experiment=experiment, base=base, axes=tuple(axes), variants=variants,
         resources=Resources(cpus=float(cpus), gpus=float(gpus), pack=pack), max_failures=max_failures,
-        storage=storage, measures=measures, analysis=analysis, fault_injection=fault, extensions=extension_modules,
+        storage=storage, measures=measures, measure_families=measure_families, analysis=analysis,
+        fault_injection=fault, extensions=extension_modules,
         source=document,
     )
     trials = config.trials()
@@ -508,6 +514,22 @@ def parse_variants(block: Any, grid_axes: Sequence[str]) -> Tuple[Tuple[Tuple[st
             items.append((key, value))
         out.append(tuple(items))
     return tuple(out)
+
+
+def _measure_families(value: Any) -> Tuple[str, ...]:
+    """``measures.families``: the families measured by default, each a registered family once."""
+    from measures import registry
+
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value or len(set(map(str, value))) != len(value):
+        raise SweepConfigError(f"measures.families: got {value!r}, allowed: a non-empty list of distinct families "
+                               f"of {', '.join(registry.names())}")
+    for family in value:
+        if family not in registry.FAMILIES:
+            raise SweepConfigError(f"measures.families: unknown family {family!r}, allowed: "
+                                   f"{', '.join(registry.names())}")
+    return tuple(value)
 
 
 def _check_measures(measures: Mapping[str, Mapping[str, Any]]) -> None:

@@ -340,10 +340,15 @@ def run(
     address: Optional[str] = None,
     data_root: Optional[str] = None,
     autoscale: bool = False,
+    measure: bool = False,
+    measure_families: Optional[str] = None,
     out=print,
 ) -> Dict[str, int]:
     """Train every trial of ``config`` not yet complete in the store; returns status counts:
-    :func:`plan_launch`, :func:`prepare`, :func:`launch_tune`, :func:`reconcile`.
+    :func:`plan_launch`, :func:`prepare`, :func:`launch_tune`, :func:`reconcile`. With
+    ``measure``, every model is also measured as soon as its trial completes
+    (:mod:`sweep.measure_follow`, in a thread of the driver beside Tune), with the families
+    ``measure_families`` (comma-separated; default: all that apply).
 
     Interrupted and errored trials continue from the resumable state in the store (see the
     module docstring for why this is not ``Tuner.restore``). The cluster must have the
@@ -355,15 +360,56 @@ def run(
     if not launch.pending:
         store.write_text(_provenance(config, launch.started_at, provenance.now()), "sweep.yaml")
         out(f"[{config.experiment}] all {len(launch.configs)} trials are complete in {store.uri}; nothing to train")
+        if measure:  # what a previous launch trained but did not measure
+            _start_follower(store, address, data_root, measure_families, out).finish()
         return launch.table.counts()
     run_name = next_run_name(store)
     out(launch.summary(run_name))
     seconds_before = launch.table.state.training_seconds
     fit_started = time.monotonic()
+    follower = _start_follower(store, address, data_root, measure_families, out) if measure else None
     results = launch_tune(launch, run_name, data_root=data_root)
     scratch.reap()
-    return reconcile(launch, results, run_name, ray=ray, wall=time.monotonic() - fit_started,
-                     seconds_before=seconds_before, out=out)
+    counts = reconcile(launch, results, run_name, ray=ray, wall=time.monotonic() - fit_started,
+                       seconds_before=seconds_before, out=out)
+    if follower is not None:
+        follower.finish()
+    return counts
+
+
+class _Follower:
+    """:func:`sweep.measure_follow.follow` in a thread of the driver; ``finish`` tells it the
+    Tune run has ended, waits for its last models and re-raises what it raised."""
+
+    def __init__(self, store: Store, address: Optional[str], data_root: Optional[str], families: Optional[str],
+                 out) -> None:
+        import threading
+
+        from sweep import measure_follow
+
+        self.ended, self.error = threading.Event(), None
+
+        def target():
+            try:
+                measure_follow.follow(store.experiment, storage=store.storage, measures=families, address=address,
+                                      data_root=data_root,
+                                      until=self.ended.is_set, out=out)
+            except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread in finish()
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, name="genzoo-measure-follow", daemon=True)
+        self.thread.start()
+
+    def finish(self) -> None:
+        self.ended.set()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _start_follower(store: Store, address: Optional[str], data_root: Optional[str], families: Optional[str],
+                    out) -> "_Follower":
+    return _Follower(store, address, data_root, families, out)
 
 
 def pending_packs(configs, pending_ids, size: int):
@@ -438,10 +484,12 @@ def _slots(resources: Dict[str, float], config: SweepConfig, trials: int) -> int
 
 
 def resume(experiment: str, *, storage: Optional[str] = None, address: Optional[str] = None,
-           data_root: Optional[str] = None, autoscale: bool = False, out=print) -> Dict[str, int]:
+           data_root: Optional[str] = None, autoscale: bool = False, measure: bool = False,
+           measure_families: Optional[str] = None, out=print) -> Dict[str, int]:
     store = Store(storage, experiment)
     config = read_resolved_config(store)
-    return run(config, storage=store.storage, address=address, data_root=data_root, autoscale=autoscale, out=out)
+    return run(config, storage=store.storage, address=address, data_root=data_root, autoscale=autoscale,
+               measure=measure, measure_families=measure_families, out=out)
 
 
 def main_exit_code(counts: Dict[str, int]) -> int:

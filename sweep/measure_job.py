@@ -296,7 +296,7 @@ def plan_job(experiment: str, *, storage: Optional[str] = None, measures: Option
     store = Store(storage, experiment)
     upgrade(store, out=out)
     sweep_config = read_resolved_config(store)  # imports the sweep's extensions first
-    families = _families(measures)
+    families = _families(measures, sweep_config.measure_families)
     settings = resolve_settings(families, sweep_config.measures, overrides)
     trials = store.trials()
     completed = set(trials[trials["status"] == COMPLETED]["trial_id"]) if len(trials) else set()
@@ -314,14 +314,20 @@ def plan_job(experiment: str, *, storage: Optional[str] = None, measures: Option
     return JobPlan(store, sweep_config, families, settings, configs, models, existing, todo, counts)
 
 
+def submit(ray, store: Store, config: TrainConfig, model_id: str, settings: Mapping[str, Mapping[str, Any]], *,
+           gpus: float, data_root: Optional[str], extensions: Sequence[str] = ()):
+    """One Ray task that runs the families of ``settings`` on one model (:func:`compute_model`)."""
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(compute_model)
+    return task.remote(store.storage, store.experiment, config.to_dict(), model_id, dict(settings), threads=1,
+                       use_gpu=gpus > 0, data_root=data_root, extensions=tuple(extensions))
+
+
 def dispatch(ray, job: JobPlan, *, gpus: float, data_root: Optional[str] = None) -> Dict[Any, Tuple[str, str, List[str]]]:
     """One Ray task per model of the plan, running its families on one loaded model: the
     pending object references, each with its (trial, model, families)."""
-    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(compute_model)
     return {
-        task.remote(job.store.storage, job.store.experiment, job.configs[t].to_dict(), m,
-                    {f: job.settings[f] for f in families}, threads=1, use_gpu=gpus > 0, data_root=data_root,
-                    extensions=job.sweep.extensions): (t, m, families)
+        submit(ray, job.store, job.configs[t], m, {f: job.settings[f] for f in families}, gpus=gpus,
+               data_root=data_root, extensions=job.sweep.extensions): (t, m, families)
         for (t, m), families in job.by_model().items()
     }
 
@@ -340,6 +346,61 @@ def commit(store: Store, rows_by_trial: Dict[str, pd.DataFrame], trial_id: str, 
     _store_rows(store, rows_by_trial, trial_id, model_id, results)
 
 
+class Collector:
+    """Takes finished tasks, commits their results (:func:`commit`), counts (model, family)
+    pairs by status and prints a progress line at most every 10 s. ``existing``: the stored
+    measures of the trials whose files the job will rewrite (their other rows are kept)."""
+
+    def __init__(self, store: Store, existing: pd.DataFrame, settings: Mapping[str, Mapping[str, Any]], out) -> None:
+        self.store, self.settings, self.out = store, settings, out
+        self.rows_by_trial = {t: rows.reset_index(drop=True) for t, rows in existing.groupby("trial_id", sort=False)}
+        self.counts = {OK: 0, ERROR: 0}
+        self.started, self.last_print, self.finished = time.monotonic(), 0.0, 0
+
+    def wait(self, ray, pending: Dict[Any, Tuple[str, str, List[str]]], timeout: float = 10.0) -> None:
+        """Wait up to ``timeout`` for a task of ``pending`` and commit every one that is ready."""
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+        for ref in ready:
+            trial_id, model_id, families = pending.pop(ref)
+            try:
+                results = ray.get(ref)
+            except Exception as exc:  # the worker itself died (killed, out of host memory)
+                message = f"task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                results = [(f, family_rows(trial_id, model_id, f, {}, 0.0, self.settings[f], {}, message), {})
+                           for f in families]
+            commit(self.store, self.rows_by_trial, trial_id, model_id, results)
+            for family, rows, _tables in results:
+                failed = [row for row in rows if row["status"] == ERROR]
+                self.counts[ERROR if failed else OK] += 1
+                if failed:
+                    self.out(f"[measure {self.store.experiment}] {trial_id}/{model_id}/{family}: error: "
+                             f"{failed[0]['error']}"
+                             + (f" (and {len(failed) - 1} more of its measures)" if len(failed) > 1 else ""))
+            self.finished += 1
+
+    def progress(self, left: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if now - self.last_print < 10 and not force:
+            return
+        self.last_print = now
+        elapsed, done = now - self.started, self.finished
+        head = f"[measure {self.store.experiment}] models {done}/{done + left} done"
+        if done:
+            self.out(f"{head} ({self.counts[ERROR]} family errors) | elapsed {elapsed:.0f}s, "
+                     f"ETA {elapsed / done * left:.0f}s")
+        else:
+            self.out(f"{head} | elapsed {elapsed:.0f}s")
+
+
+def gpus_for_tasks(ray, gpus_per_task: Optional[float]) -> float:
+    """``--gpus-per-task``, checked; by default 0.25 when the cluster has a GPU now, else 0."""
+    if gpus_per_task is not None and not 0 <= gpus_per_task <= 1:
+        raise MeasureJobError(f"--gpus-per-task: got {gpus_per_task:g}, allowed: a fraction of one GPU in [0, 1]")
+    if gpus_per_task is not None:
+        return gpus_per_task
+    return 0.0 if ray is None or ray.cluster_resources().get("GPU", 0) <= 0 else 0.25
+
+
 def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[str | Sequence[str]] = None,
         gpus_per_task: Optional[float] = None, force: bool = False, address: Optional[str] = None,
         data_root: Optional[str] = None, autoscale: bool = False, overrides: Sequence[str] = (),
@@ -354,8 +415,7 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
     """
     from sweep.cluster import check_cluster, connect_ray
 
-    if gpus_per_task is not None and not 0 <= gpus_per_task <= 1:
-        raise MeasureJobError(f"--gpus-per-task: got {gpus_per_task:g}, allowed: a fraction of one GPU in [0, 1]")
+    gpus_for_tasks(None, gpus_per_task)  # a bad value fails before anything is read
     job = plan_job(experiment, storage=storage, measures=measures, force=force, overrides=overrides, out=out)
     store = job.store
     out(job.summary())
@@ -364,48 +424,20 @@ def run(experiment: str, *, storage: Optional[str] = None, measures: Optional[st
         return {OK: 0, ERROR: 0}
 
     ray = connect_ray(address)
-    gpus = gpus_per_task if gpus_per_task is not None else (0.0 if ray.cluster_resources().get("GPU", 0) <= 0 else 0.25)
+    gpus = gpus_for_tasks(ray, gpus_per_task)
     warning = check_cluster(ray.cluster_resources(), cpus=1, gpus=gpus, what="task", gpu_field="--gpus-per-task",
                             gpu_flag="--gpus-per-task", autoscale=autoscale)
     if warning:
         out(f"[measure {experiment}] {warning}")
     pending = dispatch(ray, job, gpus=gpus, data_root=data_root)
     out(f"[measure {experiment}] {len(pending)} tasks, one per model, each running its families on one loaded model")
-
-    # Each trial's stored rows (kept beside the new ones: its file is rewritten whole).
-    rewritten = job.existing[job.existing["trial_id"].isin({t for t, _, _ in job.todo})]
-    rows_by_trial = {t: rows.reset_index(drop=True) for t, rows in rewritten.groupby("trial_id", sort=False)}
-    counts = {OK: 0, ERROR: 0}
-    started, last_print, finished = time.monotonic(), 0.0, 0
-    total = len(pending)
+    collector = Collector(store, job.existing[job.existing["trial_id"].isin({t for t, _, _ in job.todo})],
+                          job.settings, out)
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=10.0)
-        for ref in ready:
-            trial_id, model_id, families_done = pending.pop(ref)
-            try:
-                results = ray.get(ref)
-            except Exception as exc:  # the worker itself died (killed, out of host memory)
-                message = f"task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-                results = [(f, family_rows(trial_id, model_id, f, {}, 0.0, job.settings[f], {}, message), {})
-                           for f in families_done]
-            commit(store, rows_by_trial, trial_id, model_id, results)
-            for family, rows, _tables in results:
-                failed = [row for row in rows if row["status"] == ERROR]
-                counts[ERROR if failed else OK] += 1
-                if failed:
-                    out(f"[measure {experiment}] {trial_id}/{model_id}/{family}: error: {failed[0]['error']}"
-                        + (f" (and {len(failed) - 1} more of its measures)" if len(failed) > 1 else ""))
-            finished += 1
-        now = time.monotonic()
-        if now - last_print >= 10 or not pending:
-            last_print = now
-            elapsed = now - started
-            eta = elapsed / finished * len(pending) if finished else float("nan")
-            out(f"[measure {experiment}] models {finished}/{total} done ({counts[ERROR]} family errors) | "
-                f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s" if finished else
-                f"[measure {experiment}] models 0/{total} done | elapsed {elapsed:.0f}s")
+        collector.wait(ray, pending)
+        collector.progress(len(pending), force=not pending)
     _compact(store, set(job.configs), out)
-    return counts
+    return collector.counts
 
 
 def _compact(store: Store, trials, out) -> None:
@@ -439,9 +471,10 @@ def _store_rows(store: Store, cache: Dict[str, pd.DataFrame], trial_id: str, mod
     store.write_measures(trial_id, merged.to_dict("records"))
 
 
-def _families(measures: Optional[str | Sequence[str]]) -> List[str]:
+def _families(measures: Optional[str | Sequence[str]], default: Sequence[str] = ()) -> List[str]:
+    """The families of ``--measures``; without it, the sweep's ``measures.families``, else all."""
     if measures is None:
-        return registry.names()
+        return list(default) or registry.names()
     names = [m.strip() for m in measures.split(",")] if isinstance(measures, str) else list(measures)
     for name in names:
         if name not in registry.FAMILIES:
