@@ -135,7 +135,6 @@ def load_data(storage: Optional[str], experiment: str, trial_id: str, *, data_ro
 # own metrics and reached_target replace the trial's last ones).
 _TRIAL_ONLY = ("epochs_done", "epochs_total", "minibatch_loss", "host", "device", "started_at", "finished_at",
                "error")
-GAP_COLUMNS = ("gap", "loss_gap")
 
 
 def zoo(storage: Optional[str], experiment: str, *, target: Optional[str] = None) -> pd.DataFrame:
