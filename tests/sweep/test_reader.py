@@ -226,3 +226,19 @@ def test_the_documented_duckdb_and_polars_one_liners_run_as_written(store):
     assert list(by_width["width"]) == [4, 6, 8, 300] and by_width["nm"].notna().all()
     assert len(best) == len(CONFIGS) == best_polars.height
     assert nin.height == 3 and wide.height == 5 and "margin/input/q1" in wide.columns
+
+
+def test_load_model_without_its_dataset_is_one_line_naming_the_download_command(tmp_path):
+    from trainers import checkpoint
+    from trainers.train import build_model
+
+    config = TrainConfig(dataset="cifar10", model="nin", width=4, depth=2, epochs=1)
+    cifar = Store(str(tmp_path), "cifar")
+    TrialsTable(cifar, [config]).write()
+    path = tmp_path / "cifar" / "checkpoints" / config.trial_id / "final.pt"
+    path.parent.mkdir(parents=True)
+    checkpoint.save(build_model(config, 10, (3, 32, 32)).state_dict(), path)
+    with pytest.raises(data.DatasetError) as raised:
+        reader.load_model(str(tmp_path), "cifar", config.trial_id, data_root=str(tmp_path / "no-data"))
+    message = str(raised.value)
+    assert "\n" not in message and "genzoo data download cifar10" in message
