@@ -164,7 +164,12 @@ def zoo(storage: Optional[str], experiment: str, *, target: Optional[str] = None
     from analysis.data import measures_wide
     from trainers.status import METRICS
 
+    from sweep.migrate import store_version
+
     store = Store(storage, experiment)
+    if store_version(store) == 1:
+        raise StoreError(f"{store.uri}: a store of layout version 1 (no models table, measures per trial); "
+                         f"upgrade it in place once with `genzoo sweep status {experiment} --storage ...`")
     trials_ = store.trials()
     models_ = store.models().rename(columns={"epoch": "model_epoch"})
     dropped = [c for c in (*METRICS, *_TRIAL_ONLY, *models_.columns) if c in trials_.columns and c != "trial_id"]

@@ -242,3 +242,16 @@ def test_load_model_without_its_dataset_is_one_line_naming_the_download_command(
         reader.load_model(str(tmp_path), "cifar", config.trial_id, data_root=str(tmp_path / "no-data"))
     message = str(raised.value)
     assert "\n" not in message and "genzoo data download cifar10" in message
+
+
+def test_zoo_of_a_version_1_store_says_how_to_upgrade_it_and_reads_it_after(tmp_path):
+    import shutil
+
+    from sweep.cli import main
+
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "store_v1", tmp_path, dirs_exist_ok=True)
+    with pytest.raises(StoreError, match=r"layout version 1 .*`genzoo sweep status tiny --storage \.\.\.`$"):
+        reader.zoo(str(tmp_path), "tiny")
+    assert main(["sweep", "status", "tiny", "--storage", str(tmp_path)]) == 0
+    frame = reader.zoo(str(tmp_path), "tiny")
+    assert len(frame) == len(reader.models(str(tmp_path), "tiny")) > 0 and frame.attrs["measures"]
