@@ -4,7 +4,8 @@
     genzoo train [FIELD=VALUE ...]              one model, per-epoch table (no Ray)
     genzoo sweep plan PRESET|FILE [KEY=VALUE ...]
     genzoo sweep run PRESET|FILE [KEY=VALUE ...] [--storage S] [--address A] [--gpus-per-trial F] [--autoscale]
-    genzoo sweep resume EXPERIMENT [--storage S] [--address A] [--autoscale]
+                                 [--log tensorboard|mlflow|wandb ...] [--tensorboard-dir DIR]
+    genzoo sweep resume EXPERIMENT [--storage S] [--address A] [--autoscale] [--log ...] [--tensorboard-dir DIR]
     genzoo sweep status EXPERIMENT [--storage S]
     genzoo measure EXPERIMENT [--measures a,b] [--set FAMILY.SETTING=VALUE ...] [--gpus-per-task F]
                               [--force] [--autoscale] [--storage S]
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--measure", action="store_true",
                          help="also measure each model as soon as its trial completes (one measure task at a time "
                               "beside the trials; the same rows as `genzoo measure`)")
+        sub.add_argument("--log", action="append", metavar="TRACKER",
+                         help="also log each trial's hyperparameters and per-epoch metrics to tensorboard, mlflow or "
+                              "wandb (repeatable or comma-separated; docs/trackers.md)")
+        sub.add_argument("--tensorboard-dir", metavar="DIR",
+                         help="with --log tensorboard: write event files to DIR/EXPERIMENT/TRIAL (default: each "
+                              "Tune trial's folder, STORAGE/EXPERIMENT/_tune/run-N/TRIAL)")
     status = sweep.add_parser("status", help="trial counts, epochs done, failed trials")
     status.add_argument("experiment", help="the experiment's name in the store")
     _add_storage(status)
@@ -278,6 +285,9 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.sweep_command == "status":
         print(status_text(Store(args.storage, args.experiment)))
         return 0
+    from sweep import trackers
+
+    log = trackers.parse(args.log, args.tensorboard_dir)
     if args.sweep_command == "run":
         config = sweep_config.load(args.sweep, args.overrides)
         args.experiment = config.experiment  # for the resume command after Ctrl-C
@@ -285,10 +295,10 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.gpus_per_trial is not None:
             config = sweep_config.with_gpus(config, args.gpus_per_trial)
         counts = driver.run(config, storage=args.storage, address=args.address, data_root=args.data_root,
-                            autoscale=args.autoscale, measure=args.measure)
+                            autoscale=args.autoscale, measure=args.measure, log=log)
     else:
         counts = driver.resume(args.experiment, storage=args.storage, address=args.address,
-                               data_root=args.data_root, autoscale=args.autoscale, measure=args.measure)
+                               data_root=args.data_root, autoscale=args.autoscale, measure=args.measure, log=log)
     return driver.main_exit_code(counts)
 
 

@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from sweep import compact, extensions, provenance, trial
+from sweep import compact, extensions, provenance, trackers, trial
 from sweep.cluster import check_cluster, connect_ray
 from sweep.launches import TUNE_DIR, next_run_name, record_launch, slot_utilization, utilization_text
 from sweep import scratch
@@ -268,9 +268,11 @@ def prepare(launch: LaunchPlan, *, address: Optional[str], autoscale: bool, out)
     return ray
 
 
-def launch_tune(launch: LaunchPlan, run_name: str, *, data_root: Optional[str]):
+def launch_tune(launch: LaunchPlan, run_name: str, *, data_root: Optional[str],
+                log: Optional[trackers.Trackers] = None):
     """One Tune run over the plan's pending trials (packs); returns Tune's results once every
-    trial has ended. Each trial reads and writes the store itself (:func:`run_trial`)."""
+    trial has ended. Each trial reads and writes the store itself (:func:`run_trial`). ``log``:
+    the trackers each trial's hyperparameters and per-epoch metrics go to (:mod:`sweep.trackers`)."""
     from ray import tune
 
     config, store = launch.config, launch.store
@@ -301,7 +303,7 @@ def launch_tune(launch: LaunchPlan, run_name: str, *, data_root: Optional[str]):
             storage_path=f"{store.uri}/{TUNE_DIR}" if store.local_path() else f"{store.root}/{TUNE_DIR}",
             storage_filesystem=None if store.local_path() else store.fs,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[callback],
+            callbacks=[callback, *trackers.callbacks(log, store, config.experiment)],
             verbose=0,
         ),
     )
@@ -342,6 +344,7 @@ def run(
     autoscale: bool = False,
     measure: bool = False,
     measure_families: Optional[str] = None,
+    log: Optional[trackers.Trackers] = None,
     out=print,
 ) -> Dict[str, int]:
     """Train every trial of ``config`` not yet complete in the store; returns status counts:
@@ -352,9 +355,11 @@ def run(
 
     Interrupted and errored trials continue from the resumable state in the store (see the
     module docstring for why this is not ``Tuner.restore``). The cluster must have the
-    per-trial resources now (:func:`check_cluster`), unless ``autoscale``.
+    per-trial resources now (:func:`check_cluster`), unless ``autoscale``. ``log``: the trackers
+    to log to (``--log``), checked before the store is touched.
     """
     store = Store(config.storage if storage is None else storage, config.experiment)
+    trackers.check(log, store)
     launch = plan_launch(config, store, out)
     ray = prepare(launch, address=address, autoscale=autoscale, out=out)
     if not launch.pending:
@@ -365,10 +370,12 @@ def run(
         return launch.table.counts()
     run_name = next_run_name(store)
     out(launch.summary(run_name))
+    for line in trackers.describe(log, store, config.experiment):
+        out(f"[{config.experiment}] {line}")
     seconds_before = launch.table.state.training_seconds
     fit_started = time.monotonic()
     follower = _start_follower(store, address, data_root, measure_families, out) if measure else None
-    results = launch_tune(launch, run_name, data_root=data_root)
+    results = launch_tune(launch, run_name, data_root=data_root, log=log)
     scratch.reap()
     counts = reconcile(launch, results, run_name, ray=ray, wall=time.monotonic() - fit_started,
                        seconds_before=seconds_before, out=out)
@@ -485,11 +492,12 @@ def _slots(resources: Dict[str, float], config: SweepConfig, trials: int) -> int
 
 def resume(experiment: str, *, storage: Optional[str] = None, address: Optional[str] = None,
            data_root: Optional[str] = None, autoscale: bool = False, measure: bool = False,
-           measure_families: Optional[str] = None, out=print) -> Dict[str, int]:
+           measure_families: Optional[str] = None, log: Optional[trackers.Trackers] = None,
+           out=print) -> Dict[str, int]:
     store = Store(storage, experiment)
     config = read_resolved_config(store)
     return run(config, storage=store.storage, address=address, data_root=data_root, autoscale=autoscale,
-               measure=measure, measure_families=measure_families, out=out)
+               measure=measure, measure_families=measure_families, log=log, out=out)
 
 
 def main_exit_code(counts: Dict[str, int]) -> int:
