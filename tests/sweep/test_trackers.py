@@ -105,8 +105,9 @@ def test_mlflow_file_store_has_one_run_per_trial_with_its_params_and_metric_hist
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # the driver sets it for its file store
     store, trials = _sweep(tmp_path, "--log", "mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # for the reader
     client = MlflowClient((tmp_path / "store" / "tracked" / "_mlruns").as_uri())
     experiment = client.get_experiment_by_name("tracked")
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
@@ -143,6 +144,23 @@ def test_wandb_offline_files_have_one_run_per_trial_with_its_config_and_history(
         assert [int(r["history"]["step"]["num"]) for r in records if r["type"] == "history"] == [1, 2]
         seen.add(trial_id)
     assert seen == set(trials)
+
+
+def test_sweep_resume_logs_the_trials_it_trains(ray_address, tmp_path):
+    pytest.importorskip("tensorboard", reason="the test reads event files with tensorboard (the test extra)")
+    from sweep import config as sweep_config
+    from sweep import driver
+
+    storage, board = tmp_path / "store", tmp_path / "board"
+    config = sweep_config.load(str(_write(tmp_path, grid={"width": [4]}, train={**TINY["train"], "epochs": 1})))
+    # A launch that recorded its sweep and stopped before training anything.
+    Store(str(storage), "tracked").write_text(driver._provenance(config, driver.provenance.now()), "sweep.yaml")
+    assert main(["sweep", "resume", "tracked", "--storage", str(storage), "--log", "tensorboard",
+                 "--tensorboard-dir", str(board)]) == 0
+    (trial_id,) = [c.trial_id for c in config.trials()]
+    runs = _accumulators(board / "tracked")
+    assert list(runs) == [trial_id]
+    assert _scalars(runs[trial_id], "ray/tune/test_acc") == _series(Store(str(storage), "tracked"), trial_id)
 
 
 def test_an_unknown_tracker_is_one_line_and_exit_2(tmp_path, capsys):
