@@ -193,6 +193,8 @@ def zoo(storage: Optional[str], experiment: str, *, target: Optional[str] = None
     target, feature_groups = _analysis_choices(store, target)
     derived, notes = _derived_measures(frame.assign(trial_id=key).drop(columns=["model_id"]), keyed, target,
                                        feature_groups)
+    # A stored measure named like a derived one is replaced by it, as in the analysis' tables.
+    wide = wide.drop(columns=[c for c in derived.columns if c in wide.columns])
     columns = pd.concat([wide, derived.reindex(key)], axis=1).set_axis(frame.index, axis=0)
     frame = pd.concat([frame, columns], axis=1)
     frame.attrs = {"hyperparameters": list(CONFIG_COLUMNS), "measures": list(columns.columns), "target": target,
@@ -221,15 +223,16 @@ def _with_model_defaults(frame: pd.DataFrame) -> Tuple[pd.Series, pd.Series]:
 def _analysis_choices(store: Store, target: Optional[str]) -> Tuple[str, Tuple[Tuple[str, str, Optional[str]], ...]]:
     """The target and feature groups of the experiment's ``analysis:`` block (the analysis'
     defaults for a store without sweep.yaml); ``target`` overrides its target."""
+    from analysis.data import check_target
     from analysis.options import AnalysisOptions
 
     if store.exists("sweep.yaml"):
         from sweep.config import read_resolved_config
 
         options = read_resolved_config(store).analysis
-        return target or options.target, tuple(options.feature_groups)
-    defaults = AnalysisOptions()
-    return target or defaults.target, tuple(defaults.feature_groups)
+    else:
+        options = AnalysisOptions()
+    return check_target(target or options.target), tuple(options.feature_groups)
 
 
 def _derived_measures(models: pd.DataFrame, measures_: pd.DataFrame, target: str,

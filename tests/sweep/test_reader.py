@@ -255,3 +255,11 @@ def test_zoo_of_a_version_1_store_says_how_to_upgrade_it_and_reads_it_after(tmp_
     assert main(["sweep", "status", "tiny", "--storage", str(tmp_path)]) == 0
     frame = reader.zoo(str(tmp_path), "tiny")
     assert len(frame) == len(reader.models(str(tmp_path), "tiny")) > 0 and frame.attrs["measures"]
+
+
+def test_zoo_with_an_unknown_target_is_the_analysis_one_line_error(store):
+    from analysis.errors import AnalysisError
+
+    root, _ = store
+    with pytest.raises(AnalysisError, match=r"^target: got 'accuracy', allowed: gap, test_loss, test_error$"):
+        reader.zoo(str(root), "zoo", target="accuracy")
