@@ -66,8 +66,10 @@ def parse(values: Optional[Iterable[str]], tensorboard_dir: Optional[str] = None
                 raise SweepConfigError(f"--log: got {name!r}, allowed: {', '.join(TRACKERS)}")
             if name not in names:
                 names.append(name)
-    if tensorboard_dir is not None and "tensorboard" not in names:
-        raise SweepConfigError("--tensorboard-dir: only with --log tensorboard")
+    if tensorboard_dir is not None:
+        if "tensorboard" not in names:
+            raise SweepConfigError("--tensorboard-dir: only with --log tensorboard")
+        tensorboard_dir = os.path.abspath(os.path.expanduser(tensorboard_dir))  # the folder the user meant
     return Trackers(tuple(names), tensorboard_dir)
 
 

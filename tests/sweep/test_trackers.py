@@ -197,9 +197,11 @@ def test_wandb_online_without_an_api_key_is_one_line_before_anything_is_written(
     assert not storage.exists()
 
 
-def test_log_values_repeat_or_comma_separate_and_none_adds_no_callback(tmp_path):
+def test_log_values_repeat_or_comma_separate_and_none_adds_no_callback(tmp_path, monkeypatch):
     assert trackers.parse(["tensorboard,wandb", "mlflow", "wandb"]).names == ("tensorboard", "wandb", "mlflow")
     assert trackers.parse(None) == trackers.Trackers()
     assert trackers.callbacks(trackers.parse(None), Store(str(tmp_path), "x"), "x") == []
+    monkeypatch.chdir(tmp_path)
+    assert trackers.parse(["tensorboard"], "tb").tensorboard_dir == str(tmp_path / "tb")
     with pytest.raises(trackers.SweepConfigError, match="--tensorboard-dir: only with --log tensorboard"):
         trackers.parse(["mlflow"], tensorboard_dir=str(tmp_path))
