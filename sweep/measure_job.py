@@ -18,8 +18,10 @@ status ``error`` and the exception's message; every other task still runs. A val
 not a finite number (NaN, or infinity: a σ search that found no σ) is stored as an ``error``
 row with the reason, never as ``ok``.
 
-Settings: each family's defaults live in its registry entry; the sweep file's ``measures:``
-block and then ``--set FAMILY.SETTING=VALUE`` override them. All of it is validated before
+Settings: each family's defaults are the fields of its settings dataclass
+(:mod:`measures.specs`); the sweep file's ``measures:`` block and then ``--set
+FAMILY.SETTING=VALUE`` override them; ``measures.families`` (or ``--measures``) chooses the
+families, all that apply by default. All of it is validated before
 anything runs (:func:`resolve_settings`), and the resolved settings are stored with every row.
 """
 

@@ -264,12 +264,6 @@ def _write_durably(data: bytes, tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
-def model_key(trial_id: str, model_id: str) -> str:
-    """One string per model of the zoo: the trial id for a trial's ``final`` model (so a
-    plain-training zoo is keyed exactly as its trials), ``<trial_id>/<model_id>`` otherwise."""
-    return trial_id if model_id == FINAL_MODEL else f"{trial_id}/{model_id}"
-
-
 def resolve_storage(storage: Optional[str]) -> str:
     """The storage location: the argument, else ``GENZOO_STORAGE``, else ``./results``.
 

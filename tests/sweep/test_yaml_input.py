@@ -106,14 +106,14 @@ def test_overrides_are_validated_like_the_file():
 
 
 def test_plan_and_load_apply_overrides(capsys):
-    config = sweep_config.load("demo", ["train.epochs=2", "grid.width=[8,16]", "seeds=[0]", "resources.cpus=2",
+    config = sweep_config.load("demo", ["train.epochs=20", "grid.width=[8,16]", "seeds=[0]", "resources.cpus=2",
                                         "measures.flatness.subset=128"])
-    assert config.base.epochs == 2 and dict(config.axes)["width"] == (8, 16)
+    assert config.base.epochs == 20 and dict(config.axes)["width"] == (8, 16)
     assert dict(config.axes)["seed"] == (0,) and config.resources.cpus == 2.0
     assert config.measures["flatness"]["subset"] == 128
-    assert main(["sweep", "plan", "demo", "train.epochs=2", "grid.width=[8,16]", "seeds=[0]"]) == 0
+    assert main(["sweep", "plan", "demo", "train.epochs=20", "grid.width=[8,16]", "seeds=[0]"]) == 0
     out = capsys.readouterr().out
-    assert "axis width (2): 8, 16" in out and "epochs: at most 2 per trial" in out  # demo stops at a loss
+    assert "axis width (2): 8, 16" in out and "epochs: at most 20 per trial" in out  # demo stops at a loss
 
 
 def test_run_parser_takes_overrides():
