@@ -330,15 +330,18 @@ def path_norm(model: nn.Module, input_shape: Sequence[int]) -> float:
     return float(outputs.sum())
 
 
+# Why a model without initial weights has no distance_from_init row (stored in the rows' info).
+NO_INIT = "not applicable: the model has no initial weights (init.pt; an imported model whose source had none)"
+
+
 def norms(ctx: TrialContext, *, parameter_count_of: str = "all", fold_batchnorm: bool = True) -> MeasureOutput:
     """The norm family: ``parameter_count``, ``sum_of_fro``, ``sum_two_norms``,
     ``log_prod_of_spec``, ``distance_from_init``, ``path_norm`` of ``ctx.model`` (definitions
     and the BatchNorm folding convention in the module docstring; ``distance_from_init`` needs
-    ``ctx.init_state``). ``info`` records how many BatchNorms were folded and which were left."""
+    ``ctx.init_state``: without it, it is left out and ``info["not_applicable"]`` says why).
+    ``info`` records how many BatchNorms were folded and which were left."""
     if not isinstance(fold_batchnorm, bool):
         raise NormsError(f"fold_batchnorm: got {fold_batchnorm!r}, allowed: true or false")
-    if ctx.init_state is None:
-        raise NormsError("init_state: is None; distance_from_init needs the initial weights (checkpoint 'init')")
     if fold_batchnorm:
         folds, left = batchnorm_folds(ctx.model)
     else:
@@ -349,9 +352,12 @@ def norms(ctx: TrialContext, *, parameter_count_of: str = "all", fold_batchnorm:
         "sum_of_fro": sum_of_fro(weights),
         "sum_two_norms": sum_two_norms(weights),
         "log_prod_of_spec": log_prod_of_spec(weights),
-        "distance_from_init": distance_from_init(ctx.model, ctx.init_state, folds),
-        "path_norm": path_norm(ctx.model, tuple(ctx.train_x.shape[1:])),
     }
     info: Dict[str, Any] = {"num_weight_tensors": len(weights), "batchnorms_folded": len(folds),
                             "batchnorms_left_unfolded": left}
+    if ctx.init_state is None:  # an imported model whose source had no initial weights (genzoo import)
+        info["not_applicable"] = {"distance_from_init": NO_INIT}
+    else:
+        values["distance_from_init"] = distance_from_init(ctx.model, ctx.init_state, folds)
+    values["path_norm"] = path_norm(ctx.model, tuple(ctx.train_x.shape[1:]))
     return MeasureOutput(values=values, info=info)

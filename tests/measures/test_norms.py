@@ -13,6 +13,7 @@ from torch import nn
 from measures.context import TrialContext
 from measures.registry import FAMILIES
 from measures.norms import (
+    NO_INIT,
     NormsError,
     batchnorm_folds,
     distance_from_init,
@@ -192,10 +193,13 @@ def test_norms_family_returns_every_measure_and_repeats_exactly():
     assert first.values["distance_from_init"] == pytest.approx(first.values["sum_two_norms"], rel=1e-12)
 
 
-def test_norms_family_requires_initial_weights():
-    with pytest.raises(NormsError, match="init_state"):
-        norms(make_ctx(hand_set_net()))
-    assert FAMILIES["norms"].needs == ("init",)
+def test_norms_family_without_initial_weights_leaves_distance_from_init_out():
+    # An imported model without init.pt (genzoo import): the other norms, and the reason.
+    out = norms(make_ctx(hand_set_net()))
+    assert "distance_from_init" not in out.values
+    assert set(out.values) == {"parameter_count", "sum_of_fro", "sum_two_norms", "log_prod_of_spec", "path_norm"}
+    assert out.info["not_applicable"] == {"distance_from_init": NO_INIT}
+    assert FAMILIES["norms"].needs == ("init",)  # a damaged init.pt still fails the family (measure_job)
 
 
 class TwoConvBNNet(nn.Module):
