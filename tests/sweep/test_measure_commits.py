@@ -16,6 +16,7 @@ import yaml
 from sweep import config as sweep_config
 from sweep import driver
 from sweep import measure_job as job
+from recording_store import Crash, RecordingStore
 from sweep.store import Store
 
 FAMILIES = "el2n,pruning_vs_perturbation"
@@ -26,33 +27,6 @@ SWEEP = {
     "measures": {"pruning_vs_perturbation": {"fractions": [1.0, 0.5, 0.0]}},
 }
 TABLES = ("el2n", "pruning_curves")
-
-
-class Crash(Exception):
-    pass
-
-
-class FailingStore(Store):
-    """A store that logs every write and delete, and fails at the n-th one."""
-
-    def __init__(self, storage, experiment, *, log, fail_at=None, after=False):
-        super().__init__(storage, experiment)
-        self.log, self.fail_at, self.after = log, fail_at, after
-
-    def _op(self, name, do):
-        index = len(self.log)
-        self.log.append(name)
-        if index == self.fail_at and not self.after:
-            raise Crash(name)
-        do()
-        if index == self.fail_at and self.after:
-            raise Crash(name)
-
-    def write_bytes(self, data, *parts):
-        self._op("/".join(parts), lambda: Store.write_bytes(self, data, *parts))
-
-    def delete(self, *parts):
-        self._op("delete " + "/".join(parts), lambda: Store.delete(self, *parts))
 
 
 def _contents(root):
@@ -90,7 +64,7 @@ def reference(trained, tmp_path_factory):
     shutil.copytree(trained / "zoo", storage / "zoo")
     log = []
     original = job.Store
-    job.Store = lambda s, e: FailingStore(s, e, log=log)
+    job.Store = lambda s, e: RecordingStore(s, e, log=log)
     try:
         assert job.run("zoo", storage=str(storage), measures=FAMILIES) == {"ok": 4, "error": 0}
     finally:
@@ -111,7 +85,7 @@ def test_a_failure_at_any_write_of_the_job_is_repaired_by_running_it_again(train
         storage = tmp_path / f"{index}"
         shutil.copytree(trained / "zoo", storage / "zoo")
         with monkeypatch.context() as patch:
-            patch.setattr(job, "Store", lambda s, e: FailingStore(s, e, log=[], fail_at=index, after=after))
+            patch.setattr(job, "Store", lambda s, e: RecordingStore(s, e, log=[], fail_at=index, after=after))
             with pytest.raises(Crash):
                 job.run("zoo", storage=str(storage), measures=FAMILIES)
         counts = job.run("zoo", storage=str(storage), measures=FAMILIES)

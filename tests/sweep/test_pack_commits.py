@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from sweep import driver, trial
+from recording_store import Crash, RecordingStore
 from sweep.store import Store
 from trainers.config import TrainConfig
 
@@ -40,34 +41,6 @@ def datasets_loaded_once():
     data.load = functools.lru_cache(maxsize=None)(load)
     yield
     data.load = load
-
-
-class Crash(Exception):
-    pass
-
-
-class RecordingStore(Store):
-    """A store that logs every write and delete, and can fail at the n-th one."""
-
-    def __init__(self, storage, experiment, *, fail_at=None, after=False):
-        super().__init__(storage, experiment)
-        self.log, self.fail_at, self.after = [], fail_at, after
-
-    def _op(self, name, do):
-        index = len(self.log)
-        self.log.append(name)
-        if index == self.fail_at and not self.after:
-            raise Crash(name)
-        do()
-        if index == self.fail_at and self.after:
-            raise Crash(name)
-
-    def write_bytes(self, data, *parts):
-        self._op("/".join(parts), lambda: Store.write_bytes(self, data, *parts))
-
-    def delete(self, *parts):
-        if Store.exists(self, *parts):  # a no-op delete is no write
-            self._op("delete " + "/".join(parts), lambda: Store.delete(self, *parts))
 
 
 def _snapshot(root, configs):
@@ -106,7 +79,7 @@ def _resume(store, configs):
 
 
 def _reference(root, configs):
-    store = RecordingStore(str(root), "exp")
+    store = RecordingStore(str(root), "exp", skip_noop_deletes=True)
     trial.train_pack(configs, store, device="cpu")
     assert all(trial.is_complete(store, c) for c in configs)
     return store.log, _snapshot(root / "exp", configs)
@@ -116,7 +89,7 @@ def _crash_everywhere(tmp_path, configs, log, expected, first_break, after, end=
     for index in range(first_break, len(log) if end is None else end):
         root = tmp_path / f"{index}"
         with pytest.raises(Crash):
-            trial.train_pack(configs, RecordingStore(str(root), "exp", fail_at=index, after=after), device="cpu")
+            trial.train_pack(configs, RecordingStore(str(root), "exp", fail_at=index, after=after, skip_noop_deletes=True), device="cpu")
         store = Store(str(root), "exp")
         _resume(store, configs)
         assert all(trial.is_complete(store, c) for c in configs), log[index]

@@ -10,39 +10,13 @@ import pytest
 import torch
 
 from sweep import trial
+from recording_store import Crash, RecordingStore
 from sweep.store import Store
 from trainers.config import TrainConfig
 
 CONFIG = dict(dataset="digits", model="nin", width=8, depth=2, train_size=96, batch_size=32,
               epochs=3, lr=0.05, dropout=0.2, checkpoint_epochs=(1,))
 TIMING = ("seconds", "images_per_second", "finished_at")  # when, not what
-
-
-class Crash(Exception):
-    pass
-
-
-class RecordingStore(Store):
-    """A store that logs every write and delete, and can fail at the n-th one."""
-
-    def __init__(self, storage, experiment, *, fail_at=None, after=False):
-        super().__init__(storage, experiment)
-        self.log, self.fail_at, self.after = [], fail_at, after
-
-    def _op(self, name, do):
-        index = len(self.log)
-        self.log.append(name)
-        if index == self.fail_at and not self.after:
-            raise Crash(name)
-        do()
-        if index == self.fail_at and self.after:
-            raise Crash(name)
-
-    def write_bytes(self, data, *parts):
-        self._op("/".join(parts), lambda: Store.write_bytes(self, data, *parts))
-
-    def delete(self, *parts):
-        self._op("delete " + "/".join(parts), lambda: Store.delete(self, *parts))
 
 
 def _snapshot(root, trial_id):
