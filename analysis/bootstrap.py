@@ -116,19 +116,11 @@ def adjusted_r2_statistic(x: Sequence[float], y: Sequence[float]) -> Callable[[n
     is the squared Pearson correlation, R̄² = 1 − (1 − R²)(n − 1)/(n − 2). A resample with a
     constant measure has R² = 0 (the fit is the mean); one with a constant target has none,
     which makes the interval NaN."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
+    moments = _weighted_moments(x, y)
     n = len(x)
-    # Centre first: the weighted moments below then lose no precision for large offsets.
-    x = x - x.mean()
-    y = y - y.mean()
 
     def statistic(indices: np.ndarray) -> np.ndarray:
-        weights = _counts(indices, n) / n
-        mx, my = weights @ x, weights @ y
-        sxx = weights @ (x * x) - mx * mx
-        syy = weights @ (y * y) - my * my
-        sxy = weights @ (x * y) - mx * my
+        mx, sxx, syy, sxy = moments(indices)
         with np.errstate(invalid="ignore", divide="ignore"):
             r2 = np.where(sxx > 1e-300 * (1 + np.abs(mx)), sxy * sxy / (sxx * syy), 0.0)
         r2 = np.where(syy > 0, r2, np.nan)
@@ -170,22 +162,32 @@ def pearson_r_ci(x: Sequence[float], y: Sequence[float], *, n_resamples: int = N
 
 def pearson_statistic(x: Sequence[float], y: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
     """r* of resamples given as rows of model indices (see :func:`pearson_r_ci`)."""
+    moments = _weighted_moments(x, y)
+
+    def statistic(indices: np.ndarray) -> np.ndarray:
+        _, sxx, syy, sxy = moments(indices)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((sxx > 0) & (syy > 0), sxy / np.sqrt(sxx * syy), np.nan)
+
+    return statistic
+
+
+def _weighted_moments(x: Sequence[float], y: Sequence[float]):
+    """``moments(indices)`` of resamples given as rows of model indices: the weighted mean of
+    x and the weighted (co)variances sxx, syy, sxy, with weights c_i / n (c_i: how often model
+    i is drawn). x and y are centred first, so the moments lose no precision for large offsets."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     n = len(x)
     x = x - x.mean()
     y = y - y.mean()
 
-    def statistic(indices: np.ndarray) -> np.ndarray:
+    def moments(indices: np.ndarray):
         weights = _counts(indices, n) / n
         mx, my = weights @ x, weights @ y
-        sxx = weights @ (x * x) - mx * mx
-        syy = weights @ (y * y) - my * my
-        sxy = weights @ (x * y) - mx * my
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where((sxx > 0) & (syy > 0), sxy / np.sqrt(sxx * syy), np.nan)
+        return mx, weights @ (x * x) - mx * mx, weights @ (y * y) - my * my, weights @ (x * y) - mx * my
 
-    return statistic
+    return moments
 
 
 def mean_ci(values: Sequence[float], *, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
