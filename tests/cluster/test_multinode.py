@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from process_groups import stop_group
 from sweep.store import Store
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -89,17 +89,7 @@ def _start_node(args: List[str], log: Path, stack: ExitStack) -> subprocess.Pope
 def _stop_node(proc: subprocess.Popen) -> None:
     """SIGTERM: `ray start --block` shuts its raylet, GCS and agents down, and the workers
     follow their raylet. Then SIGKILL whatever is left in the node's process group."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+    stop_group(proc, STOP_TIMEOUT_S)
 
 
 def _wait_for_line(proc: subprocess.Popen, log: Path, text: str) -> None:

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from sweep import config as sweep_config
+from process_groups import stop_group
 from sweep.store import Store
 
 SCRIPT = Path(__file__).resolve().parents[2] / "cluster" / "slurm" / "genzoo.sbatch"
@@ -196,17 +197,7 @@ class Slurm:
         while self.queue() and time.monotonic() < deadline:
             time.sleep(0.5)
         for proc in reversed(self.daemons):  # slurmd, slurmctld, then munged
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+            stop_group(proc, STOP_TIMEOUT_S)
         for pid in _processes_naming(str(self.base)):  # a slurmstepd or Ray process left over
             try:
                 os.kill(pid, signal.SIGKILL)
