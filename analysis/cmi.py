@@ -225,7 +225,7 @@ class _PairCounts:
         # The cells in the order of _pair_table's keys: per axis (its code of i, its code of j).
         a, b = np.nonzero(present)
         key = np.zeros(len(a), dtype=np.int64)
-        rest_a, rest_b, radix = a.copy(), b.copy(), 1
+        rest_a, rest_b = a.copy(), b.copy()
         digits = []
         for _, k in reversed(levels):
             digits.append((rest_a % k, rest_b % k, k))

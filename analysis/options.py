@@ -8,7 +8,7 @@ line. Leaf module: it imports nothing of the analysis but the paper claims' type
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from analysis.paper_claims import PaperComparison
 
