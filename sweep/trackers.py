@@ -124,12 +124,22 @@ def callbacks(trackers: Optional[Trackers], store, experiment: str) -> list:
     for name in trackers.names if trackers else ():
         if name == "tensorboard":
             directory = trackers.tensorboard_dir
-            out.append(_tensorboard_class()(None if directory is None else os.path.join(directory, experiment)))
+            out.append(_tensorboard_class()(None if directory is None else os.path.join(directory, experiment),
+                                            in_store=store.local_path() is not None))
         elif name == "mlflow":
             out.append(_mlflow_class()(mlflow_uri(store), experiment_name=experiment))
         else:
-            out.append(_wandb_class()(project=experiment))
+            out.append(_wandb_class()(project=experiment, in_store=store.local_path() is not None))
     return out
+
+
+def _trial_folder(trial) -> str:
+    """The Tune trial's folder in a local store, ``<storage>/<experiment>/_tune/run-<n>/<trial>``.
+    Ray's callbacks write to the trial's staging folder on the driver (``trial.local_path``),
+    which Tune copies to the store only now and then, and last before the W&B actors have
+    finished: a tracker's files would be late or cut short there."""
+    os.makedirs(trial.path, exist_ok=True)
+    return trial.path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,21 +210,22 @@ def _tensorboard_class():
     from ray.tune.logger import TBXLoggerCallback
 
     class TensorBoardCallback(_GenzooResults, TBXLoggerCallback):
-        """Event files in each Tune trial's folder, or ``<directory>/<trial>/`` (a resumed
-        trial's next launch adds an event file to the same run); hparams are written when the
-        trial ends (TensorBoard's HPARAMS tab), scalars as ``ray/tune/<metric>``."""
+        """Event files in ``<directory>/<trial>/`` (a resumed trial's next launch adds an event
+        file to the same run), else in the Tune trial's folder: in a local store directly
+        (:func:`_trial_folder`), in a remote one where Tune uploads it. Hparams are written when
+        the trial ends (TensorBoard's HPARAMS tab), scalars as ``ray/tune/<metric>``."""
 
-        def __init__(self, directory: Optional[str] = None):
+        def __init__(self, directory: Optional[str] = None, in_store: bool = False):
             super().__init__()
-            self._directory = directory
+            self._directory, self._in_store = directory, in_store
 
         def log_trial_start(self, trial):
-            if self._directory is None:
+            if self._directory is None and not self._in_store:
                 return super().log_trial_start(trial)
             if trial in self._trial_writer:
                 self._trial_writer[trial].close()
-            self._trial_writer[trial] = self._summary_writer_cls(os.path.join(self._directory, str(trial)),
-                                                                 flush_secs=30)
+            folder = os.path.join(self._directory, str(trial)) if self._directory else _trial_folder(trial)
+            self._trial_writer[trial] = self._summary_writer_cls(folder, flush_secs=30)
             self._trial_result[trial] = {}
 
         def _try_log_hparams(self, trial, result: Dict):
@@ -257,14 +268,21 @@ def _wandb_class():
         Ray's logging actor on the driver's node, which gets every ``WANDB_*`` variable of the
         driver (Ray passes on only ``WANDB_API_KEY``): ``WANDB_MODE=offline`` is honoured. The
         actor is not restarted (Ray's would be, and says so on stderr at every launch): a
-        restarted actor would start the run anew anyway."""
+        restarted actor would start the run anew anyway. Its files go to ``$WANDB_DIR``, else
+        the Tune trial's folder: in a local store directly (:func:`_trial_folder`), in a remote
+        one where Tune uploads it."""
+
+        def __init__(self, *args, in_store: bool = False, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._in_store = in_store
 
         def log_trial_start(self, trial):
             exclude = [*self._exclude_results, *self.excludes, "config"]
+            where = {"dir": _trial_folder(trial)} if self._in_store and not os.environ.get("WANDB_DIR") else {}
             self._start_logging_actor(
                 trial, exclude, id=trial.trial_id, name=str(trial), resume=False, reinit=True,
                 allow_val_change=True, group=self.group or trial.experiment_dir_name, project=self.project,
-                config=hyperparameters(trial.config), **self.kwargs)
+                config=hyperparameters(trial.config), **where, **self.kwargs)
 
         def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs):
             if not self._remote_logger_class:
