@@ -38,11 +38,17 @@ def same(name, x, y, keys):
 same("epochs", a.epochs(), b.epochs(), ["trial_id", "epoch"])
 same("models", a.models(), b.models(), ["trial_id", "model_id"])
 ma, mb = a.measures(), b.measures()
+# A family one store has and the other has not (one added since) is named, not compared.
+only = sorted(set(ma["family"]) ^ set(mb["family"]))
+if only:
+    print(f"measure families in one store only (not compared): {', '.join(only)}")
+    common = set(ma["family"]) & set(mb["family"])
+    ma, mb = ma[ma["family"].isin(common)], mb[mb["family"].isin(common)]
 same("measures", ma.drop(columns=["settings"]), mb.drop(columns=["settings"]), ["trial_id", "model_id", "family", "measure"])
 same("measure settings", ma[["trial_id", "model_id", "family", "measure", "settings"]],
      mb[["trial_id", "model_id", "family", "measure", "settings"]], ["trial_id", "model_id", "family", "measure"])
 for table in ("el2n", "pruning_curves", "hessian_eigenvalues"):
-    if Path(a.path(table)).exists():
+    if Path(a.path(table)).exists() and Path(b.path(table)).exists():
         same(table, a.read_folder(table), b.read_folder(table), [c for c in a.read_folder(table).columns[:4]])
 files = 0
 for path in sorted(Path(a.path("checkpoints")).rglob("*.pt")):
