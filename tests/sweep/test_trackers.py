@@ -101,7 +101,7 @@ def test_a_packed_trial_logs_each_models_metrics_under_its_trial_id_in_the_chose
 
 def test_mlflow_file_store_has_one_run_per_trial_with_its_params_and_metric_history(ray_address, tmp_path,
                                                                                     monkeypatch):
-    pytest.importorskip("mlflow", reason="--log mlflow needs mlflow (pip install mlflow-skinny; not in the test extra)")
+    pytest.importorskip("mlflow", reason="--log mlflow needs mlflow (pip install mlflow-skinny; in the test extra)")
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -122,7 +122,7 @@ def test_mlflow_file_store_has_one_run_per_trial_with_its_params_and_metric_hist
 
 def test_wandb_offline_files_have_one_run_per_trial_with_its_config_and_history(ray_address, tmp_path, monkeypatch):
     # wandb's reader of its transaction log, `wandb leet inspect`, is in wandb 0.31 on.
-    pytest.importorskip("wandb", minversion="0.31", reason="--log wandb needs wandb>=0.31 (not in the test extra)")
+    pytest.importorskip("wandb", minversion="0.31", reason="--log wandb needs wandb>=0.31 (in the test extra)")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     store, trials = _sweep(tmp_path, "--log", "wandb")
@@ -184,7 +184,7 @@ def test_a_missing_tracker_package_is_one_line_with_the_pip_command_before_anyth
 
 
 def test_wandb_online_without_an_api_key_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("wandb", reason="--log wandb needs wandb (pip install wandb; not in the test extra)")
+    pytest.importorskip("wandb", reason="--log wandb needs wandb (pip install wandb; in the test extra)")
     for name in ("WANDB_MODE", "WANDB_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no wandb settings
