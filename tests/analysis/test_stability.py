@@ -152,3 +152,20 @@ def test_section_writes_tables_and_figures_whose_correlations_scipy_recomputes()
     indexed = table.set_index("trial_id")
     r, _ = stats.pearsonr(measures["hessian_trace"].reindex(indexed.index), indexed["stability"])
     assert flat["pearson_r"] == pytest.approx(r, rel=1e-8)
+
+
+def test_the_rate_figure_labels_do_not_overlap_and_stay_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from analysis.stability import rate_figure
+
+    models, events, _ = _zoo()
+    figure = rate_figure(per_model(pd.DataFrame(models), pd.DataFrame(events)))
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    left, right = (ax.get_tightbbox(renderer) for ax in figure.axes[:2])  # each panel with its labels
+    assert left.x1 <= right.x0, "the panels' labels overlap"
+    whole = figure.bbox
+    for box in (left, right):
+        assert whole.x0 <= box.x0 and box.x1 <= whole.x1 and whole.y0 <= box.y0 and box.y1 <= whole.y1
