@@ -13,6 +13,7 @@ Families and what they yield (see each module's docstrings for definitions and c
   TIC proxy, eps-flatness (second paper, Appendix E)
 - ``el2n``: el2n (Paul, Ganguli & Dziugaite 2021) at the early checkpoint
 - ``pruning_vs_perturbation``: the first paper's Figure 2 curves
+- ``spectral``: spectral/<quantity>, WeightWatcher's data-free heavy-tailed metrics (Martin & Mahoney 2021)
 
 The field order is the order of the settings stored with every result row: the measures job
 recomputes a row whose stored settings text differs, so reordering or retyping a field makes
@@ -198,6 +199,27 @@ class El2nSettings(MeasureSettings):
     batch_size: int = integer(EVAL_BATCH_SIZE, AT_LEAST_1)
 
 
+# spectral (measures/spectral.py): the per-layer quantities averaged into spectral/<quantity>.
+SPECTRAL_QUANTITIES: Tuple[str, ...] = ("alpha", "alpha_weighted", "log_alpha_norm", "log_norm", "log_spectral_norm",
+                                        "stable_rank", "num_spikes", "mp_softrank")
+
+
+@dataclass(frozen=True)
+class SpectralSettings(MeasureSettings):
+    """spectral (measures/spectral.py); defaults are weightwatcher 0.7.7's."""
+
+    min_evals: int = integer(8, AT_LEAST_1)
+    max_evals: int = integer(15000, AT_LEAST_1)
+    max_n: int = integer(50000, AT_LEAST_1)
+    conv2d_norm: bool = flag(True)
+    num_spikes: bool = flag(True)
+
+    def conflicts(self) -> Optional[Tuple[str, str]]:
+        if self.max_evals < self.min_evals:
+            return "max_evals", f"an integer >= min_evals ({self.min_evals})"
+        return None
+
+
 BUILTIN: Tuple[MeasureSpec, ...] = (
     MeasureSpec("prunability", "measures.pruning:prunability_family",
                 ("prunability", "pruned_parameter_count", "sum_two_norms_pruned"), PrunabilitySettings),
@@ -221,4 +243,6 @@ BUILTIN: Tuple[MeasureSpec, ...] = (
                  "gradient_covariance_trace", "tic_proxy", "eps_flatness"), FlatnessSettings,
                 tables=("hessian_eigenvalues",)),
     MeasureSpec("el2n", "measures.el2n:el2n", ("el2n",), El2nSettings, needs=("early",), tables=("el2n",)),
+    MeasureSpec("spectral", "measures.spectral:spectral", tuple(f"spectral/{q}" for q in SPECTRAL_QUANTITIES),
+                SpectralSettings, tables=("spectral_layers",)),
 )

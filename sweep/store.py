@@ -141,6 +141,16 @@ LONG_TABLE_SCHEMAS = {
     "hessian_eigenvalues": pa.schema([
         ("trial_id", pa.string()), ("model_id", pa.string()), ("rank", pa.int64()), ("eigenvalue", pa.float64()),
     ]),
+    # measures/spectral.py: one row per analysed conv/linear layer (WeightWatcher's per-layer details).
+    "spectral_layers": pa.schema([
+        ("trial_id", pa.string()), ("model_id", pa.string()), ("layer", pa.string()), ("layer_index", pa.int64()),
+        ("kind", pa.string()), ("n", pa.int64()), ("m", pa.int64()), ("rf", pa.int64()), ("num_evals", pa.int64()),
+        ("lambda_max", pa.float64()), ("alpha", pa.float64()), ("alpha_weighted", pa.float64()),
+        ("log_alpha_norm", pa.float64()), ("log_norm", pa.float64()), ("log_spectral_norm", pa.float64()),
+        ("stable_rank", pa.float64()), ("xmin", pa.float64()), ("ks_distance", pa.float64()),
+        ("alpha_sigma", pa.float64()), ("num_pl_spikes", pa.int64()), ("fit", pa.string()),
+        ("num_spikes", pa.float64()), ("mp_softrank", pa.float64()),
+    ]),
 }
 
 # trials.parquet: one column per TrainConfig field, typed from the field's annotation
