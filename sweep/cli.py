@@ -11,6 +11,8 @@
                               [--force] [--autoscale] [--storage S]
     genzoo analyze EXPERIMENT [--target gap|test_loss|test_error] [--include-partial] [--storage S]
     genzoo compact EXPERIMENT [--storage S]    merge finished trials' table files into parts
+    genzoo import MANIFEST.csv|MANIFEST.parquet|TUNE_DIR [--mapping MAP.yaml] [--experiment NAME] [--storage S]
+                  [--data-root DIR] [--device cpu|cuda]   an existing zoo as an experiment (docs/import.md)
     genzoo demo [--storage S]                   sweep run + measure + analyze of the demo preset
 
 Bad input (a config field, a missing dataset, an unwritable store) is one line on stderr and
@@ -37,6 +39,11 @@ def _user_errors() -> tuple:
     from trainers.yamlio import YamlError
 
     errors = [SweepConfigError, StoreError, CheckpointError, ConfigError, DatasetError, ModelError, YamlError]
+    try:
+        from sweep.importer import ZooImportError
+        errors.append(ZooImportError)
+    except ImportError:
+        pass
     try:
         from sweep.measure_job import MeasureJobError
         errors.append(MeasureJobError)
@@ -147,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("experiment", help="the experiment's name in the store")
     _add_storage(compact)
 
+    zoo = commands.add_parser("import", help="an existing zoo (a manifest of checkpoints, or a Ray Tune experiment "
+                              "folder) as an experiment that measure and analyze run on (docs/import.md)")
+    zoo.add_argument("source", metavar="MANIFEST|TUNE_DIR",
+                     help="a .csv or .parquet manifest (one row per model), or a Ray Tune experiment folder")
+    zoo.add_argument("--mapping", metavar="FILE",
+                     help="Ray Tune folder: YAML mapping its parameter and metric names to genzoo's")
+    zoo.add_argument("--experiment", help="the experiment's name in the store (default: the source's name)")
+    zoo.add_argument("--data-root", help="dataset files root, for the metrics computed on import "
+                     "(default: $GENZOO_DATA, else ~/.cache/genzoo)")
+    zoo.add_argument("--device", help="where the metrics not given are computed (default: cuda when available)")
+    _add_storage(zoo)
+
     demo = commands.add_parser("demo", help="sweep run + measure + analyze of the demo preset on local Ray")
     _add_storage(demo)
     demo.add_argument("--data-root", help="dataset files root (default: $GENZOO_DATA, else ~/.cache/genzoo)")
@@ -247,6 +266,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from sweep import compact
 
         compact.run(args.experiment, storage=args.storage)
+        return 0
+    if args.command == "import":
+        from sweep import importer
+
+        importer.run(args.source, experiment=args.experiment, storage=args.storage, mapping=args.mapping,
+                     data_root=args.data_root, device=args.device)
         return 0
     if args.command == "demo":
         return _demo(args)

@@ -171,7 +171,9 @@ class SweepConfig:
         configs = []
         for variant in self.variants or ((),):
             fixed = {k: v for k, v in variant if not isinstance(v, tuple)}
-            axes = list(self.axes) + [(k, v) for k, v in variant if isinstance(v, tuple)]
+            # A variant's own seed (one value or a list) replaces the seeds axis for it.
+            axes = [(k, v) for k, v in self.axes if k not in dict(variant)] + \
+                [(k, v) for k, v in variant if isinstance(v, tuple)]
             names = [name for name, _ in axes]
             for values in itertools.product(*(vals for _, vals in axes)):
                 configs.append(_train_config({**self.base.to_dict(), **fixed, **dict(zip(names, values))}, names))
@@ -481,7 +483,8 @@ def scaled_widths(scale_from: int, factor: float, steps: int) -> List[int]:
 
 def parse_variants(block: Any, grid_axes: Sequence[str]) -> Tuple[Tuple[Tuple[str, Any], ...], ...]:
     """The ``variants:`` list: the grid is trained once per variant, each a mapping of train
-    fields to a value, a list of values (an extra axis of that variant only), or a width
+    fields to a value, a list of values (an extra axis of that variant only; ``seed`` replaces
+    the ``seeds:`` axis for the variant, as ``genzoo import`` writes an irregular zoo), or a width
     scaling ``{scale_from: W, factor: 0.8, steps: S}`` (:func:`scaled_widths`). This is how
     one sweep holds several training modes (``imp`` and ``extended_dense``) and a width
     down-scaling series side by side."""
@@ -496,10 +499,9 @@ def parse_variants(block: Any, grid_axes: Sequence[str]) -> Tuple[Tuple[Tuple[st
             raise SweepConfigError(f"{where}: got {variant!r}, allowed: a mapping of train fields")
         items = []
         for key, value in variant.items():
-            if key not in TRAIN_FIELDS or key == "seed":
-                raise SweepConfigError(f"{where}.{key}: unknown field, allowed: "
-                                       f"{', '.join(f for f in TRAIN_FIELDS if f != 'seed')}")
-            if key in grid_axes:
+            if key not in TRAIN_FIELDS:
+                raise SweepConfigError(f"{where}.{key}: unknown field, allowed: {', '.join(TRAIN_FIELDS)}")
+            if key in grid_axes and key != "seed":  # a variant's seed replaces the seeds axis
                 raise SweepConfigError(f"{where}.{key}: also a grid axis; give it in one place")
             if isinstance(value, dict) and key == "width" and set(value) == {"scale_from", "factor", "steps"}:
                 w, f, n = value["scale_from"], value["factor"], value["steps"]

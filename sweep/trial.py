@@ -60,6 +60,9 @@ FAULTS_DIR = "_faults"
 STAMPS = ("host", "device", "finished_at")
 # A packed model's last committed state while its pack commits an epoch (module docstring).
 PREVIOUS_STATE = "previous_state.pt"
+# Beside the checkpoints of a model brought in by ``genzoo import`` (sweep/importer.py): where
+# it came from. Such a trial has no ``init.pt`` unless its source had initial weights.
+IMPORTED = "source.json"
 # In the scratch folder: the state the store holds as this model's last commit (not ``*.pt``:
 # never uploaded as a checkpoint).
 _COMMITTED = "state.committed"
@@ -127,6 +130,8 @@ def complete(config: TrainConfig, present: Set[str], epochs: int, last: Optional
     if not models:
         return False
     early = {name for name, epoch in required_early(config).items() if epoch <= epochs}
+    if IMPORTED in present:  # an imported model: its initial weights only if its source had them
+        early.discard(checkpoint.INIT)
     needed = early | {checkpoint.model_name(m) for m in models}
     return needed <= present
 
