@@ -67,16 +67,21 @@ class ZooImportError(ValueError):
 
 @dataclass
 class Entry:
-    """One model to import, read and checked."""
+    """One model to import, read and checked. Its checkpoint files are read again when it is
+    written (a zoo of 50,000 models is not held in memory)."""
 
     where: str
     config: TrainConfig
-    final: bytes
-    init: Optional[bytes]
-    early: Optional[bytes]
+    files: Dict[str, Tuple[Path, str]]  # store file name (final.pt, init.pt, epoch_<k>.pt) -> (source file, label)
     records: List[Dict[str, Any]]  # epoch records as the source has them (metrics may be NaN)
     given: Dict[str, float]  # final metrics the source gives
     source: Dict[str, Any] = field(default_factory=dict)
+    options: Dict[str, Any] = field(default_factory=dict)  # state_key, strip_prefix
+
+    def weights(self, models: "_Models") -> Dict[str, bytes]:
+        """The store's bytes of each checkpoint file."""
+        return {name: _weights(path, self.where, label, self.config, models, **self.options)[0]
+                for name, (path, label) in self.files.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +246,12 @@ def _describe(config: TrainConfig) -> str:
     return config.model + (f" ({', '.join(hparams)})" if hparams else "")
 
 
-def _last_records(config: TrainConfig, given: Dict[str, float]) -> List[Dict[str, Any]]:
+def _progress(out: Callable[[str], None], name: str, done: int, total: int) -> None:
+    if done % 1000 == 0 and done < total:
+        out(f"[import] {name}: {done}/{total} models read and checked")
+
+
+def _last_records(config: TrainConfig) -> List[Dict[str, Any]]:
     """A manifest model's epoch records: one per epoch trained, the last with its final metrics;
     what the manifest does not give is NaN (unknown)."""
     nan = math.nan
@@ -300,14 +310,18 @@ def read_manifest(path: Path, out: Callable[[str], None] = print) -> List[Entry]
                 continue
             file = Path(str(record[column])).expanduser()
             files[column] = file if file.is_absolute() else (path.parent / file)
-        loaded = {column: _weights(file, where, column, config, models) for column, file in files.items()}
+        sha = {column: _weights(file, where, column, config, models)[1] for column, file in files.items()}
         source = {"source": "manifest", "manifest": str(path.resolve()), "row": index,
-                  "path": str(files["file"].resolve()), "sha256": loaded["file"][1],
+                  "path": str(files["file"].resolve()), "sha256": sha["file"],
                   **({"init_path": str(files["init_file"].resolve())} if "init_file" in files else {}),
                   **({"early_path": str(files["early_file"].resolve())} if "early_file" in files else {}),
                   "record": record}
-        entries.append(Entry(where, config, loaded["file"][0], loaded.get("init_file", (None,))[0],
-                             loaded.get("early_file", (None,))[0], _last_records(config, given), given, source))
+        names = {"file": checkpoint.FINAL, "init_file": checkpoint.INIT}
+        if "early_file" in files:
+            names["early_file"] = checkpoint.early_name(config.checkpoint_epochs[0])
+        entries.append(Entry(where, config, {names[c]: (f, c) for c, f in files.items()},
+                             _last_records(config), given, source))
+        _progress(out, name, index, len(frame))
     return entries
 
 
@@ -436,20 +450,22 @@ def read_tune(path: Path, mapping: Mapping[str, Any], out: Callable[[str], None]
         options = dict(state_key=mapping.get("state_key"), strip_prefix=mapping.get("strip_prefix") or "")
         name = mapping.get("checkpoint_file")
         final_file = _checkpoint_file(checkpoints[last], name, where)
-        final, sha = _weights(final_file, where, checkpoints[last].name, config, models, **options)
-        init = early = None
+        sha = _weights(final_file, where, checkpoints[last].name, config, models, **options)[1]
+        files = {checkpoint.FINAL: (final_file, checkpoints[last].name)}
         source: Dict[str, Any] = {"source": "tune", "experiment": str(path.resolve()), "trial": folder.name,
                                   "path": str(final_file.resolve()), "sha256": sha}
         if init_iteration is not None and int(init_iteration) in checkpoints:
             init_file = _checkpoint_file(checkpoints[int(init_iteration)], name, where)
-            init = _weights(init_file, where, f"checkpoint_{int(init_iteration):06d}", config, models, **options)[0]
+            files[checkpoint.INIT] = (init_file, f"checkpoint_{int(init_iteration):06d}")
+            _weights(init_file, where, files[checkpoint.INIT][1], config, models, **options)
             source["init_path"] = str(init_file.resolve())
         if early_epoch is not None:
             if int(early_epoch) not in checkpoints:
                 raise ZooImportError(f"{where}: early_epoch: got {early_epoch}, but there is no "
                                      f"checkpoint_{int(early_epoch):06d}")
             early_file = _checkpoint_file(checkpoints[int(early_epoch)], name, where)
-            early = _weights(early_file, where, f"checkpoint_{int(early_epoch):06d}", config, models, **options)[0]
+            files[checkpoint.early_name(int(early_epoch))] = (early_file, f"checkpoint_{int(early_epoch):06d}")
+            _weights(early_file, where, f"checkpoint_{int(early_epoch):06d}", config, models, **options)
             source["early_path"] = str(early_file.resolve())
         source["record"] = params
         records = []
@@ -470,7 +486,8 @@ def read_tune(path: Path, mapping: Mapping[str, Any], out: Callable[[str], None]
                 record["finished_at"] = pd.Timestamp(int(timestamp), unit="s", tz="UTC")
             records.append(record)
         given = {m: records[-1][m] for m in METRICS if not math.isnan(records[-1][m])}
-        entries.append(Entry(where, config, final, init, early, records, given, source))
+        entries.append(Entry(where, config, files, records, given, source, options))
+        _progress(out, path.name, len(entries), len(folders))
     return entries
 
 
@@ -552,11 +569,7 @@ def import_trial(store: Store, entry: Entry, writer: _Writer, models: _Models, d
     """Write one model into the store in the commit order of a trained trial (checkpoints, its
     source, epochs, models last: the marker); False when it is there already, unchanged."""
     config, trial_id = entry.config, entry.config.trial_id
-    files = {checkpoint.FINAL: entry.final, IMPORTED: _source_json(entry)}
-    if entry.init is not None:
-        files[checkpoint.INIT] = entry.init
-    if entry.early is not None:
-        files[checkpoint.early_name(config.checkpoint_epochs[0])] = entry.early
+    files = {**entry.weights(models), IMPORTED: _source_json(entry)}
     stored = set(store.list("checkpoints", trial_id))
     if set(files) <= stored and is_complete(store, config) and all(
             store.read_bytes(*store.checkpoint_parts(trial_id, n)) == data for n, data in files.items()):
@@ -573,11 +586,11 @@ def import_trial(store: Store, entry: Entry, writer: _Writer, models: _Models, d
         if key not in datasets:
             datasets[key] = data.load(config.dataset, data_root, train_size=config.train_size,
                                       label_noise=config.label_noise, seed=config.seed)
-        computed = _metrics_of(models.get(config), entry.final, datasets[key], device)
+        computed = _metrics_of(models.get(config), files[checkpoint.FINAL], datasets[key], device)
         metrics = {**computed, **metrics}
     records = [dict(r) for r in entry.records]
     records[-1].update(metrics)
-    model_row = _model_row(config, entry.final, metrics, models)
+    model_row = _model_row(config, files[checkpoint.FINAL], metrics, models)
     if not _same_rows(store.epochs(trial_id), records, EPOCH_SCHEMA, trial_id):
         store.write_epochs(trial_id, records)
         writer.written += 1

@@ -281,3 +281,39 @@ def test_the_sweep_document_is_a_grid_only_when_the_configs_are_every_combinatio
 
     assert [c.trial_id for c in parse(document).trials()] == [c.trial_id for c in ragged]
     assert not math.isnan(0.0)
+
+
+def test_a_parquet_manifest_with_initial_and_early_weights(manifest, tmp_path):
+    """The same zoo as a Parquet manifest, two rows with init_file and early_file: those trials
+    keep init.pt and epoch_<k>.pt (and so get distance_from_init and EL2N); ids are the CSV's
+    for the rows without them."""
+    frame = pd.read_csv(manifest)
+    frame["file"] = [str(manifest.parent / f) for f in frame["file"]]
+    frame["epochs"] = [1, 1, 3, 3]
+    for row in (2, 3):
+        seed = int(frame.loc[row, "seed"])
+        init = tmp_path / f"init_{seed}.pt"
+        torch.save({"state_dict": _model("nin", seed, **NIN).state_dict(), "epoch": 0}, init)
+        frame.loc[row, "init_file"] = str(init)
+        frame.loc[row, "early_file"] = frame.loc[row, "file"]
+        frame.loc[row, "early_epoch"] = 2
+    frame.to_parquet(tmp_path / "zoo.parquet")
+    storage = str(tmp_path / "store")
+    assert importer.run(str(tmp_path / "zoo.parquet"), experiment="pq", storage=storage) == {"imported": 4,
+                                                                                           "unchanged": 0}
+    store = Store(storage, "pq")
+    trials = store.trials().sort_values(["lr", "seed"])
+    assert list(trials["status"]) == ["completed"] * 4
+    assert [list(c) for c in trials["checkpoint_epochs"]] == [[], [], [2], [2]]
+    for trial_id, epochs in zip(trials["trial_id"], trials["epochs"]):
+        names = set(store.list("checkpoints", trial_id))
+        if epochs == 3:
+            assert names == {"init.pt", "epoch_2.pt", "final.pt", "source.json"}
+            # A manifest gives the last epoch's metrics only: the epochs before are unknown (NaN).
+            records = store.epochs(trial_id)
+            assert list(records["epoch"]) == [1, 2, 3] and records["test_acc"].isna().tolist() == [True, True, False]
+        else:
+            assert names == {"final.pt", "source.json"}
+    importer.run(str(manifest), experiment="csv", storage=storage)
+    first_two = set(Store(storage, "csv").trials().sort_values(["lr", "seed"])["trial_id"][:2])
+    assert first_two == set(trials["trial_id"][:2])
