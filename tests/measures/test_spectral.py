@@ -41,9 +41,16 @@ def spiked_linear(n_in: int, n_out: int, strengths, seed: int) -> nn.Linear:
     return layer
 
 
+def heavy_tailed(shape, df: float, seed: int, scale: float = 1.0) -> torch.Tensor:
+    """Student-t entries with ``df`` degrees of freedom (heavy tails, α in the range of trained nets)."""
+    return torch.from_numpy(np.random.default_rng(seed).standard_t(df, shape) * scale).float()
+
+
 def reference_models():
-    """The three models of the comparison: a linear net (one layer with three planted spikes),
-    a conv net (3×3, 3×3 and a 2×2 conv with c_out < c_in, then a linear head) and genzoo's NiN."""
+    """The models of the comparison: a linear net (one layer with three planted spikes), a conv
+    net (3×3, 3×3 and a 2×2 conv with c_out < c_in, then a linear head), genzoo's NiN, and
+    layers with heavy-tailed (Student-t, 2.5 degrees of freedom) weights, where α is small and
+    the MP fit finds spikes (their weights only: not a network one can run)."""
     torch.manual_seed(0)
     linear = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), spiked_linear(128, 96, (6.0, 5.0, 4.0), seed=7), nn.ReLU(),
                            nn.Linear(96, 10))
@@ -52,7 +59,12 @@ def reference_models():
                          nn.Flatten(), nn.Linear(48, 10))
     torch.manual_seed(2)
     nin = models.build("nin", 10, width=32, depth=2)
-    return {"linear": linear, "conv": conv, "nin": nin}
+    heavy = nn.Sequential(nn.Linear(300, 200), nn.Linear(200, 100), nn.Conv2d(16, 24, 3))
+    with torch.no_grad():
+        heavy[0].weight.copy_(heavy_tailed((200, 300), 2.5, seed=0, scale=300 ** -0.5))
+        heavy[1].weight.copy_(heavy_tailed((100, 200), 2.5, seed=1, scale=200 ** -0.5))
+        heavy[2].weight.copy_(heavy_tailed((24, 16, 3, 3), 2.5, seed=5))
+    return {"linear": linear, "conv": conv, "nin": nin, "heavy_tailed": heavy}
 
 
 def ours(model: nn.Module) -> spectral.SpectralResult:
@@ -88,6 +100,11 @@ PINNED = {
         (2.9920305597122017, -0.7946463321703119, 0),  # conv2 N=32 M=32 rf=1
         (3.5692872233601243, -0.5808621496783368, 0),  # conv3 N=32 M=32 rf=1
         (4.294535751189074, -7.0134641013445895, 0),  # head N=10 M=32 rf=16
+    ],
+    "heavy_tailed": [
+        (6.035016405804267, 8.357184611338058, 2),  # 0 N=300 M=200 rf=1
+        (3.479359624561319, 6.090541783961351, 5),  # 1 N=200 M=100 rf=1
+        (2.217472414537067, 6.686561597154101, 9),  # 2 N=24 M=16 rf=9
     ],
 }
 
@@ -316,7 +333,7 @@ def agreement_table(name: str, model: nn.Module, theirs: pd.DataFrame, result: s
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
-def test_weightwatcher_on_three_models_per_layer_and_summary(capsys):
+def test_weightwatcher_on_four_models_per_layer_and_summary(capsys):
     ww = pytest.importorskip("weightwatcher", reason="weightwatcher is not installed (pip install weightwatcher); "
                                                      "test_pinned_weightwatcher_numbers checks the same without it")
     import logging
