@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from sweep import analyze, importer
+from sweep import analyze, importer, reader
 from sweep import measure_job as job
 from sweep.cli import main
 from sweep.config import read_resolved_config
@@ -99,6 +99,16 @@ def test_a_manifest_is_imported_measured_and_analysed_and_a_reimport_rewrites_no
         assert row["test_loss"] == pytest.approx(loss) and row["test_acc"] == pytest.approx(acc)
         assert row["weights"] > 0 and row["epoch"] == 1
     assert len(store.epochs()) == 4
+    # The reader and `sweep status` see an imported zoo as a trained one.
+    zoo = reader.zoo(storage, "mzoo")
+    assert len(zoo) == 4 and set(zoo["lr"]) == {0.01, 0.05} and zoo["gap"].notna().all()
+    trial_id = computed.index[0]
+    split = reader.load_data(storage, "mzoo", trial_id)
+    loaded = reader.load_model(storage, "mzoo", trial_id)
+    assert data.evaluate(loaded, split.train_images, split.train_labels)[1] == pytest.approx(
+        computed.loc[trial_id, "train_acc"])
+    assert main(["sweep", "status", "mzoo", "--storage", storage]) == 0
+    assert "4 trials: completed 4" in capsys.readouterr().out
 
     counts = job.run("mzoo", storage=storage, measures="norms,prunability", overrides=CHEAP)
     assert counts == {"ok": 8, "error": 0}
@@ -317,3 +327,22 @@ def test_a_parquet_manifest_with_initial_and_early_weights(manifest, tmp_path):
     importer.run(str(manifest), experiment="csv", storage=storage)
     first_two = set(Store(storage, "csv").trials().sort_values(["lr", "seed"])["trial_id"][:2])
     assert first_two == set(trials["trial_id"][:2])
+
+
+def test_a_tune_folder_with_progress_csv_reads_as_with_result_json(tune_zoo, tmp_path):
+    import shutil
+
+    root, mapping = tune_zoo
+    copy = tmp_path / "tune_csv"
+    shutil.copytree(root, copy)
+    for result in copy.glob("*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines()]
+        pd.DataFrame(rows).to_csv(result.with_name("progress.csv"), index=False)
+        result.unlink()
+    storage = str(tmp_path / "store")
+    importer.run(str(root), mapping=str(mapping), experiment="a", storage=storage)
+    importer.run(str(copy), mapping=str(mapping), experiment="b", storage=storage)
+    first, second = Store(storage, "a"), Store(storage, "b")
+    assert set(first.trials()["trial_id"]) == set(second.trials()["trial_id"])
+    columns = ["trial_id", "epoch", "minibatch_loss", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
+    pd.testing.assert_frame_equal(first.epochs()[columns], second.epochs()[columns])
