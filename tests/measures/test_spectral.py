@@ -377,3 +377,29 @@ def test_pinned_weightwatcher_numbers():
             if not ww_swaps_n_and_m(weight):
                 assert mine["num_spikes"] == spikes, (name, mine["layer"])
     assert [row["num_spikes"] for row in ours(reference_models()["linear"]).rows] == [0, 3, 0]
+
+
+def test_the_measures_job_computes_and_commits_the_family_for_a_trained_model(tmp_path):
+    """A NiN trained for an epoch on the offline digits, measured and committed as the
+    measures job does (no Ray): every measure ok and finite, the long table read back."""
+    from sweep import measure_job, trial
+    from sweep.store import Store
+    from trainers.config import TrainConfig
+
+    config = TrainConfig(dataset="digits", model="nin", width=8, depth=2, train_size=64, batch_size=32, epochs=1,
+                         lr=0.05)
+    store = Store(str(tmp_path), "zoo")
+    trial.train_trial(config, store, device="cpu")
+    results = measure_job.compute_model(str(tmp_path), "zoo", config.to_dict(), "final",
+                                        {"spectral": registry.settings_for("spectral")})
+    ((family, rows, tables),) = results
+    assert family == "spectral" and [row["status"] for row in rows] == ["ok"] * len(SPECTRAL_QUANTITIES)
+    assert [row["measure"] for row in rows] == list(registry.get("spectral").measures)
+    assert all(math.isfinite(row["value"]) for row in rows)
+    measure_job.commit(store, {}, config.trial_id, "final", results)
+    table = pd.read_parquet(tmp_path / "zoo" / "spectral_layers")
+    assert set(table["trial_id"]) == {config.trial_id} and set(table["model_id"]) == {"final"}
+    assert list(table["layer"]) == ["blocks.0.conv1", "blocks.0.conv2", "blocks.0.conv3", "blocks.1.conv1",
+                                    "blocks.1.conv2", "blocks.1.conv3", "head"]
+    stored = pd.read_parquet(tmp_path / "zoo" / "measures")
+    assert stored.set_index("measure")["value"]["spectral/alpha"] == pytest.approx(table["alpha"].mean())
