@@ -2,7 +2,7 @@
 :func:`main_sections`.
 
 The report is a list of sections (:class:`analysis.section.SectionSpec`): the main ones,
-Tables 1–3 and the figures, in every report in the order registered here; the optional
+Tables 1–3, the robust sign error and the figures, in every report in the order registered here; the optional
 ones, analyses that only some zoos have (pruning during training, iterative magnitude
 pruning), chosen by name (a preset's ``analysis: {sections: [...]}``). An extension module
 defines its section function and calls :func:`register` with its spec.
@@ -42,6 +42,8 @@ for _spec in (
     SectionSpec("table1", "analysis.main_sections:table1_section", main=True),
     SectionSpec("table2", "analysis.main_sections:table2_section", main=True),
     SectionSpec("table3", "analysis.main_sections:table3_section", main=True),
+    # The robust sign error over coupled environments (Dziugaite et al. 2020), beside Tables 1–2.
+    SectionSpec("sign_error", "analysis.sign_error_report:sign_error_section", main=True),
     SectionSpec("figures", "analysis.main_sections:figures_section", main=True,
                 tables=("pruning_curves", "hessian_eigenvalues", "el2n", "epochs")),
     # Optional sections, chosen by a preset.

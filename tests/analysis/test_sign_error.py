@@ -1,6 +1,6 @@
 """The robust sign-error analysis (Dziugaite et al. 2020): against a brute-force enumeration of
 every pair of models on small synthetic zoos, hand-checkable measures, the Monte Carlo noise
-filter and the effective-sample-size rule."""
+filter, the effective-sample-size rule, and the report section."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis import sign_error as se
+from analysis.report import analyze
 
 
 def synthetic(seeds=3, widths=(8, 16, 32), depths=(2, 3), seed=0, model_ids=("final",)):
@@ -201,3 +202,41 @@ def test_seeds_and_model_ids_are_never_coupled_and_missing_values_are_skipped():
 def test_cdf():
     assert list(se.cdf([0.0, 0.5, 0.5, 1.0], [0.0, 0.4, 0.5, 1.0])) == [0.25, 0.25, 0.75, 1.0]
     assert np.isnan(se.cdf([], [0.5])).all()
+
+
+def store_frames(seeds):
+    rng = np.random.default_rng(1)
+    trials, rows = [], []
+    for i, (width, depth, s) in enumerate(itertools.product((8, 16), (2, 3), range(seeds))):
+        test_acc = 0.95 - 0.2 * (width == 8) - 0.1 * (depth == 3) + rng.normal(0, 0.01)
+        trial_id = f"t{i:02d}"
+        trials.append({"trial_id": trial_id, "model_id": "final", "status": "completed", "width": width,
+                       "depth": depth, "seed": s, "train_acc": 1.0, "test_acc": test_acc, "train_loss": 0.01})
+        for name, value in (("good", 1 - test_acc + rng.normal(0, 0.01)), ("bad", test_acc), ("size", width * depth)):
+            rows.append({"trial_id": trial_id, "model_id": "final", "measure": name, "value": float(value),
+                         "status": "ok"})
+    return pd.DataFrame(trials), pd.DataFrame(rows)
+
+
+def test_the_report_has_the_sign_error_section_table_and_figure(tmp_path):
+    trials, measures = store_frames(seeds=4)
+    result = analyze(trials, measures, tmp_path, hparams=("width", "depth"), test_examples=2000)
+    report = result.report_path.read_text()
+    assert "### Robust sign error (Dziugaite et al. 2020)" in report
+    assert report.index("### Table 1") < report.index("### Robust sign error") < report.index("## Figures")
+    assert "![cumulative distribution of the sign error" in report
+    for name in ("sign_error.md", "sign_error.csv", "sign_error_environments.csv", "figures/sign_error_cdf.png"):
+        assert (tmp_path / name).exists(), name
+    summary = pd.read_csv(tmp_path / "sign_error.csv")
+    by = summary.set_index(["measure", "hyperparameter"])
+    assert by.loc[("good", "all"), "max"] == 0.0 and by.loc[("bad", "all"), "mean"] == 1.0
+    assert by.loc[("good", "all"), "kept"] == 4  # 2 width pairs + 2 depth pairs, 16 samples each
+
+
+def test_a_single_seed_zoo_says_why_its_table_is_empty(tmp_path):
+    trials, measures = store_frames(seeds=1)
+    result = analyze(trials, measures, tmp_path, hparams=("width", "depth"), test_examples=2000)
+    report = result.report_path.read_text()
+    assert "No environment reaches the effective sample size 12" in report
+    assert not (tmp_path / "figures" / "sign_error_cdf.png").exists()
+    assert any(note.startswith("sign error: no coupled environment") for note in result.notes)
