@@ -48,7 +48,12 @@ fit's σ is (α − 1)/sqrt(n_i). With fewer than 20 data points (``SMALL_N_CUTO
 tails of fewer than 8 points are not candidates, the exponent is the bias-corrected
 α_i = 1 + (n_i − 1)/Σ ln(x_j/x_i), and x_min minimizes D_i − 0.868/sqrt(n_i) (no prior);
 when no candidate remains, the whole data set is the tail. The tail size is ``num_pl_spikes``
-(the eigenvalues >= x_min, counted over all eigenvalues).
+(the eigenvalues >= x_min, counted over all eigenvalues). The ``powerlaw`` package 2.0
+bounds α to [0, 3] by default (``Power_Law.DEFAULT_PARAMETER_RANGES``) and takes the x_min of
+least D among the fits inside that range, so it agrees with this fit exactly where the best
+fit has α <= 3 and not elsewhere; WeightWatcher 0.7.7's default fit, followed here, has no
+bound (its ``pl_package='powerlaw'`` fails with powerlaw 2.0, which no longer takes the
+``distribution`` keyword it passes, and reports α = −1).
 
 Per layer (``apply_norm_metrics``; logs are base 10, over all of the layer's eigenvalues):
 

@@ -403,3 +403,26 @@ def test_the_measures_job_computes_and_commits_the_family_for_a_trained_model(tm
                                     "blocks.1.conv2", "blocks.1.conv3", "head"]
     stored = pd.read_parquet(tmp_path / "zoo" / "measures")
     assert stored.set_index("measure")["value"]["spectral/alpha"] == pytest.approx(table["alpha"].mean())
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_where_alpha_is_at_most_3_the_fit_is_the_powerlaw_packages():
+    """The ``powerlaw`` package (2.0 bounds α to [0, 3], see the module docstring) finds the
+    same x_min and α for every layer of the reference models whose fit has α <= 3."""
+    import contextlib
+    import io
+
+    powerlaw = pytest.importorskip("powerlaw", reason="the powerlaw package is not installed (weightwatcher needs it)")
+    compared = 0
+    for model in reference_models().values():
+        for name, weight in spectral.weight_parameters(model):
+            evals = spectral.eigenvalues(spectral.layer_matrices(name, weight))
+            fit = spectral.fit_power_law(evals)
+            if fit.method != "standard" or fit.alpha > 3:
+                continue
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                theirs = powerlaw.Fit(evals[evals > spectral.EVALS_THRESH], xmin=None, xmax=None, verbose=False)
+            assert theirs.xmin == pytest.approx(fit.xmin, rel=1e-12), name
+            assert theirs.alpha == pytest.approx(fit.alpha, rel=1e-9), name
+            compared += 1
+    assert compared >= 4
