@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import pandas as pd
 import pyarrow as pa
 
-from sweep import provenance
+from sweep import compact, provenance
 from sweep.store import EPOCH_SCHEMA, FINAL_MODEL, MODEL_SCHEMA, STORE_VERSION, TRIALS_SCHEMA, Store, StoreError
 from sweep.trial import IMPORTED, is_complete
 from trainers import checkpoint, yamlio
@@ -481,7 +481,7 @@ def read_tune(path: Path, mapping: Mapping[str, Any], out: Callable[[str], None]
                     _metric(metric, value, f"{where} epoch {epoch}") if metric in METRICS else float(value))
                 if record[metric] is None:
                     record[metric] = math.nan
-            timestamp = row.get("timestamp")
+            timestamp = _plain(row.get("timestamp"))
             if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool) and math.isfinite(timestamp):
                 record["finished_at"] = pd.Timestamp(int(timestamp), unit="s", tz="UTC")
             records.append(record)
@@ -630,6 +630,15 @@ def _sweep_yaml(config, source: Path, kind: str, mapping_path: Optional[Path], i
     return yaml.safe_dump(document, sort_keys=False)
 
 
+def _all_imported(store: Store) -> bool:
+    """Whether every trial folder of the store holds a ``source.json`` (an imported experiment
+    whose sweep.yaml a ``genzoo sweep resume`` rewrote)."""
+    from sweep.trials_table import snapshot
+
+    files = snapshot(store).files
+    return bool(files) and all(IMPORTED in names for names in files.values())
+
+
 def run(source: str, *, experiment: Optional[str] = None, storage: Optional[str] = None,
         mapping: Optional[str] = None, data_root: Optional[str] = None, device: Optional[str] = None,
         out: Callable[[str], None] = print) -> Dict[str, int]:
@@ -677,11 +686,9 @@ def run(source: str, *, experiment: Optional[str] = None, storage: Optional[str]
         raise ZooImportError(f"{path.name}: {exc}") from None
     if {c.trial_id for c in config.trials()} != set(seen) or len(config.trials()) != len(seen):
         raise AssertionError("the sweep written does not hold exactly the imported trials")
-    if store.exists("sweep.yaml"):
-        recorded = provenance.recorded(store)
-        if "imported_from" not in recorded:
-            raise ZooImportError(f"experiment: {store.uri} holds a sweep that genzoo import did not make; "
-                                 "allowed: a new experiment name (--experiment)")
+    if store.exists("sweep.yaml") and "imported_from" not in provenance.recorded(store) and not _all_imported(store):
+        raise ZooImportError(f"experiment: {store.uri} holds a sweep that genzoo import did not make; "
+                             "allowed: a new experiment name (--experiment)")
     store.check_writable()
     # Nothing was written before here. sweep.yaml first (its trials), then each model, then trials.parquet.
     previous = None
@@ -706,6 +713,10 @@ def run(source: str, *, experiment: Optional[str] = None, storage: Optional[str]
     if statuses.get(COMPLETED, 0) != len(entries):
         raise StoreError(f"{store.uri}: {len(entries) - statuses.get(COMPLETED, 0)} imported trials are not complete "
                          "after the import; run it again")
+    # As a launch does at its end: a large zoo's per-trial epochs and models files into a few parts.
+    done = compact.compact_trial_tables(store, set(seen))
+    if done:
+        out(f"[import {experiment}] compacted {compact.summary(done)}")
     out(f"[import {experiment}] {len(entries)} models from {path} ({kind}): {counts['imported']} imported, "
         f"{counts['unchanged']} unchanged; next: genzoo measure {experiment}"
         + (f" --storage {store.storage}" if storage else ""))

@@ -346,3 +346,35 @@ def test_a_tune_folder_with_progress_csv_reads_as_with_result_json(tune_zoo, tmp
     assert set(first.trials()["trial_id"]) == set(second.trials()["trial_id"])
     columns = ["trial_id", "epoch", "minibatch_loss", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
     pd.testing.assert_frame_equal(first.epochs()[columns], second.epochs()[columns])
+
+
+def test_a_large_import_is_compacted_and_a_reimport_of_the_compacted_zoo_rewrites_nothing(manifest, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("GENZOO_COMPACT_MIN_FILES", "2")
+    storage = str(tmp_path / "store")
+    importer.run(str(manifest), experiment="mzoo", storage=storage)
+    folder = tmp_path / "store" / "mzoo"
+    assert [p.name.startswith("part-") for p in (folder / "epochs").glob("*.parquet")] == [True]
+    assert len(Store(storage, "mzoo").epochs()) == 4
+    before = _files(folder)
+    assert importer.run(str(manifest), experiment="mzoo", storage=storage) == {"imported": 0, "unchanged": 4}
+    assert _files(folder) == before
+
+
+def test_an_experiment_that_a_sweep_made_is_not_imported_into(manifest, tmp_path, capsys):
+    storage = tmp_path / "store"
+    (storage / "mzoo").mkdir(parents=True)
+    (storage / "mzoo" / "sweep.yaml").write_text(yaml.safe_dump({"experiment": "mzoo", "provenance": {"host": "x"}}))
+    assert main(["import", str(manifest), "--experiment", "mzoo", "--storage", str(storage)]) == 2
+    assert "holds a sweep that genzoo import did not make" in capsys.readouterr().err
+    assert [p.name for p in (storage / "mzoo").iterdir()] == ["sweep.yaml"]
+
+
+def test_an_imported_experiment_whose_sweep_yaml_lost_its_import_provenance_imports_again(manifest, tmp_path):
+    storage = str(tmp_path / "store")
+    importer.run(str(manifest), experiment="mzoo", storage=storage)
+    path = tmp_path / "store" / "mzoo" / "sweep.yaml"
+    document = yaml.safe_load(path.read_text())
+    del document["provenance"]["imported_from"]  # as `genzoo sweep resume` rewrites it
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert importer.run(str(manifest), experiment="mzoo", storage=storage) == {"imported": 0, "unchanged": 4}
