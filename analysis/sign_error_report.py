@@ -56,7 +56,8 @@ def sign_error_cdf_figure(environments: pd.DataFrame, hyperparameters: Sequence[
     names.sort(key=lambda name: (math.isnan(means[name]), 0.0 if math.isnan(means[name]) else means[name], name))
     rows = [ALL, *hyperparameters]
     grid = np.linspace(0.0, 1.0, CDF_POINTS)
-    figure = Figure(figsize=(max(6.0, 0.32 * len(names) + 2.5), 1.5 * len(rows) + 1.6))
+    figure = Figure(figsize=(max(6.0, 0.32 * len(names) + 2.5), 1.5 * len(rows) + 1.6), layout="constrained")
+    figure.get_layout_engine().set(h_pad=0.1, w_pad=0.1)  # inches of margin: rotated names are not clipped
     axes = figure.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
     image = None
     for axis, row in zip(axes, rows):
@@ -76,13 +77,14 @@ def sign_error_cdf_figure(environments: pd.DataFrame, hyperparameters: Sequence[
                             cmap="Blues_r", vmin=0.0, vmax=1.0, interpolation="nearest")
         n_kept = int(part.loc[part["measure"] == names[0]].shape[0]) if names else 0
         axis.set_ylabel(f"{row}\n({n_kept} env.)", fontsize=8)
-        axis.set_ylim(0.0, 1.0)
+        # A little room beyond [0, 1], so that lines at 0 and 1 show.
+        axis.set_ylim(-0.04, 1.04)
         axis.set_yticks([0.0, 0.5, 1.0])
         axis.tick_params(axis="y", labelsize=7)
     axes[-1].set_xticks(np.arange(len(names)), names, rotation=90, fontsize=7)
     axes[-1].set_xlim(-0.5, len(names) - 0.5)
-    axes[0].set_title(f"Sign error over coupled environments (kept: ESS ≥ {MIN_ESS:g}); "
-                      f"dotted mean, dashed {PERCENTILE:g}th percentile, solid max", fontsize=8)
+    axes[0].set_title(f"Sign error ψ_e over coupled environments (kept: ESS ≥ {MIN_ESS:g})\n"
+                      f"dotted: mean, dashed: {PERCENTILE:g}th percentile, solid: max; ×: none kept", fontsize=8)
     if image is not None:
         bar = figure.colorbar(image, ax=list(axes), fraction=0.03, pad=0.01)
         bar.set_label("share of environments with sign error ≤ y", fontsize=7)
