@@ -101,7 +101,7 @@ class Settings:
         return TrainConfig(
             dataset=self.dataset, train_size=self.train_size, model=self.model, width=self.width,
             depth=self.depth, batch_size=self.batch_size, epochs=self.epochs, lr=self.lr, seed=self.seed,
-            lr_schedule="step", lr_milestones=(max(1, self.epochs * 3 // 4),), lr_decay_factor=0.1,
+            lr_schedule="step", lr_milestones=tuple(m for m in (max(1, self.epochs * 3 // 4),) if m < self.epochs), lr_decay_factor=0.1,
             checkpoint_epochs=(EARLY_EPOCH,),
         )
 

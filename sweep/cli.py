@@ -290,6 +290,7 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError(f"{item}: expected FIELD=VALUE")
         values[key] = yamlio.parse_value(raw, source=key)
     config = TrainConfig.from_dict(values)
+    config.check_schedule()
     print(f"training {config.trial_id} on {config.dataset}", flush=True)
     result = train(config, run_dir=args.run_dir, data_root=args.data_root,
                    log=lambda line: print(line, flush=True))

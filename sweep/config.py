@@ -299,7 +299,10 @@ def apply_overrides(document: Any, overrides: Sequence[str]) -> Any:
     return document
 
 
-def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
+def parse(document: Any, *, default_experiment: str = "sweep", stored: bool = False) -> SweepConfig:
+    """A sweep file's document as a :class:`SweepConfig`; ``stored``: the resolved config an
+    experiment recorded (sweep.yaml), which skips the checks of settings that only matter to a
+    new launch (:meth:`TrainConfig.check_schedule`), so that a store written before them loads."""
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -421,6 +424,13 @@ def parse(document: Any, *, default_experiment: str = "sweep") -> SweepConfig:
     if len(set(ids)) != len(ids):
         raise SweepConfigError("grid: two grid points give the same trial (repeated values after defaults)")
     _check_against_catalog(config, trials)
+    if not stored:
+        for trial in trials:
+            try:
+                trial.check_schedule()
+            except ConfigError as exc:
+                name = str(exc).split(":", 1)[0]
+                raise SweepConfigError(f"{_where(config, name)}{str(exc)[len(name):]}") from None
     return config
 
 
@@ -700,7 +710,7 @@ def read_resolved_config(store) -> SweepConfig:
         raise SweepConfigError(f"{store.uri}/sweep.yaml: not a mapping of fields")
     for key in RECORD_ONLY:
         document.pop(key, None)
-    return parse(document)
+    return parse(document, stored=True)
 
 
 def growth_refusal(stored: SweepConfig, new: SweepConfig) -> Optional[str]:

@@ -208,11 +208,8 @@ class TrainConfig:
             raise bad("lr_schedule", ", ".join(LR_SCHEDULES))
         if not is_number(self.lr_decay_factor) or self.lr_decay_factor <= 0:
             raise bad("lr_decay_factor", "a positive number")
-        if not all(is_int(m) and 0 <= m < self.epochs for m in self.lr_milestones):
-            # A milestone at or after the last epoch would never decay the rate: a typo, said now.
-            raise bad("lr_milestones", f"a list of epochs in [0, {self.epochs}) (epochs is {self.epochs})")
-        if self.lr_milestones and self.lr_schedule != "step":
-            raise bad("lr_milestones", f"empty with lr_schedule {self.lr_schedule} (milestones are step's)")
+        if not all(is_int(m) and m >= 0 for m in self.lr_milestones):
+            raise bad("lr_milestones", "a list of epochs >= 0")
         if not is_int(self.lr_decay_start) or not 0 <= self.lr_decay_start < self.epochs:
             raise bad("lr_decay_start", f"an epoch in [0, {self.epochs})")
         if not is_number(self.lr_final) or self.lr_final <= 0:
@@ -230,6 +227,18 @@ class TrainConfig:
                 self.mode_settings.check_against(self.epochs, "mode_settings.")
             except mode_settings_.ModeError as exc:
                 raise ConfigError(str(exc)) from None
+
+    def check_schedule(self) -> None:
+        """Settings that are valid alone but never take effect together: a milestone at or after
+        the last epoch (``lr_milestones: [30]`` with ``epochs: 25``) or milestones without the
+        step schedule. Checked when a run is planned (`genzoo sweep plan|run`, `genzoo train`),
+        not when a stored sweep is read: a store written before the check still loads."""
+        if not all(0 <= m < self.epochs for m in self.lr_milestones):
+            raise ConfigError(f"lr_milestones: got {self.lr_milestones!r}, allowed: a list of epochs in "
+                              f"[0, {self.epochs}) (epochs is {self.epochs})")
+        if self.lr_milestones and self.lr_schedule != "step":
+            raise ConfigError(f"lr_milestones: got {self.lr_milestones!r}, allowed: empty with lr_schedule "
+                              f"{self.lr_schedule} (milestones are step's)")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], *, where: str = "") -> "TrainConfig":

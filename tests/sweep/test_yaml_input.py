@@ -145,3 +145,20 @@ def test_bad_yaml_is_one_line_with_file_line_and_column(tmp_path, capsys, text, 
 
 def test_merge_keys_are_not_duplicates():
     assert yamlio.load("a: &b {x: 1}\nc:\n  <<: *b\n  x: 2\n", "m") == {"a": {"x": 1}, "c": {"x": 2}}
+
+
+def test_a_milestone_past_the_last_epoch_fails_the_plan_but_not_a_stored_sweep(tmp_path):
+    from sweep import driver
+    from sweep.config import read_resolved_config
+    from sweep.store import Store
+
+    document = {"experiment": "ms", "dataset": "digits", "model": "nin",
+                "train": {"epochs": 25, "lr_schedule": "step", "lr_milestones": [30]}}
+    with pytest.raises(sweep_config.SweepConfigError) as caught:
+        sweep_config.parse(document)
+    assert str(caught.value) == "train.lr_milestones: got (30,), allowed: a list of epochs in [0, 25) (epochs is 25)"
+    # An experiment whose sweep.yaml was written before the check still reads (resume, measure, analyze).
+    stored = sweep_config.parse(document, stored=True)
+    store = Store(str(tmp_path), "ms")
+    store.write_text(driver._provenance(stored, driver.provenance.now()), "sweep.yaml")
+    assert read_resolved_config(store).base.lr_milestones == (30,)

@@ -147,7 +147,9 @@ def test_crop_padding_is_identity_only_when_changed_and_checked():
     ({"epochs": 25, "lr_schedule": "step", "lr_milestones": [10, 25]}, "lr_milestones: got (10, 25), allowed: a list of epochs in [0, 25)"),
     ({"epochs": 25, "lr_milestones": [10]}, "lr_milestones: got (10,), allowed: empty with lr_schedule constant"),
 ])
-def test_milestones_that_would_never_apply_are_refused_in_one_line(values, message):
+def test_milestones_that_would_never_apply_are_refused_in_one_line_when_a_run_is_planned(values, message):
+    config = TrainConfig(**values)  # a stored config like it still loads
     with pytest.raises(ConfigError) as caught:
-        TrainConfig(**values)
+        config.check_schedule()
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+    TrainConfig(epochs=25, lr_schedule="step", lr_milestones=[0, 24]).check_schedule()
