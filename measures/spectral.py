@@ -326,7 +326,8 @@ def mp_fit(evals: np.ndarray, n: int, m: int) -> MarchenkoPasturFit:
             else:
                 b = np.power(sigma * (1 + np.sqrt(1 / q)), 2)
                 a = np.power(sigma * (1 - np.sqrt(1 / q)), 2)
-                model = np.nan_to_num((1 / (2 * np.pi * sigma * sigma * xde * (1 / q))) * np.sqrt((b - xde) * (xde - a)))
+                model = np.nan_to_num((1 / (2 * np.pi * sigma * sigma * xde * (1 / q)))
+                                      * np.sqrt((b - xde) * (xde - a)))
                 resid = np.where((b < peak) | (b > last) | (a > peak), MISFIT, model - yde)
         return np.sum(resid ** 2, axis=1)
 
@@ -389,7 +390,8 @@ def analyze(
     for index, (name, weight) in enumerate(named_weights):
         layer = layer_matrices(name, weight)
         if layer.num_evals < min_evals or layer.num_evals > max_evals:
-            result.skipped[name] = f"{layer.num_evals} eigenvalues, outside [min_evals, max_evals] = [{min_evals}, {max_evals}]"
+            result.skipped[name] = (f"{layer.num_evals} eigenvalues, outside [min_evals, max_evals] = "
+                                    f"[{min_evals}, {max_evals}]")
             continue
         if layer.n > max_n:
             result.skipped[name] = f"N = {layer.n} > max_n = {max_n}"
