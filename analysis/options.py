@@ -51,6 +51,12 @@ class AnalysisOptions:
     ranks the target best); ``paper`` adds the section "Against the paper".
 
     ``include_partial`` keeps in Tables 1–3 the measures computed on fewer models than the zoo holds.
+
+    The robust sign error (:mod:`analysis.sign_error`, Dziugaite et al. 2020), defaults the
+    paper's: ``sign_error_min_weight`` (0.5): a coupled pair weighs (p − 0.5)₊, p the Hoeffding
+    probability that its targets are in their true order, so pairs within the test-set noise
+    are left out; ``sign_error_min_ess`` (12): the smallest effective sample size of an
+    environment that enters the summaries.
     """
 
     target: str = "gap"  # one of TARGETS
@@ -65,6 +71,9 @@ class AnalysisOptions:
     colour_by: Optional[str] = None
     paper: Optional[PaperComparison] = None
     include_partial: bool = False
+    # The paper's values; analysis.sign_error.MIN_WEIGHT and MIN_ESS (tests check they agree).
+    sign_error_min_weight: float = 0.5
+    sign_error_min_ess: float = 12.0
 
     def __post_init__(self) -> None:
         # Sequences given as lists (a YAML block, a test) are stored as tuples: the options are frozen.

@@ -59,6 +59,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from analysis.errors import AnalysisError
+
 # A sample whose order is right with probability below this is left out; the others weigh
 # (p − MIN_WEIGHT) (the paper's Monte Carlo noise filter).
 MIN_WEIGHT = 0.5
@@ -76,6 +78,14 @@ MODEL_ID = "model_id"
 
 SUMMARY_COLUMNS = ("measure", "hyperparameter", "environments", "kept", "mean", "p90", "max")
 ENVIRONMENT_COLUMNS = ("measure", "hyperparameter", "environment", "pairs", "weight", "ess", "sign_error", "kept")
+
+
+def check_settings(min_weight: float, min_ess: float) -> None:
+    """A one-line :class:`AnalysisError` unless 0 ≤ ``min_weight`` < 1 and ``min_ess`` ≥ 1 (both finite)."""
+    if not (isinstance(min_weight, (int, float)) and 0.0 <= min_weight < 1.0):
+        raise AnalysisError(f"sign_error_min_weight: got {min_weight!r}, allowed: a number in [0, 1)")
+    if not (isinstance(min_ess, (int, float)) and math.isfinite(min_ess) and min_ess >= 1.0):
+        raise AnalysisError(f"sign_error_min_ess: got {min_ess!r}, allowed: a number of at least 1")
 
 
 def sign_error(c1, c2, g1, g2):
@@ -244,6 +254,7 @@ def sign_error_table(models: pd.DataFrame, measures: pd.DataFrame, target: pd.Se
                      test_examples: Optional[int], *, min_weight: float = MIN_WEIGHT, min_ess: float = MIN_ESS,
                      percentile: float = PERCENTILE) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """(summary, environments): :func:`summarize` of :func:`environment_sign_errors`."""
+    check_settings(min_weight, min_ess)
     environments = environment_sign_errors(models, measures, target, axes, test_examples, min_weight=min_weight,
                                            min_ess=min_ess)
     return summarize(environments, axes, percentile), environments

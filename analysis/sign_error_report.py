@@ -22,8 +22,6 @@ from analysis.figures import figure_files
 from analysis.section import SectionInput, SectionOutput
 from analysis.sign_error import (
     ALL,
-    MIN_ESS,
-    MIN_WEIGHT,
     NOISY_TARGETS,
     PERCENTILE,
     cdf,
@@ -43,7 +41,7 @@ def _cell(row: pd.Series) -> str:
     return f"{row['mean']:.2f} / {row['p90']:.2f} / {row['max']:.2f}"
 
 
-def sign_error_cdf_figure(environments: pd.DataFrame, hyperparameters: Sequence[str]) -> Figure:
+def sign_error_cdf_figure(environments: pd.DataFrame, hyperparameters: Sequence[str], min_ess: float) -> Figure:
     """The paper's figure of the robust sign-error analysis: one panel per hyperparameter (all of
     them first), one column per measure (ordered by the mean sign error over all kept
     environments, then by name), the colour at height y the share of the kept environments
@@ -83,7 +81,7 @@ def sign_error_cdf_figure(environments: pd.DataFrame, hyperparameters: Sequence[
         axis.tick_params(axis="y", labelsize=7)
     axes[-1].set_xticks(np.arange(len(names)), names, rotation=90, fontsize=7)
     axes[-1].set_xlim(-0.5, len(names) - 0.5)
-    axes[0].set_title(f"Sign error ψ_e over coupled environments (kept: ESS ≥ {MIN_ESS:g})\n"
+    axes[0].set_title(f"Sign error ψ_e over coupled environments (kept: ESS ≥ {min_ess:g})\n"
                       f"dotted: mean, dashed: {PERCENTILE:g}th percentile, solid: max; ×: none kept", fontsize=8)
     if image is not None:
         bar = figure.colorbar(image, ax=list(axes), fraction=0.03, pad=0.01)
@@ -94,18 +92,22 @@ def sign_error_cdf_figure(environments: pd.DataFrame, hyperparameters: Sequence[
 
 def sign_error_section(section: SectionInput) -> SectionOutput:
     """The robust sign error of every Table 1 measure over the zoo's coupled environments
-    (:func:`analysis.sign_error.sign_error_table` with the paper's constants), the counts of
+    (:func:`analysis.sign_error.sign_error_table` with the options' ``sign_error_min_weight`` and
+    ``sign_error_min_ess``, the paper's by default), the counts of
     environments per hyperparameter, the files, and the figure when some environment is kept."""
     zoo, target, options = section.zoo, section.target, section.options
     axes = list(zoo.axes)
     test_examples = options.test_examples if target in NOISY_TARGETS else None
-    summary, environments = sign_error_table(zoo.models, zoo.measures, zoo.target_series, axes, test_examples)
-    weights = environment_weights(zoo.models, zoo.target_series, axes, test_examples)
+    min_weight, min_ess = options.sign_error_min_weight, options.sign_error_min_ess
+    summary, environments = sign_error_table(zoo.models, zoo.measures, zoo.target_series, axes, test_examples,
+                                             min_weight=min_weight, min_ess=min_ess)
+    weights = environment_weights(zoo.models, zoo.target_series, axes, test_examples, min_weight=min_weight,
+                                  min_ess=min_ess)
     files = {"sign_error.csv": to_csv_text(summary).encode(),
              "sign_error_environments.csv": to_csv_text(environments).encode()}
     if test_examples is not None:
         noise = (f"pairs whose order may be test-set noise are left out and the others weighted by "
-                 f"(p − {MIN_WEIGHT:g})₊, p = (1 − 2 exp(−n d²/2))²₊ the Hoeffding lower bound on the probability "
+                 f"(p − {min_weight:g})₊, p = (1 − 2 exp(−n d²/2))²₊ the Hoeffding lower bound on the probability "
                  f"that two {target}s d apart are in their true order (n = {test_examples} test examples)")
     elif target in NOISY_TARGETS:
         noise = "the test-set size is unknown, so no pair is filtered as noise (every pair has weight 1)"
@@ -116,7 +118,7 @@ def sign_error_section(section: SectionInput) -> SectionOutput:
         f"configurations that differ in exactly one grid axis; its samples are every model of one against every model "
         f"of the other (all seed pairs); a sample's sign error is (1 − sgn ΔC · sgn Δ{target})/2 (ties ½); {noise}; "
         f"an environment's sign error ψ_e is the weighted mean over its samples and it is kept when its effective "
-        f"sample size (Σv)²/Σv² is at least {MIN_ESS:g}. Per measure and hyperparameter: the mean, the "
+        f"sample size (Σv)²/Σv² is at least {min_ess:g}. Per measure and hyperparameter: the mean, the "
         f"{PERCENTILE:g}th percentile (`p90`) and the maximum (`max`, the robust sign error) of ψ_e over the kept "
         f"environments. 0 is a perfect ordering, 0.5 a coin flip, 1 always wrong.\n\n")
     files["sign_error.md"] = (f"# Robust sign error over coupled environments, target {target}\n\n{caption}"
@@ -139,13 +141,13 @@ def sign_error_section(section: SectionInput) -> SectionOutput:
     elif n_kept == 0:
         seeds = zoo.models.groupby(axes, dropna=False).size().max() if len(zoo.models) else 0
         markdown.append(
-            f"No environment reaches the effective sample size {MIN_ESS:g}: with at most {seeds} model(s) per "
+            f"No environment reaches the effective sample size {min_ess:g}: with at most {seeds} model(s) per "
             f"configuration an environment has at most {seeds * seeds} sample(s), and "
             f"{int((weights['weight'] > 0).sum())} of {len(weights)} environments have any pair whose {target} "
             f"difference exceeds the test-set noise. The table stays empty; train more seeds per configuration "
-            f"(at least 4 for ESS {MIN_ESS:g}). Every environment's ψ_e, weight and ESS are in "
+            f"(at least {math.ceil(math.sqrt(min_ess))} for ESS {min_ess:g}). Every environment's ψ_e, weight and ESS are in "
             f"[sign_error_environments.csv](sign_error_environments.csv).")
-        notes.append(f"sign error: no coupled environment has an effective sample size of {MIN_ESS:g} or more; "
+        notes.append(f"sign error: no coupled environment has an effective sample size of {min_ess:g} or more; "
                      f"the robust sign-error table is empty")
     else:
         wide = pd.DataFrame({"measure": list(pd.unique(summary["measure"]))})
@@ -154,7 +156,7 @@ def sign_error_section(section: SectionInput) -> SectionOutput:
             wide[name] = [_cell(part.loc[m]) for m in wide["measure"]]
         markdown += [f"Each cell: mean / {PERCENTILE:g}th percentile / max of ψ_e over the kept environments "
                      f"(– none kept).", "", to_markdown(wide), ""]
-        files.update(figure_files(sign_error_cdf_figure(environments, axes), FIGURE))
+        files.update(figure_files(sign_error_cdf_figure(environments, axes, min_ess), FIGURE))
         title = "cumulative distribution of the sign error over coupled environments, per hyperparameter"
         figures.append((title, f"{FIGURE}.png"))
         markdown += [f"![{title}]({FIGURE}.png)", ""]

@@ -240,3 +240,23 @@ def test_a_single_seed_zoo_says_why_its_table_is_empty(tmp_path):
     assert "No environment reaches the effective sample size 12" in report
     assert not (tmp_path / "figures" / "sign_error_cdf.png").exists()
     assert any(note.startswith("sign error: no coupled environment") for note in result.notes)
+
+
+def test_the_options_defaults_are_the_papers_and_reach_the_section(tmp_path):
+    from analysis.errors import AnalysisError
+    from analysis.options import AnalysisOptions
+
+    assert AnalysisOptions().sign_error_min_weight == se.MIN_WEIGHT == 0.5
+    assert AnalysisOptions().sign_error_min_ess == se.MIN_ESS == 12.0
+    trials, measures = store_frames(seeds=1)
+    analyze(trials, measures, tmp_path, hparams=("width", "depth"), test_examples=2000, sign_error_min_ess=1)
+    summary = pd.read_csv(tmp_path / "sign_error.csv").set_index(["measure", "hyperparameter"])
+    assert summary.loc[("good", "all"), "kept"] > 0 and (tmp_path / "figures" / "sign_error_cdf.png").exists()
+    assert "is at least 1." in result_text(tmp_path)
+    for bad in ({"sign_error_min_ess": 0.5}, {"sign_error_min_weight": 1.0}):
+        with pytest.raises(AnalysisError, match=f"^{next(iter(bad))}: got"):
+            analyze(trials, measures, tmp_path / "bad", hparams=("width", "depth"), test_examples=2000, **bad)
+
+
+def result_text(folder):
+    return (folder / "report.md").read_text()
