@@ -86,7 +86,10 @@ def _reason(exc: Exception) -> str:
         return f"not a readable checkpoint ({type(exc).__name__}{': ' + first if first else ': empty or truncated'})"
     details = [line.strip() for line in text.splitlines()[1:] if line.strip() and not line.startswith(
         ("Please file an issue", "Check the documentation", "WeightsUnpickler error"))]
-    detail = details[0] if details else "not tensors and plain containers"
+    # The line naming the refused global, wherever this torch version puts it (2.6+ opens with
+    # numbered advice, the first of which is to load the file unsafely).
+    detail = next((d for d in details if "GLOBAL" in d), details[0] if details else "not tensors and plain containers")
+    detail = detail.removeprefix("WeightsUnpickler error: ").split(" Please use")[0].strip()
     if "GLOBAL" in detail:
         return (f"refused: it holds objects other than tensors and plain containers ({detail}); "
                 "checkpoints are read with weights_only=True, so their code never runs")

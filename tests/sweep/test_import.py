@@ -378,3 +378,24 @@ def test_an_imported_experiment_whose_sweep_yaml_lost_its_import_provenance_impo
     del document["provenance"]["imported_from"]  # as `genzoo sweep resume` rewrites it
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     assert importer.run(str(manifest), experiment="mzoo", storage=storage) == {"imported": 0, "unchanged": 4}
+
+
+class _Payload:
+    """A pickled object that is not tensors: weights_only=True refuses it (its code never runs)."""
+
+    def __reduce__(self):
+        return (print, ("this must never be printed",))
+
+
+def test_a_checkpoint_that_is_not_tensors_is_refused_without_running_it(manifest, tmp_path, capsys):
+    frame = pd.read_csv(manifest)
+    frame["file"] = [str(manifest.parent / f) for f in frame["file"]]
+    torch.save({"model": _Payload()}, tmp_path / "evil.pt")
+    frame.loc[2, "file"] = str(tmp_path / "evil.pt")
+    frame.to_csv(tmp_path / "zoo.csv", index=False)
+    assert main(["import", str(tmp_path / "zoo.csv"), "--storage", str(tmp_path / "store")]) == 2
+    captured = capsys.readouterr()
+    assert "never be printed" not in captured.out
+    assert captured.err.count("\n") == 1 and captured.err.startswith("genzoo: error: zoo.csv row 3: file: ")
+    assert "weights_only=True" in captured.err
+    assert not (tmp_path / "store" / "zoo").exists()
