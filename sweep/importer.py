@@ -128,7 +128,7 @@ def _metric(name: str, value: Any, where: str) -> Optional[float]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ZooImportError(f"{where}: {name}: got {value!r}, allowed: a number")
     value = float(value)
-    if name.endswith("_acc") and not 0.0 <= value <= 1.0:
+    if name.endswith("_acc") and not 0.0 <= value <= 1.0:  # (lr, seconds: any number)
         raise ZooImportError(f"{where}: {name}: got {value!r}, allowed: a fraction in [0, 1] (not a percentage)")
     if name.endswith("_loss") and not (value >= 0 or math.isinf(value)):
         raise ZooImportError(f"{where}: {name}: got {value!r}, allowed: a loss >= 0")
@@ -165,6 +165,11 @@ def _config(values: Dict[str, Any], where: str) -> TrainConfig:
                              f"{'x'.join(map(str, info.shape))} images")
     if config.train_size is not None and config.train_size > info.train:
         raise ZooImportError(f"{where}: train_size: got {config.train_size}, allowed: at most {info.train}")
+    count = catalog.parameter_count(config.model, info.classes, width=config.width, depth=config.depth,
+                                    input_shape=info.shape)
+    if count > catalog.MAX_PARAMETERS:
+        raise ZooImportError(f"{where}: width: {config.model} of width {config.width} has {count:.3g} parameters; "
+                             f"allowed: at most {catalog.MAX_PARAMETERS:,}")
     return config
 
 
@@ -476,11 +481,8 @@ def read_tune(path: Path, mapping: Mapping[str, Any], out: Callable[[str], None]
                                       "device": None, "finished_at": None}
             for metric in TUNE_METRICS:
                 column = metrics_map[metric]
-                value = row.get(column) if column in row else None
-                record[metric] = math.nan if value is None else (
-                    _metric(metric, value, f"{where} epoch {epoch}") if metric in METRICS else float(value))
-                if record[metric] is None:
-                    record[metric] = math.nan
+                value = _metric(metric, row.get(column), f"{where} epoch {epoch}: {column}")
+                record[metric] = math.nan if value is None else value
             timestamp = _plain(row.get("timestamp"))
             if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool) and math.isfinite(timestamp):
                 record["finished_at"] = pd.Timestamp(int(timestamp), unit="s", tz="UTC")
