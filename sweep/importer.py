@@ -29,7 +29,6 @@ of the same source rewrites nothing.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -349,7 +348,8 @@ def read_mapping(path: Optional[Path]) -> Dict[str, Any]:
             raise ZooImportError(f"{path.name}: {key}: got {value!r}, allowed: a mapping")
     for name in (*document.get("params", {}), *document.get("fixed", {}), *document.get("values", {})):
         if name not in TRAIN_FIELDS:
-            raise ZooImportError(f"{path.name}: {name}: not a genzoo hyperparameter, allowed: {', '.join(TRAIN_FIELDS)}")
+            raise ZooImportError(f"{path.name}: {name}: not a genzoo hyperparameter, "
+                                 f"allowed: {', '.join(TRAIN_FIELDS)}")
     for name in document.get("metrics", {}):
         if name not in TUNE_METRICS:
             raise ZooImportError(f"{path.name}: metrics.{name}: unknown, allowed: {', '.join(TUNE_METRICS)}")
@@ -392,7 +392,8 @@ def _checkpoint_file(folder: Path, name: Optional[str], where: str) -> Path:
         [p for p in files if p.suffix in (".pt", ".pth")] or files
     if len(weights) != 1:
         raise ZooImportError(f"{where}: {folder.name}: {len(weights)} candidate files "
-                             f"({', '.join(p.name for p in weights[:4])}); allowed: one, or name it with checkpoint_file")
+                             f"({', '.join(p.name for p in weights[:4])}); "
+                             "allowed: one, or name it with checkpoint_file")
     return weights[0]
 
 
