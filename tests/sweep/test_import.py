@@ -291,7 +291,7 @@ def test_the_sweep_document_is_a_grid_only_when_the_configs_are_every_combinatio
     assert [c.trial_id for c in parse(document).trials()] == [c.trial_id for c in ragged]
 
 
-def test_a_parquet_manifest_with_initial_and_early_weights(manifest, tmp_path):
+def test_a_parquet_manifest_with_initial_and_early_weights(manifest, tmp_path, ray_address):
     """The same zoo as a Parquet manifest, two rows with init_file and early_file: those trials
     keep init.pt and epoch_<k>.pt (and so get distance_from_init and EL2N); ids are the CSV's
     for the rows without them."""
@@ -322,6 +322,12 @@ def test_a_parquet_manifest_with_initial_and_early_weights(manifest, tmp_path):
             assert list(records["epoch"]) == [1, 2, 3] and records["test_acc"].isna().tolist() == [True, True, False]
         else:
             assert names == {"final.pt", "source.json"}
+    # distance_from_init and el2n for the two models with initial and early weights, not the others.
+    assert job.run("pq", storage=storage, measures="norms,el2n") == {"ok": 6, "error": 0}
+    measures = store.measures()
+    with_init = set(trials["trial_id"][2:])
+    assert set(measures.loc[measures["measure"] == "distance_from_init", "trial_id"]) == with_init
+    assert set(measures.loc[measures["family"] == "el2n", "trial_id"]) == with_init
     importer.run(str(manifest), experiment="csv", storage=storage)
     first_two = set(Store(storage, "csv").trials().sort_values(["lr", "seed"])["trial_id"][:2])
     assert first_two == set(trials["trial_id"][:2])
