@@ -150,6 +150,7 @@ def _config(values: Dict[str, Any], where: str) -> TrainConfig:
         raise ZooImportError(f"{where}: dataset: got {values['dataset']!r}, allowed: {', '.join(datasets.names())}")
     try:
         config = TrainConfig.from_dict(values)
+        config.check_schedule()
     except ConfigError as exc:
         raise ZooImportError(f"{where}: {exc}") from None
     except TypeError as exc:

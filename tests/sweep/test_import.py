@@ -149,11 +149,12 @@ def test_a_killed_import_is_finished_by_running_it_again(manifest, tmp_path):
     ("model", "vit", "zoo.csv row 2: model: got 'vit', allowed: "),
     ("test_acc", 87.5, "zoo.csv row 2: test_acc: got 87.5, allowed: a fraction in [0, 1] (not a percentage)"),
     ("file", "missing.pt", "zoo.csv row 2: file: "),
+    ("lr_milestones", "[5]", "zoo.csv row 2: lr_milestones: got (5,), allowed: a list of epochs in [0, 1)"),
     ("width", 16, "zoo.csv row 2: file: "),  # the checkpoint does not fit a NiN of width 16
 ])
 def test_a_bad_manifest_row_is_one_line_exit_2_and_nothing_written(manifest, tmp_path, capsys, column, value, message):
     frame = pd.read_csv(manifest)
-    frame[column] = frame[column].astype(object)
+    frame[column] = frame[column].astype(object) if column in frame else None
     frame.loc[1, column] = value
     frame["file"] = [str(manifest.parent / f) if f != "missing.pt" else f for f in frame["file"]]
     path = tmp_path / "zoo.csv"
