@@ -65,6 +65,7 @@ def run(experiment: str, *, storage: Optional[str] = None, target: Optional[str]
         double_descent=options.double_descent, anchor=options.anchor, feature_groups=options.feature_groups,
         sections=options.sections, test_examples=count_test_examples(models), colour_by=options.colour_by,
         paper=paper_comparison(options.paper) if options.paper else None, include_partial=include_partial,
+        sign_error_min_weight=options.sign_error_min_weight, sign_error_min_ess=options.sign_error_min_ess,
     )
     with tempfile.TemporaryDirectory(prefix="genzoo-analysis-") as scratch:
         result = analyze(models, measures, scratch, analysis_options, tables=tables)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -117,14 +118,21 @@ class AnalysisOptions:
     sections: Tuple[str, ...] = ()
     colour_by: Optional[str] = None
     paper: Optional[PaperChoice] = None
+    # The robust sign error's thresholds (Dziugaite et al. 2020; analysis.options).
+    sign_error_min_weight: float = 0.5
+    sign_error_min_ess: float = 12.0
 
     def to_dict(self) -> Dict[str, Any]:
-        return {
+        out = {
             "target": self.target, "double_descent": self.double_descent, "anchor": self.anchor,
             "feature_groups": [{"prefix": p, "derived": d, "best": b} for p, d, b in self.feature_groups],
             "tables": list(self.tables), "sections": list(self.sections), "colour_by": self.colour_by,
             "paper": self.paper.to_dict() if self.paper else None,
         }
+        for name in ("sign_error_min_weight", "sign_error_min_ess"):  # recorded only when set
+            if getattr(self, name) != getattr(AnalysisOptions, name):
+                out[name] = getattr(self, name)
+        return out
 
 
 @dataclass(frozen=True)
@@ -610,6 +618,13 @@ def _analysis_options(block: Mapping[str, Any]) -> AnalysisOptions:
         values["feature_groups"] = tuple(parsed)
     if "paper" in block:
         values["paper"] = _paper_choice(block["paper"])
+    for name, low, high, allowed in (("sign_error_min_weight", 0.0, 1.0, "a number in [0, 1)"),
+                                     ("sign_error_min_ess", 1.0, math.inf, "a number >= 1")):
+        if name in block:
+            value = block[name]
+            if not _number(value) or not low <= value < high:
+                raise SweepConfigError(f"analysis.{name}: got {value!r}, allowed: {allowed}")
+            values[name] = float(value)
     return AnalysisOptions(**values)
 
 

@@ -276,3 +276,19 @@ def test_a_bad_paper_block_is_a_one_line_error_naming_the_field():
     config = sweep_config.parse({"analysis": {"paper": {"name": "robustness_to_pruning",
                                                         "experiments": ["double_descent_cnn"], "differences": ["x"]}}})
     assert sweep_config.parse(config.to_dict()).analysis == config.analysis
+
+
+def test_the_sign_error_thresholds_are_read_from_the_analysis_block_and_checked():
+    from sweep import config as sweep_config
+
+    base = {"dataset": "digits", "model": "nin"}
+    options = sweep_config.parse({**base, "analysis": {"sign_error_min_ess": 4, "sign_error_min_weight": 0.25}}).analysis
+    assert (options.sign_error_min_ess, options.sign_error_min_weight) == (4.0, 0.25)
+    assert options.to_dict()["sign_error_min_ess"] == 4.0
+    assert "sign_error_min_ess" not in sweep_config.parse({**base, "analysis": {"target": "gap"}}).analysis.to_dict()
+    for key, value, allowed in [("sign_error_min_ess", 0.5, "a number >= 1"),
+                                ("sign_error_min_weight", 1.0, "a number in [0, 1)"),
+                                ("sign_error_min_weight", ".nan", "a number in [0, 1)")]:
+        with pytest.raises(sweep_config.SweepConfigError) as caught:
+            sweep_config.parse({**base, "analysis": {key: float(value) if value != ".nan" else float("nan")}})
+        assert str(caught.value).startswith(f"analysis.{key}: got") and str(caught.value).endswith(allowed)
