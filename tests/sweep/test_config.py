@@ -292,3 +292,19 @@ def test_the_sign_error_thresholds_are_read_from_the_analysis_block_and_checked(
         with pytest.raises(sweep_config.SweepConfigError) as caught:
             sweep_config.parse({**base, "analysis": {key: float(value) if value != ".nan" else float("nan")}})
         assert str(caught.value).startswith(f"analysis.{key}: got") and str(caught.value).endswith(allowed)
+
+
+def test_the_imp_presets_measure_by_default_only_the_families_their_report_reads():
+    from measures import registry
+    from sweep import config as sweep_config
+    from sweep.measure_job import _families
+
+    for name in ("imp_demo", "imp_lenet_mnist", "imp_resnet20_cifar10", "imp_vgg16_cifar10"):
+        config = sweep_config.load(name)
+        assert config.measure_families == ("el2n", "training")
+        assert _families(None, config.measure_families) == ["el2n", "training"]  # genzoo measure imp_demo
+        assert _families("norms", config.measure_families) == ["norms"]  # --measures still chooses
+        assert sweep_config.parse(config.to_dict()).measure_families == ("el2n", "training")  # sweep.yaml keeps it
+    assert _families(None, ()) == registry.names()  # a sweep file without measures.families: all
+    with pytest.raises(sweep_config.SweepConfigError, match=r"^measures.families: unknown family 'el2m', allowed: "):
+        sweep_config.parse({"dataset": "digits", "model": "nin", "measures": {"families": ["el2m"]}})
