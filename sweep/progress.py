@@ -121,11 +121,8 @@ def _tune_callback_class():
                 for r in rows
             )
             elapsed = time.monotonic() - self.started
-            left = [(r.config, trial.total_epochs(r.config) - max(self.live_epochs.get(r.config.trial_id, 0),
-                                                                  r.epochs_done))
-                    for r in rows if r.status not in FINISHED and r.status != ERROR]
+            left, bound = epochs_left(rows, self.live_epochs)
             seconds = self.pace.remaining_seconds(left, slots=running)
-            bound = "<=" if any(config.stop_at_train_loss is not None for config, _ in left) else ""
             eta = "?" if seconds is None else bound + _duration(seconds)
             print(
                 f"[{self.experiment}] trials {done}/{len(self.table.rows)} done, {running} running, "
@@ -135,6 +132,29 @@ def _tune_callback_class():
             )
 
     return StoreProgress
+
+
+def epochs_left(rows, live_epochs: Dict[str, int]):
+    """Each unfinished trial's (config, epochs it has left), and how to read an ETA from them:
+    "" (exact), "~" (an estimate) or "<=" (a bound). A trial that stops at a target loss is
+    expected to stop where the finished ones did on average ("~"); until one has finished, at
+    its cap ("<=")."""
+    rows = list(rows)
+    stopped = [r.epochs_done for r in rows if r.status in FINISHED and r.config.stop_at_train_loss is not None]
+    typical = sum(stopped) / len(stopped) if stopped else None
+    left, bound = [], ""
+    for r in rows:
+        if r.status in FINISHED or r.status == ERROR:
+            continue
+        done = max(live_epochs.get(r.config.trial_id, 0), r.epochs_done)
+        cap = trial.total_epochs(r.config)
+        if r.config.stop_at_train_loss is not None:
+            if typical is None:
+                bound = "<="
+            else:
+                cap, bound = min(cap, max(done + 1, round(typical))), bound or "~"
+        left.append((r.config, max(0, cap - done)))
+    return left, bound
 
 
 def architecture(config: TrainConfig) -> tuple:

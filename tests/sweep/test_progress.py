@@ -77,3 +77,20 @@ def test_the_eta_is_each_trials_epochs_left_at_its_architectures_measured_pace(p
     # pace measured), on the 3 models running: 105 / 3 = 35 s, whatever the elapsed time.
     line = capsys.readouterr().out
     assert "epochs 1/8 | elapsed" in line and line.rstrip().endswith("ETA 0m35s")
+
+
+def test_trials_that_stop_at_a_target_are_expected_to_stop_where_the_finished_ones_did():
+    from sweep.progress import epochs_left
+    from sweep.trials_table import TrialRow
+
+    configs = [TrainConfig(dataset="digits", model="nin", width=4, depth=1, epochs=50, stop_at_train_loss=0.1,
+                           seed=seed) for seed in range(4)]
+    rows = [TrialRow(configs[0], status="pending"), TrialRow(configs[1], status="running", epochs_done=2),
+            TrialRow(configs[2], status="running", epochs_done=12)]
+    left, bound = epochs_left(rows, {configs[1].trial_id: 3})
+    assert ([n for _, n in left], bound) == ([50, 47, 38], "<=")  # nothing finished: each to its cap
+    rows.append(TrialRow(configs[3], status="completed", epochs_done=10))  # stopped at its target at epoch 10
+    left, bound = epochs_left(rows, {configs[1].trial_id: 3})
+    assert ([n for _, n in left], bound) == ([10, 7, 1], "~")  # to epoch 10; one past it goes one more
+    plain = TrainConfig(dataset="digits", model="nin", width=4, depth=1, epochs=5)
+    assert epochs_left([TrialRow(plain, status="running", epochs_done=2)], {}) == ([(plain, 3)], "")
