@@ -46,6 +46,14 @@ Definitions (the paper's Sections 4–6 and its public code; symbols as in the p
   hyperparameter varies. The paper's figure is the cumulative distribution of ψ_e over the
   environments, per hyperparameter, with these three statistics drawn on it.
 
+**Cost.** An environment of configurations with S_a and S_b seeds has S_a·S_b samples, which
+grows with the square of the seeds (a zoo of 1,000 seeds per configuration: a million per
+environment, and the analysis of a 100,000-trial zoo ran out of 24 GiB). Beyond
+``MAX_PAIRS`` = 10,000 samples an environment is estimated from ``MAX_PAIRS`` pairs drawn
+uniformly with replacement (seeded per environment: ``SEED`` + its position), so the cost is
+linear in the models whatever the seeds; the sampling error of ψ_e is then at most
+0.5/√10,000 = 0.005, and its ESS is that of the drawn pairs (at most 10,000, far above 12).
+
 Each unordered environment is counted once (the paper's code enumerates both orders, which
 doubles every environment: the mean and maximum are the same, the interpolated 90th
 percentile can differ slightly).
@@ -69,6 +77,10 @@ MIN_WEIGHT = 0.5
 MIN_ESS = 12.0
 # The percentile reported beside the mean and the maximum (the paper's figure: 90).
 PERCENTILE = 90.0
+# An environment with more coupled pairs than this is estimated from this many, drawn uniformly
+# with replacement with numpy.random.default_rng(SEED + its position) (module docstring, "Cost").
+MAX_PAIRS = 10_000
+SEED = 0
 # The hyperparameter label of the summary over every environment.
 ALL = "all"
 # Targets whose noise is the test accuracy's (Hoeffding over the test examples).
@@ -130,7 +142,8 @@ def _text(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def coupled_pairs(models: pd.DataFrame, axes: Sequence[str]) -> Tuple[pd.DataFrame, pd.DataFrame]:
+def coupled_pairs(models: pd.DataFrame, axes: Sequence[str],
+                  max_pairs: int = MAX_PAIRS) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """(environments, pairs) of a zoo: ``models`` has one row per model (any index) with the
     grid-axis columns ``axes`` (and ``model_id``, whose values are never coupled).
 
@@ -139,8 +152,9 @@ def coupled_pairs(models: pd.DataFrame, axes: Sequence[str]) -> Tuple[pd.DataFra
     values of the axis, sorted): ``hyperparameter``, ``first`` and ``second`` (the axis's two
     values), ``environment`` (readable: ``width 16 → 32 | depth=3, ...``). ``pairs``: one row
     per coupled pair of models, every model of the first configuration against every model of
-    the second: ``environment`` (row position in ``environments``), ``first`` and ``second``
-    (row positions in ``models``)."""
+    the second (``max_pairs`` of them drawn uniformly when there are more: the module's "Cost"):
+    ``environment`` (row position in ``environments``), ``first`` and ``second`` (row positions
+    in ``models``)."""
     fixed = [MODEL_ID] if MODEL_ID in models.columns and models[MODEL_ID].nunique(dropna=False) > 1 else []
     frame = models[list(axes) + fixed].reset_index(drop=True)
     env_rows: List[Dict[str, object]] = []
@@ -162,9 +176,14 @@ def coupled_pairs(models: pd.DataFrame, axes: Sequence[str]) -> Tuple[pd.DataFra
             for i, low in enumerate(values):
                 for high in values[i + 1:]:
                     a, b = np.array(by_value[low]), np.array(by_value[high])
-                    env_ids.append(np.full(len(a) * len(b), len(env_rows)))
-                    firsts.append(np.repeat(a, len(b)))
-                    seconds.append(np.tile(b, len(a)))
+                    if len(a) * len(b) > max_pairs:
+                        rng = np.random.default_rng(SEED + len(env_rows))
+                        a, b = a[rng.integers(len(a), size=max_pairs)], b[rng.integers(len(b), size=max_pairs)]
+                    else:
+                        a, b = np.repeat(a, len(b)), np.tile(b, len(a))
+                    env_ids.append(np.full(len(a), len(env_rows)))
+                    firsts.append(a)
+                    seconds.append(b)
                     env_rows.append({"hyperparameter": axis, "first": low, "second": high,
                                      "environment": f"{axis} {_text(low)} → {_text(high)}"
                                                     + (f" | {context}" if context else "")})
@@ -179,7 +198,7 @@ def coupled_pairs(models: pd.DataFrame, axes: Sequence[str]) -> Tuple[pd.DataFra
 
 def environment_sign_errors(models: pd.DataFrame, measures: pd.DataFrame, target: pd.Series, axes: Sequence[str],
                             test_examples: Optional[int], *, min_weight: float = MIN_WEIGHT,
-                            min_ess: float = MIN_ESS) -> pd.DataFrame:
+                            min_ess: float = MIN_ESS, max_pairs: int = MAX_PAIRS) -> pd.DataFrame:
     """ψ_e of every measure in every environment (see the module's definitions): one row per
     (measure, environment), measures in the order of ``measures``' columns, environments in the
     order of :func:`coupled_pairs`. ``models``, ``measures`` and ``target`` share one index
@@ -188,7 +207,7 @@ def environment_sign_errors(models: pd.DataFrame, measures: pd.DataFrame, target
     Columns: ``measure``, ``hyperparameter``, ``environment``, ``pairs`` (coupled pairs of
     models with a finite value of the measure), ``weight`` (Σ v), ``ess`` ((Σ v)² / Σ v², 0 when
     Σ v = 0), ``sign_error`` (ψ_e; NaN when Σ v = 0) and ``kept`` (ESS ≥ ``min_ess`` and Σ v > 0)."""
-    environments, pairs = coupled_pairs(models, axes)
+    environments, pairs = coupled_pairs(models, axes, max_pairs)
     first, second, env = (pairs[c].to_numpy() for c in ("first", "second", "environment"))
     g = target.reindex(models.index).to_numpy(dtype=float)
     weight = pair_weight(g[second] - g[first], test_examples, min_weight)

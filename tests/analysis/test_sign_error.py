@@ -260,3 +260,17 @@ def test_the_options_defaults_are_the_papers_and_reach_the_section(tmp_path):
 
 def result_text(folder):
     return (folder / "report.md").read_text()
+
+
+def test_an_environment_with_more_pairs_than_the_cap_is_estimated_from_a_seeded_sample():
+    models, measures = synthetic(seeds=60, widths=(8, 16), depths=(2,))  # 3,600 pairs
+    target = models["gap"]
+    full = se.environment_sign_errors(models, measures, target, ["width", "depth"], None)
+    capped = se.environment_sign_errors(models, measures, target, ["width", "depth"], None, max_pairs=900)
+    again = se.environment_sign_errors(models, measures, target, ["width", "depth"], None, max_pairs=900)
+    pd.testing.assert_frame_equal(capped, again)  # seeded: the same sample every time
+    assert set(full["pairs"]) == {3600} and set(capped["pairs"]) == {900}
+    # The sampling error of a mean of 900 losses in [0, 1]: at most 0.5/30; four of them is generous.
+    assert np.allclose(capped["sign_error"], full["sign_error"], atol=4 * 0.5 / 30)
+    _, pairs = se.coupled_pairs(models, ["width", "depth"], max_pairs=900)
+    assert len(pairs) == 900  # linear in the models, not in the square of the seeds
