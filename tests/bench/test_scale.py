@@ -46,6 +46,7 @@ def test_the_synthetic_store_is_complete_but_one_percent_as_the_driver_sees_it(b
     assert planned["changed"] == planned["incomplete"] == 0 and len(todo) == 2 * len(bench.FAMILIES)
 
 
+@pytest.mark.slow  # 15 to 50 s: the full suite stays under 10 minutes on 2 idle cores
 def test_the_sweep_part_prints_the_per_trial_overhead(bench, ray_address, tmp_path):
     result = bench.sweep_overhead(4, str(tmp_path))
     assert result["completed"] == 4 and result["slots"] >= 1

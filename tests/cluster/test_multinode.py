@@ -130,6 +130,7 @@ def _trial_nodes(tune_dir: Path, temp_dir: Path) -> Dict[str, str]:
     return nodes
 
 
+@pytest.mark.slow  # 15 to 50 s: the full suite stays under 10 minutes on 2 idle cores
 def test_a_sweep_runs_on_a_two_node_cluster_and_stores_every_trial(tmp_path):
     # Short socket paths: Ray's Unix sockets live under --temp-dir (108-byte limit).
     temp_dir = Path(tempfile.mkdtemp(prefix="gz-mn-", dir="/tmp"))

@@ -56,6 +56,7 @@ def _genzoo(folder, *args):
                           text=True, timeout=600)
 
 
+@pytest.mark.slow  # 15 to 50 s: the full suite stays under 10 minutes on 2 idle cores
 def test_a_zoo_of_extensions_is_planned_trained_measured_and_reported(folder, ray_address):
     storage = str(folder / "store")
     plan = _genzoo(folder, "sweep", "plan", "toys.yaml")

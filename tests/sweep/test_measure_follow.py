@@ -10,6 +10,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 import yaml
 
 from sweep import config as sweep_config
@@ -64,6 +65,7 @@ def test_sweep_run_measure_stores_what_the_separate_job_stores(ray_address, tmp_
            f"stored" in lines[-1] or any("already stored" in line for line in lines)
 
 
+@pytest.mark.slow  # 15 to 50 s: the full suite stays under 10 minutes on 2 idle cores
 def test_a_driver_killed_mid_run_resumes_training_and_measures_without_computing_anything_twice(ray_address,
                                                                                                  tmp_path):
     document = {**TINY, "grid": {"width": [4, 6, 8]}, "train": {**TINY["train"], "epochs": 3}}

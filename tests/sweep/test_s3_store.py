@@ -78,6 +78,7 @@ def test_sweep_measure_and_analyze_on_s3(s3, tmp_path):
     assert not (tmp_path / "zoo-bucket").exists()
 
 
+@pytest.mark.slow  # 15 to 50 s: the full suite stays under 10 minutes on 2 idle cores
 def test_an_s3_outage_mid_sweep_stops_cleanly_and_resume_completes(s3, tmp_path):
     server, uri = s3
     config = harness.write_config(tmp_path, "outage", epochs=6, widths=(8, 12))
