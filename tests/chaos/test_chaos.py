@@ -33,6 +33,7 @@ def _run(tmp_path, ray_address, ray_tmpdir, *, seed, config_changes=None, **kill
     return chaos
 
 
+@pytest.mark.slow  # 67 s; CI keeps test_driver's killed-driver resume and the SIGKILL/SIGINT tests of tests/chaos
 def test_two_driver_kills_leave_the_store_identical_to_an_undisturbed_run(ray_address, ray_tmpdir, tmp_path):
     chaos = _run(tmp_path, ray_address, ray_tmpdir, seed=14, driver_kills=2, window=(4.0, 12.0))
     assert chaos.driver_kills >= 1
