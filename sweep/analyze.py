@@ -24,9 +24,9 @@ from analysis.report import analyze
 from measures import registry
 from sweep import provenance
 from sweep.config import paper_comparison, read_resolved_config
+from sweep.reader import model_rows
 from sweep.store import COMPLETED, Store
 from trainers.data import registry as datasets
-from trainers.status import METRICS
 
 ANALYSIS_DIR = "analysis"
 
@@ -85,11 +85,6 @@ def zoo_frames(store: Store, table_names=("pruning_curves", "el2n", "hessian_eig
     store's ``trial_id`` and ``model_id``, the pair that names a model."""
     trials = store.trials()
     completed = trials[trials["status"] == COMPLETED] if len(trials) else trials
-    models = store.models()
-    # The model's own columns win over the trial's (its metrics, reached_target).
-    models = models.rename(columns={"epoch": "model_epoch"})
-    shared = [c for c in models.columns if c in completed.columns and c != "trial_id"]
-    rows = completed.drop(columns=[c for c in (*METRICS, *shared) if c in completed.columns]).merge(
-        models, on="trial_id", how="inner")
+    rows = model_rows(completed, store.models())  # the model's own columns win (its metrics, reached_target)
     tables = {name: store.read_folder(name) for name in table_names if store.list(name, suffix=".parquet")}
     return rows, store.measures(), tables

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from sweep.store import CONFIG_COLUMNS, FINAL_MODEL, Store, StoreError, config_from_row
 from trainers.config import TrainConfig
+from trainers.status import METRICS
 from trainers.data import registry as datasets
 
 
@@ -137,6 +138,16 @@ _TRIAL_ONLY = ("epochs_done", "epochs_total", "minibatch_loss", "host", "device"
                "error")
 
 
+def model_rows(trials: pd.DataFrame, models: pd.DataFrame, drop=()) -> pd.DataFrame:
+    """One row per model of ``models`` whose trial is in ``trials``: the trial's columns, then
+    the model's row (its ``epoch`` as ``model_epoch``). What both tables have, and the trial's
+    final metrics, come from the model (a model of an IMP level has its own metrics);
+    ``drop``: trial columns left out besides."""
+    models = models.rename(columns={"epoch": "model_epoch"})
+    dropped = [c for c in (*METRICS, *drop, *models.columns) if c in trials.columns and c != "trial_id"]
+    return trials.drop(columns=dropped).merge(models, on="trial_id", how="inner")
+
+
 def zoo(storage: Optional[str], experiment: str, *, target: Optional[str] = None) -> pd.DataFrame:
     """One row per model of the experiment (every row of its models table), in one frame:
 
@@ -162,7 +173,6 @@ def zoo(storage: Optional[str], experiment: str, *, target: Optional[str] = None
     Progress and provenance of a trial (epochs_done, host, times, error) are in :func:`trials`.
     """
     from analysis.data import measures_wide
-    from trainers.status import METRICS
 
     from sweep.migrate import store_version
 
@@ -170,10 +180,7 @@ def zoo(storage: Optional[str], experiment: str, *, target: Optional[str] = None
     if store_version(store) == 1:
         raise StoreError(f"{store.uri}: a store of layout version 1 (no models table, measures per trial); "
                          f"upgrade it in place once with `genzoo sweep status {experiment} --storage ...`")
-    trials_ = store.trials()
-    models_ = store.models().rename(columns={"epoch": "model_epoch"})
-    dropped = [c for c in (*METRICS, *_TRIAL_ONLY, *models_.columns) if c in trials_.columns and c != "trial_id"]
-    frame = trials_.drop(columns=dropped).merge(models_, on="trial_id", how="inner")
+    frame = model_rows(store.trials(), store.models(), drop=_TRIAL_ONLY)
     frame = frame[["trial_id", "model_id", *(c for c in frame.columns if c not in ("trial_id", "model_id"))]]
     frame = frame.sort_values(["trial_id", "model_id"], kind="stable").reset_index(drop=True)
     frame["width"], frame["depth"] = _with_model_defaults(frame)
