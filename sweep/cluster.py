@@ -46,6 +46,9 @@ def ray_logs_to_file() -> Path:
     """Send the ``ray`` loggers of this process (Tune's included) to :func:`log_file` instead
     of the console; returns the file."""
     path = log_file()
+    root = logging.getLogger("ray")
+    if any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path.resolve()) for h in root.handlers):
+        return path  # a second embedded Ray in this process: the file is there already
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -55,7 +58,7 @@ def ray_logs_to_file() -> Path:
                     and not isinstance(h, logging.FileHandler)]:
             logger.removeHandler(old)
         logger.propagate = name != "ray"  # the children reach the file through "ray"
-    logging.getLogger("ray").addHandler(handler)
+    root.addHandler(handler)
     return path
 
 

@@ -366,7 +366,7 @@ def run(
         store.write_text(_provenance(config, launch.started_at, provenance.now()), "sweep.yaml")
         out(f"[{config.experiment}] all {len(launch.configs)} trials are complete in {store.uri}; nothing to train")
         if measure:  # what a previous launch trained but did not measure
-            _start_follower(store, address, data_root, measure_families, out).finish()
+            _Follower(store, address, data_root, measure_families, out).finish()
         return launch.table.counts()
     run_name = next_run_name(store)
     out(launch.summary(run_name))
@@ -374,7 +374,7 @@ def run(
         out(f"[{config.experiment}] {line}")
     seconds_before = launch.table.state.training_seconds
     fit_started = time.monotonic()
-    follower = _start_follower(store, address, data_root, measure_families, out) if measure else None
+    follower = _Follower(store, address, data_root, measure_families, out) if measure else None
     results = launch_tune(launch, run_name, data_root=data_root, log=log)
     scratch.reap()
     counts = reconcile(launch, results, run_name, ray=ray, wall=time.monotonic() - fit_started,
@@ -412,11 +412,6 @@ class _Follower:
         self.thread.join()
         if self.error is not None:
             raise self.error
-
-
-def _start_follower(store: Store, address: Optional[str], data_root: Optional[str], families: Optional[str],
-                    out) -> "_Follower":
-    return _Follower(store, address, data_root, families, out)
 
 
 def pending_packs(configs, pending_ids, size: int):

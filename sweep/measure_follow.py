@@ -23,7 +23,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 from sweep import measure_job
 from sweep.config import read_resolved_config
-from sweep.store import COMPLETED, ERROR, FINISHED, OK, Store
+from sweep.store import COMPLETED, ERROR, FINISHED, Store
 from sweep.trials_table import TrialsTable
 
 POLL_SECONDS = 10.0
@@ -64,10 +64,7 @@ def follow(experiment: str, *, storage: Optional[str] = None, measures: Optional
             todo, counts = measure_job.plan(store, models, families, settings, {t: configs[t] for t in completed},
                                             existing=existing)
             skipped += counts["stored"]
-            by_model: Dict = {}
-            for t, m, f in todo:
-                by_model.setdefault((t, m), []).append(f)
-            queue.extend((t, m, fams) for (t, m), fams in by_model.items())
+            queue.extend((t, m, fams) for (t, m), fams in measure_job.by_model(todo).items())
             planned.update(completed)
         while queue and len(pending) < in_flight:
             t, m, fams = queue.popleft()
@@ -87,4 +84,4 @@ def follow(experiment: str, *, storage: Optional[str] = None, measures: Optional
     if skipped:
         out(f"[measure {experiment}] {skipped} (model, family) pairs were already stored")
     measure_job._compact(store, planned, out)
-    return dict(collector.counts) if collector.counts else {OK: 0, ERROR: 0}
+    return dict(collector.counts)

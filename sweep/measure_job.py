@@ -282,11 +282,16 @@ class JobPlan:
                 + "".join(f", {a}" for a in again if a))
 
     def by_model(self) -> Dict[Tuple[str, str], List[str]]:
-        """The families to run per model, in the order of the tasks: one Ray task each."""
-        out: Dict[Tuple[str, str], List[str]] = {}
-        for trial_id, model_id, family in self.todo:
-            out.setdefault((trial_id, model_id), []).append(family)
-        return out
+        return by_model(self.todo)
+
+
+def by_model(todo: Sequence[Tuple[str, str, str]]) -> Dict[Tuple[str, str], List[str]]:
+    """The families to run per model of (trial, model, family) tasks, in their order: one Ray
+    task each."""
+    out: Dict[Tuple[str, str], List[str]] = {}
+    for trial_id, model_id, family in todo:
+        out.setdefault((trial_id, model_id), []).append(family)
+    return out
 
 
 def plan_job(experiment: str, *, storage: Optional[str] = None, measures: Optional[str | Sequence[str]] = None,
