@@ -44,6 +44,7 @@ from trainers import catalog, yamlio
 from trainers.config import ConfigError, TrainConfig, pack_key, packable_modes
 from trainers.data import registry as datasets
 from trainers.models import registry as models
+from trainers.models.spec import ModelError
 from trainers.modes import registry as modes
 from trainers.values import is_int as _int, is_number as _number
 
@@ -366,15 +367,17 @@ def parse(document: Any, *, default_experiment: str = "sweep", stored: bool = Fa
 
     base_values = {**fixed, **{name: values[0] for name, values in axes}}
     base = _train_config(base_values, [name for name, _ in axes])
-    if base.model not in models.names():
-        raise SweepConfigError(f"model: unknown model {base.model!r}, allowed: {', '.join(_model_names())}")
+    if not _known_model(base.model):
+        raise SweepConfigError(f"model: unknown model {base.model!r}, allowed: {', '.join(_model_names())}, "
+                               "or a factory package.module:function")
     if base.dataset not in datasets.names():
         raise SweepConfigError(f"dataset: unknown dataset {base.dataset!r}, allowed: {', '.join(datasets.names())}")
     for name, values in axes:
         for value in values:
             _train_config({**base_values, name: value}, [name])
-            if name == "model" and value not in models.names():
-                raise SweepConfigError(f"grid.model: unknown model {value!r}, allowed: {', '.join(_model_names())}")
+            if name == "model" and not _known_model(value):
+                raise SweepConfigError(f"grid.model: unknown model {value!r}, allowed: {', '.join(_model_names())}, "
+                                       "or a factory package.module:function")
             if name == "dataset" and value not in datasets.names():
                 raise SweepConfigError(f"grid.dataset: unknown dataset {value!r}, allowed: {', '.join(datasets.names())}")
 
@@ -710,6 +713,15 @@ def _mapping(document: Mapping[str, Any], key: str) -> Dict[str, Any]:
 def _model_names() -> List[str]:
     """The registered models, sorted, as the errors list them."""
     return sorted(models.names())
+
+
+def _known_model(name: Any) -> bool:
+    """Whether ``name`` is a registered model or a factory (``package.module:function``,
+    trainers/models/factory.py) whose function fits; a factory that does not is its own line."""
+    try:
+        return models.known(name)
+    except ModelError as exc:
+        raise SweepConfigError(str(exc)) from None
 
 
 def read_resolved_config(store) -> SweepConfig:

@@ -142,10 +142,14 @@ def _config(values: Dict[str, Any], where: str) -> TrainConfig:
     for name in ("model", "dataset"):
         if _missing(values.get(name)):
             raise ZooImportError(f"{where}: {name}: missing, allowed: "
-                                 + ", ".join(sorted(models.names() if name == "model" else datasets.names())))
-    if values["model"] not in models.names():
-        raise ZooImportError(f"{where}: model: got {values['model']!r}, allowed: {', '.join(sorted(models.names()))} "
-                             "(a model of another registry: register it in an extension module)")
+                                 + ", ".join(sorted(models.names()) if name == "model" else sorted(datasets.names())))
+    try:
+        known = models.known(values["model"])
+    except models.ModelError as exc:
+        raise ZooImportError(f"{where}: {exc}") from None
+    if not known:
+        raise ZooImportError(f"{where}: model: got {values['model']!r}, allowed: {', '.join(sorted(models.names()))}, or a "
+                             "package.module:function factory (trainers/models/factory.py)")
     if values["dataset"] not in datasets.names():
         raise ZooImportError(f"{where}: dataset: got {values['dataset']!r}, allowed: {', '.join(datasets.names())}")
     try:
@@ -296,6 +300,7 @@ def read_manifest(path: Path, out: Callable[[str], None] = print) -> List[Entry]
         where = f"{name} row {index}"
         record = {k: _plain(v) for k, v in row.items()}
         values = {k: _field_value(k, v, where) for k, v in row.items() if k in TRAIN_FIELDS and not _missing(_plain(v))}
+        values.setdefault("epochs", 1)  # unknown: one record, holding the final metrics (docs/import.md)
         early_epoch = record.get("early_epoch")
         if not _missing(record.get("early_file")):
             if not isinstance(early_epoch, (int, float)) or isinstance(early_epoch, bool) or \
@@ -398,6 +403,34 @@ def _checkpoint_file(folder: Path, name: Optional[str], where: str) -> Path:
     return weights[0]
 
 
+def _checkpoint_folders(folder: Path, results: pd.DataFrame, epoch_key: str, where: str) -> Dict[int, Path]:
+    """A trial's checkpoint folders by the epoch whose weights they hold.
+
+    Ray Tune from 2.7 on numbers them in the order they were saved (``checkpoint_000000`` is the
+    first checkpoint reported, after epoch 1, not the weights before training) and names each in
+    the result row that reported it (``checkpoint_dir_name``): the row's epoch is the folder's.
+    Ray Tune 1.x (the Model Zoos) and 2.0-2.6 name them by the training iteration
+    (``checkpoint_<iteration>``, ``checkpoint_000000`` then being the weights before training when
+    the trainable saved them)."""
+    named = results["checkpoint_dir_name"] if "checkpoint_dir_name" in results.columns else None
+    if named is not None and named.map(lambda v: isinstance(v, str)).any():
+        folders: Dict[int, Path] = {}
+        for epoch, name in zip(results[epoch_key], named):
+            if not isinstance(name, str):
+                continue
+            if not (folder / name).is_dir():
+                raise ZooImportError(f"{where}: the result of epoch {epoch} names {name}, which is not a folder "
+                                     "of the trial")
+            folders[int(epoch)] = folder / name
+        return folders
+    folders = {}
+    for sub in folder.glob("checkpoint_*"):
+        suffix = sub.name.split("_", 1)[1]
+        if sub.is_dir() and suffix.isdigit():
+            folders[int(suffix)] = sub
+    return folders
+
+
 def read_tune(path: Path, mapping: Mapping[str, Any], out: Callable[[str], None] = print) -> List[Entry]:
     """Every trial folder of a Ray Tune experiment folder, checked."""
     if not path.is_dir():
@@ -433,24 +466,21 @@ def read_tune(path: Path, mapping: Mapping[str, Any], out: Callable[[str], None]
         results = _tune_results(folder, where)
         if epoch_key not in results.columns:
             raise ZooImportError(f"{where}: the results have no {epoch_key!r} column (the epoch; set epoch:)")
+        checkpoints = _checkpoint_folders(folder, results, epoch_key, where)
         results = results[results[epoch_key] >= 1].drop_duplicates(epoch_key, keep="last").sort_values(epoch_key)
-        checkpoints = {}
-        for sub in folder.glob("checkpoint_*"):
-            suffix = sub.name.split("_", 1)[1]
-            if sub.is_dir() and suffix.isdigit():
-                checkpoints[int(suffix)] = sub
         trained = [k for k in checkpoints if k >= 1]
         if not trained:
-            raise ZooImportError(f"{where}: no checkpoint_<iteration> folder after training")
+            raise ZooImportError(f"{where}: no checkpoint folder of an epoch >= 1 (checkpoint_<iteration>/, or one "
+                                 "that a result row names in checkpoint_dir_name)")
         last = max(trained)
         results = results[results[epoch_key] <= last]
         if [int(e) for e in results[epoch_key]] != list(range(1, last + 1)):
             raise ZooImportError(f"{where}: the results hold epochs {[int(e) for e in results[epoch_key]][:6]}..., "
-                                 f"allowed: every epoch 1..{last} of checkpoint_{last:06d}")
+                                 f"allowed: every epoch 1..{last} of {checkpoints[last].name}")
         values.setdefault("epochs", last)
         if int(values["epochs"]) != last:
             raise ZooImportError(f"{where}: epochs: got {values['epochs']!r}, but its last checkpoint is "
-                                 f"checkpoint_{last:06d}")
+                                 f"{checkpoints[last].name} (epoch {last})")
         if early_epoch is not None:
             values["checkpoint_epochs"] = [int(early_epoch)]
         config = _config(values, where)
@@ -463,16 +493,16 @@ def read_tune(path: Path, mapping: Mapping[str, Any], out: Callable[[str], None]
                                   "path": str(final_file.resolve()), "sha256": sha}
         if init_iteration is not None and int(init_iteration) in checkpoints:
             init_file = _checkpoint_file(checkpoints[int(init_iteration)], name, where)
-            files[checkpoint.INIT] = (init_file, f"checkpoint_{int(init_iteration):06d}")
+            files[checkpoint.INIT] = (init_file, checkpoints[int(init_iteration)].name)
             _weights(init_file, where, files[checkpoint.INIT][1], config, models, **options)
             source["init_path"] = str(init_file.resolve())
         if early_epoch is not None:
             if int(early_epoch) not in checkpoints:
-                raise ZooImportError(f"{where}: early_epoch: got {early_epoch}, but there is no "
-                                     f"checkpoint_{int(early_epoch):06d}")
+                raise ZooImportError(f"{where}: early_epoch: got {early_epoch}, but there is no checkpoint of "
+                                     f"epoch {int(early_epoch)} (its checkpoints: epochs {sorted(checkpoints)})")
             early_file = _checkpoint_file(checkpoints[int(early_epoch)], name, where)
-            files[checkpoint.early_name(int(early_epoch))] = (early_file, f"checkpoint_{int(early_epoch):06d}")
-            _weights(early_file, where, f"checkpoint_{int(early_epoch):06d}", config, models, **options)
+            files[checkpoint.early_name(int(early_epoch))] = (early_file, checkpoints[int(early_epoch)].name)
+            _weights(early_file, where, checkpoints[int(early_epoch)].name, config, models, **options)
             source["early_path"] = str(early_file.resolve())
         source["record"] = params
         records = []

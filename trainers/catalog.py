@@ -40,4 +40,8 @@ def parameter_count(model: str, classes: int, *, width: Optional[int] = None, de
     ``trainers.models.build(model, classes, width=..., depth=..., input_shape=...)``."""
     spec = models.get(model)
     width, depth = spec.with_defaults(width, depth)
+    if spec.parameter_count is None:
+        from trainers.models.factory import built_parameter_count
+
+        return built_parameter_count(model, classes, width, depth, tuple(input_shape))
     return int(resolve(spec.parameter_count)(classes, width=width, depth=depth, input_shape=tuple(input_shape)))

@@ -301,6 +301,8 @@ class TrainConfig:
 
     @property
     def trial_id(self) -> str:
-        """``<model>-<16 hex digits>``: sha256 of the canonical JSON of :meth:`identity`."""
+        """``<model>-<16 hex digits>``: sha256 of the canonical JSON of :meth:`identity`. A factory
+        model (``package.module:function``) contributes its function's name only: the id is a
+        file name in every store (no ``:`` or ``.``); the hash holds the whole reference."""
         canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return f"{self.model}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+        return f"{self.model.rpartition(':')[2]}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"

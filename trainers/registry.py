@@ -35,7 +35,9 @@ class Registry(Generic[Spec]):
         if not isinstance(spec, self.spec_type):
             raise self.error(f"{self.field}: register got {type(spec).__name__}, allowed: a {self.spec_type.__name__}")
         name = getattr(spec, "name")
-        if not isinstance(name, str) or not name.isidentifier():
+        # A factory model is named by its own builder reference (trainers.models.factory).
+        named_by_builder = is_reference(name) and getattr(spec, "builder", None) == name
+        if not isinstance(name, str) or not (name.isidentifier() or named_by_builder):
             raise self.error(f"{self.field}: got the name {name!r}, allowed: a Python identifier (letters, digits, _)")
         known = self._specs.get(name)
         if known is not None and known != spec:

@@ -404,3 +404,100 @@ def test_a_checkpoint_that_is_not_tensors_is_refused_without_running_it(manifest
     assert captured.err.count("\n") == 1 and captured.err.startswith("genzoo: error: zoo.csv row 3: file: ")
     assert "weights_only=True" in captured.err
     assert not (tmp_path / "store" / "zoo").exists()
+
+
+def test_a_manifest_of_factory_models_is_imported_and_measured(tmp_path, ray_address):
+    """``model`` as a ``package.module:function`` factory (here nin's own builder, importable in
+    every Ray worker): the models are trials of that model, measured on Ray; a manifest without
+    ``epochs`` records one epoch."""
+    reference = "trainers.models.nin:build_nin"
+    rows = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = models.build(reference, 10, **NIN)
+        torch.save(net.state_dict(), tmp_path / f"net{seed}.pt")
+        rows.append({"file": f"net{seed}.pt", "model": reference, **NIN, "dataset": "digits", "train_size": 96,
+                     "seed": seed})
+    pd.DataFrame(rows).to_csv(tmp_path / "fzoo.csv", index=False)
+    storage = str(tmp_path / "store")
+    assert importer.run(str(tmp_path / "fzoo.csv"), storage=storage) == {"imported": 2, "unchanged": 0}
+    store = Store(storage, "fzoo")
+    trials = store.trials()
+    assert set(trials["model"]) == {reference} and all(t.startswith("build_nin-") for t in trials["trial_id"])
+    assert read_resolved_config(store).base.model == reference and set(trials["epochs"]) == {1}
+    assert len(store.epochs()) == 2
+    assert job.run("fzoo", storage=storage, measures="norms") == {"ok": 2, "error": 0}
+    norms = store.measures()
+    counts = norms[norms["measure"] == "parameter_count"]["value"]
+    assert set(counts) == {float(sum(p.numel() for p in _model("nin", 0, **NIN).parameters()))}
+
+
+def test_a_bad_factory_in_a_manifest_is_one_line_and_nothing_written(manifest, tmp_path, capsys):
+    frame = pd.read_csv(manifest)
+    frame["file"] = [str(manifest.parent / f) for f in frame["file"]]
+    frame.loc[1, "model"] = "trainers.models.nin:no_such_builder"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    storage = tmp_path / "store"
+    assert main(["import", str(tmp_path / "bad.csv"), "--storage", str(storage)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "bad.csv row 2: model: trainers.models.nin:no_such_builder" in error
+    assert not (storage / "bad").exists()
+
+
+def _ray2_trial(folder, lr: float, seed: int) -> None:
+    """A trial folder as Ray Tune 2.7+ writes it (checked against Ray 2.60's own output): the
+    checkpoints numbered in the order they were saved, each named by the result row that
+    reported it (checkpoint_000000 after iteration 1, none at 2, checkpoint_000001 at 3)."""
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps({"lr": lr, "seed": seed}))
+    net = _model("lenet_300_100", seed, width=16)
+    lines, saved = [], 0
+    for iteration in (1, 2, 3):
+        _step(net, seed + iteration, lr)
+        name = None
+        if iteration != 2:
+            name = f"checkpoint_{saved:06d}"
+            (folder / name).mkdir()
+            torch.save(net.state_dict(), folder / name / "model.pt")
+            saved += 1
+        lines.append(json.dumps({"loss": 2.3 - 0.1 * iteration, "acc": 0.1 * iteration, "timestamp": 1_796_439_927,
+                                 "checkpoint_dir_name": name, "done": False, "training_iteration": iteration,
+                                 "time_this_iter_s": 0.01, "hostname": "vm", "config": {"lr": lr, "seed": seed}}))
+    (folder / "result.json").write_text("\n".join(lines) + "\n")
+
+
+def test_a_ray_2_tune_folder_maps_its_checkpoints_by_their_result_rows(tmp_path, capsys):
+    root = tmp_path / "ray2_zoo"
+    for number, (lr, seed) in enumerate(((0.1, 0), (0.2, 1))):
+        _ray2_trial(root / f"trainable_b3217_{number:05d}_{number}_lr={lr}_2026-12-05_03-05-17", lr, seed)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(yaml.safe_dump({
+        "params": {"lr": "lr", "seed": "seed"},
+        "fixed": {"model": "lenet_300_100", "width": 16, "dataset": "digits", "train_size": 96},
+        "metrics": {"train_loss": "loss", "train_acc": "acc", "minibatch_loss": "loss"},
+        "early_epoch": 1}))
+    storage = str(tmp_path / "store")
+    assert main(["import", str(root), "--mapping", str(mapping), "--storage", storage]) == 0
+    store = Store(storage, "ray2_zoo")
+    trials = store.trials().sort_values("seed")
+    assert set(trials["epochs"]) == {3} and [list(c) for c in trials["checkpoint_epochs"]] == [[1], [1]]
+    for trial_id, folder in zip(trials["trial_id"], sorted(root.iterdir())):
+        # checkpoint_000001 holds epoch 3's weights (the final ones), checkpoint_000000 epoch 1's;
+        # there are no weights before training (Ray 2's first checkpoint is not them).
+        assert set(store.list("checkpoints", trial_id)) == {"epoch_1.pt", "final.pt", "source.json"}
+        for name, source in (("final.pt", "checkpoint_000001"), ("epoch_1.pt", "checkpoint_000000")):
+            expected = torch.load(folder / source / "model.pt", weights_only=True)
+            stored = torch.load(store.local_path("checkpoints", trial_id, name), weights_only=True)
+            assert set(expected) == set(stored) and all(torch.equal(expected[k], stored[k]) for k in expected)
+        assert list(store.epochs(trial_id)["epoch"]) == [1, 2, 3]
+        assert json.loads(store.read_text("checkpoints", trial_id, "source.json"))["path"].endswith(
+            "checkpoint_000001/model.pt")
+    # A row that names a folder the trial does not have is one line.
+    first = sorted(root.iterdir())[0]
+    lines = (first / "result.json").read_text().replace("checkpoint_000001", "checkpoint_000007")
+    (first / "result.json").write_text(lines)
+    capsys.readouterr()
+    assert main(["import", str(root), "--mapping", str(mapping), "--storage", str(tmp_path / "other")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "the result of epoch 3 names checkpoint_000007, which is not a folder" in error
+    assert not (tmp_path / "other" / "ray2_zoo").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Tuple
 
 from trainers.models.spec import ModelError, ModelSpec
-from trainers.registry import Registry
+from trainers.registry import Registry, is_reference
 
 _MODELS: Registry[ModelSpec] = Registry("model", ModelSpec, ModelError)
 
@@ -22,13 +22,28 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 def get(name: str) -> ModelSpec:
-    """The spec of model ``name``; an unknown name is a ModelError listing the registered ones."""
+    """The spec of model ``name``; an unknown name is a ModelError listing the registered ones.
+
+    A ``"package.module:function"`` name is a factory model: the first time it is asked for,
+    its spec is made from the function's signature and registered
+    (:func:`trainers.models.factory.factory_spec`), in whichever process asks."""
+    if is_reference(name) and name not in _MODELS.names():
+        from trainers.models.factory import factory_spec
+
+        register(factory_spec(name))
     return _MODELS.get(name)
 
 
+def known(name: str) -> bool:
+    """Whether ``name`` is a registered model or a factory reference that resolves to one
+    (a reference that does not import raises its ModelError: the user wants to know why)."""
+    return isinstance(name, str) and (name in names() or (is_reference(name) and bool(get(name))))
+
+
 def names() -> Tuple[str, ...]:
-    """The registered model names, in registration order (the built-ins, alphabetically, first)."""
-    return _MODELS.names()
+    """The registered model names, in registration order (the built-ins, alphabetically, first);
+    factory models (``package.module:function``) a process has resolved are not names to list."""
+    return tuple(name for name in _MODELS.names() if not is_reference(name))
 
 
 _COUNTS = "trainers.models.counts"

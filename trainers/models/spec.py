@@ -32,7 +32,9 @@ class ModelSpec:
     (given ``input_shape=`` too when its signature has it); imported only to build.
     ``parameter_count``: ``"module:attr"`` of a torch-free
     ``fn(classes, *, width, depth, input_shape) -> int`` (weights, biases, BatchNorm scales and
-    shifts; not buffers), given the defaults below for the unset hyperparameters.
+    shifts; not buffers), given the defaults below for the unset hyperparameters; None: counted
+    on a built model (a ``module:function`` factory model, :mod:`trainers.models.factory`, whose
+    count genzoo cannot know without building it).
     ``width`` / ``depth``: the default of each hyperparameter the model takes (None: it has
     none; both are integers >= 1 when set); ``dropout``: whether it takes a dropout rate (in
     [0, 1), default 0). ``input_shapes``: the one-example (C, H, W) shapes it takes, None for any.
@@ -44,7 +46,7 @@ class ModelSpec:
 
     name: str
     builder: str
-    parameter_count: str
+    parameter_count: Optional[str]
     width: Optional[int] = None
     depth: Optional[int] = None
     dropout: bool = False
@@ -54,7 +56,7 @@ class ModelSpec:
     def __post_init__(self) -> None:
         where = f"model {self.name}"
         for name in ("builder", "parameter_count"):
-            if not is_reference(getattr(self, name)):
+            if not is_reference(getattr(self, name)) and not (name == "parameter_count" and self.parameter_count is None):
                 raise ModelError(f"{where}: {name} got {getattr(self, name)!r}, allowed: a 'package.module:attr' string")
         for name in ("width", "depth"):
             value = getattr(self, name)
