@@ -6,7 +6,10 @@ paper's figure of their cumulative distribution.
 Writes ``sign_error.md`` / ``sign_error.csv`` (one row per measure and hyperparameter),
 ``sign_error_environments.csv`` (ψ_e, weight and effective sample size of every measure in every
 environment, to re-threshold with pandas) and ``figures/sign_error_cdf.png`` / ``.svg`` when
-some environment is kept.
+some environment is kept. When none is (one seed per configuration, or coupled gaps within the
+test-set noise, as on the demo), an unfiltered table beside it, labelled as not the paper's rule
+(every pair at weight 1, every environment kept): ``sign_error_unfiltered.csv``,
+``sign_error_environments_unfiltered.csv`` and ``figures/sign_error_cdf_unfiltered.png``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from analysis.sign_error import (
 from analysis.tables import to_csv_text, to_markdown
 
 FIGURE = "figures/sign_error_cdf"
+FIGURE_UNFILTERED = "figures/sign_error_cdf_unfiltered"
 # Points of [0, 1] at which the figure evaluates each cumulative distribution.
 CDF_POINTS = 101
 
@@ -41,13 +45,14 @@ def _cell(row: pd.Series) -> str:
     return f"{row['mean']:.2f} / {row['p90']:.2f} / {row['max']:.2f}"
 
 
-def sign_error_cdf_figure(environments: pd.DataFrame, hyperparameters: Sequence[str], min_ess: float) -> Figure:
+def sign_error_cdf_figure(environments: pd.DataFrame, hyperparameters: Sequence[str], min_ess: float,
+                          heading: str = "") -> Figure:
     """The paper's figure of the robust sign-error analysis: one panel per hyperparameter (all of
     them first), one column per measure (ordered by the mean sign error over all kept
     environments, then by name), the colour at height y the share of the kept environments
     whose sign error ψ_e is at most y (the cumulative distribution over environments), with
     the mean (dotted), the 90th percentile (dashed) and the maximum (solid) drawn across the
-    column; a × where no environment of the measure is kept."""
+    column; a × where no environment of the measure is kept. ``heading`` goes before the title."""
     kept = environments[environments["kept"].astype(bool)]
     names = list(pd.unique(environments["measure"]))
     means = {name: kept.loc[kept["measure"] == name, "sign_error"].mean() for name in names}
@@ -81,13 +86,52 @@ def sign_error_cdf_figure(environments: pd.DataFrame, hyperparameters: Sequence[
         axis.tick_params(axis="y", labelsize=7)
     axes[-1].set_xticks(np.arange(len(names)), names, rotation=90, fontsize=7)
     axes[-1].set_xlim(-0.5, len(names) - 0.5)
-    axes[0].set_title(f"Sign error ψ_e over coupled environments (kept: ESS ≥ {min_ess:g})\n"
+    axes[0].set_title(f"{heading}Sign error ψ_e over coupled environments (kept: ESS ≥ {min_ess:g})\n"
                       f"dotted: mean, dashed: {PERCENTILE:g}th percentile, solid: max; ×: none kept", fontsize=8)
     if image is not None:
         bar = figure.colorbar(image, ax=list(axes), fraction=0.03, pad=0.01)
         bar.set_label("share of environments with sign error ≤ y", fontsize=7)
         bar.ax.tick_params(labelsize=7)
     return figure
+
+
+def _wide(summary: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """One row per measure, one column per hyperparameter (``all`` first): mean / p90 / max."""
+    wide = pd.DataFrame({"measure": list(pd.unique(summary["measure"]))})
+    for name in [ALL, *axes]:
+        part = summary[summary["hyperparameter"] == name].set_index("measure")
+        wide[name] = [_cell(part.loc[m]) for m in wide["measure"]]
+    return wide
+
+
+def _unfiltered(zoo, axes: Sequence[str], target: str, files: dict, figures: list) -> List[str]:
+    """When the paper's rule keeps no environment (a zoo of few seeds, or gaps closer than the
+    test set can tell apart): the same statistics with every coupled pair counted at weight 1
+    and every environment kept (ESS ≥ 1), labelled as not the paper's rule. The paper's table is
+    still the one that counts; this one shows which way each measure leans on this zoo."""
+    summary, environments = sign_error_table(zoo.models, zoo.measures, zoo.target_series, axes, None,
+                                             min_ess=1.0)
+    if not environments["kept"].any():
+        return []
+    files["sign_error_unfiltered.csv"] = to_csv_text(summary).encode()
+    files["sign_error_environments_unfiltered.csv"] = to_csv_text(environments).encode()
+    pairs = environments.groupby("environment", sort=False)["pairs"].max()
+    heading = "Unfiltered, not the paper's rule: "
+    files.update(figure_files(sign_error_cdf_figure(environments, axes, 1.0, heading), FIGURE_UNFILTERED))
+    title = "unfiltered (not the paper's rule): cumulative distribution of the sign error over coupled environments"
+    figures.append((title, f"{FIGURE_UNFILTERED}.png"))
+    return [
+        "", "**Unfiltered, not the paper's rule.** The same statistics with every coupled pair counted at weight 1 "
+        f"(no test-set noise filter) and every environment kept (ESS ≥ 1): {len(pairs)} environments of "
+        + (f"{int(pairs.min())} pair(s) each" if pairs.min() == pairs.max() else
+           f"{int(pairs.min())} to {int(pairs.max())} pairs") + ". An environment of one pair has ψ_e of 0, ½ or 1, so the "
+        f"mean is the share of coupled pairs a measure orders against the {target}, and the maximum is 1 as soon as "
+        "one pair is misordered; pairs whose difference is within the test-set noise count as much as the others. "
+        "Read it as which way each measure leans on this zoo, not as the paper's robust sign error.", "",
+        f"Each cell: mean / {PERCENTILE:g}th percentile / max of ψ_e over every environment.", "",
+        to_markdown(_wide(summary, axes)), "", f"![{title}]({FIGURE_UNFILTERED}.png)", "",
+        "[csv](sign_error_unfiltered.csv); every environment: "
+        "[sign_error_environments_unfiltered.csv](sign_error_environments_unfiltered.csv).", ""]
 
 
 def sign_error_section(section: SectionInput) -> SectionOutput:
@@ -147,15 +191,15 @@ def sign_error_section(section: SectionInput) -> SectionOutput:
             f"difference exceeds the test-set noise. The table stays empty; train more seeds per configuration "
             f"(at least {math.ceil(math.sqrt(min_ess))} for ESS {min_ess:g}). Every environment's ψ_e, weight and ESS are in "
             f"[sign_error_environments.csv](sign_error_environments.csv).")
+        unfiltered = _unfiltered(zoo, axes, target, files, figures)
         notes.append(f"sign error: no coupled environment has an effective sample size of {min_ess:g} or more; "
-                     f"the robust sign-error table is empty")
+                     f"the robust sign-error table is empty"
+                     + ("; an unfiltered table (every pair at weight 1, not the paper's rule) is shown beside it"
+                        if unfiltered else ""))
+        markdown += unfiltered
     else:
-        wide = pd.DataFrame({"measure": list(pd.unique(summary["measure"]))})
-        for name in [ALL, *axes]:
-            part = summary[summary["hyperparameter"] == name].set_index("measure")
-            wide[name] = [_cell(part.loc[m]) for m in wide["measure"]]
         markdown += [f"Each cell: mean / {PERCENTILE:g}th percentile / max of ψ_e over the kept environments "
-                     f"(– none kept).", "", to_markdown(wide), ""]
+                     f"(– none kept).", "", to_markdown(_wide(summary, axes)), ""]
         files.update(figure_files(sign_error_cdf_figure(environments, axes, min_ess), FIGURE))
         title = "cumulative distribution of the sign error over coupled environments, per hyperparameter"
         figures.append((title, f"{FIGURE}.png"))

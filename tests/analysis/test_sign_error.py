@@ -233,13 +233,27 @@ def test_the_report_has_the_sign_error_section_table_and_figure(tmp_path):
     assert by.loc[("good", "all"), "kept"] == 4  # 2 width pairs + 2 depth pairs, 16 samples each
 
 
-def test_a_single_seed_zoo_says_why_its_table_is_empty(tmp_path):
+def test_a_single_seed_zoo_says_why_its_table_is_empty_and_shows_the_unfiltered_one_labelled(tmp_path):
     trials, measures = store_frames(seeds=1)
     result = analyze(trials, measures, tmp_path, hparams=("width", "depth"), test_examples=2000)
     report = result.report_path.read_text()
     assert "No environment reaches the effective sample size 12" in report
     assert not (tmp_path / "figures" / "sign_error_cdf.png").exists()
-    assert any(note.startswith("sign error: no coupled environment") for note in result.notes)
+    assert any(note.startswith("sign error: no coupled environment") and "not the paper's rule" in note
+               for note in result.notes)
+    # Beside it, labelled: every pair at weight 1, every environment kept; equal to brute force.
+    assert "**Unfiltered, not the paper's rule.**" in report and "4 environments of 1 pair(s) each" in report
+    assert (tmp_path / "figures" / "sign_error_cdf_unfiltered.png").exists()
+    unfiltered = pd.read_csv(tmp_path / "sign_error_unfiltered.csv").set_index(["measure", "hyperparameter"])
+    models = trials.assign(gap=trials["train_acc"] - trials["test_acc"]).set_index("trial_id")
+    wide = measures.pivot(index="trial_id", columns="measure", values="value")
+    expected = brute_force(models, wide, ["width", "depth"], None, min_ess=1.0)
+    for (name, axis), rows in expected.items():
+        values = [psi for psi, _, _, kept in rows if kept]
+        assert unfiltered.loc[(name, axis), "kept"] == len(values) == 2
+        assert unfiltered.loc[(name, axis), "mean"] == pytest.approx(np.mean(values))
+        assert unfiltered.loc[(name, axis), "max"] == pytest.approx(np.max(values))
+    assert unfiltered.loc[("good", "all"), "mean"] == 0.0 and unfiltered.loc[("bad", "all"), "mean"] == 1.0
 
 
 def test_the_options_defaults_are_the_papers_and_reach_the_section(tmp_path):
