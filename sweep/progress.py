@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sweep import trial
-from sweep.store import ERROR, FINISHED, Store
+from sweep.store import ERROR, FINISHED, RUNNING, Store
 from sweep.trials_table import TrialsTable
 from trainers.config import TrainConfig
 
@@ -45,6 +45,9 @@ def _tune_callback_class():
         :func:`share_table`) or rebuilds it from the store, so it survives the pickling of
         Tune's experiment state."""
 
+        # The clock of a trial's start and end (a test sets its own).
+        clock = staticmethod(time.monotonic)
+
         def __init__(self, storage: str, experiment: str, config_dicts: List[Dict[str, Any]], every: float = 10.0,
                      table: Optional[str] = None):
             self.storage, self.experiment, self.config_dicts, self.every = storage, experiment, config_dicts, every
@@ -58,6 +61,10 @@ def _tune_callback_class():
             self.started = time.monotonic()
             self.live_epochs: Dict[str, int] = {}
             self.pace = Pace()
+            # Per Tune trial (a grid point or a pack): when it started, and its epochs' seconds,
+            # for the start-up and commit time the epochs do not show (Pace.add_overhead).
+            self.started_at: Dict[str, float] = {}
+            self.epoch_seconds: Dict[str, float] = {}
             self.last_print = 0.0
             self.write_every = max(1, int(WRITE_SHARE * len(self.table.rows)))
             self._write()
@@ -72,11 +79,19 @@ def _tune_callback_class():
                 if seconds is not None and seconds == seconds:
                     # A pack's epoch trains all its models: each model's share of it.
                     self.pace.add(self.table.rows[trial_id].config, seconds / len(trial.config["trial"]["trial_ids"]))
+                    self.epoch_seconds[trial.trial_id] = self.epoch_seconds.get(trial.trial_id, 0.0) + seconds
             self._maybe_print(trials)
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.started_at[trial.trial_id] = self.clock()
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             # No line here: at this instant the slot the trial held is always empty (Tune
             # starts the next trial a step later), so every such line would show a slot idle.
+            started = self.started_at.pop(trial.trial_id, None)
+            if started is not None:
+                beyond = self.clock() - started - self.epoch_seconds.pop(trial.trial_id, 0.0)
+                self.pace.add_overhead(max(0.0, beyond) / len(trial.config["trial"]["trial_ids"]))
             self._finish(trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -122,7 +137,8 @@ def _tune_callback_class():
             )
             elapsed = time.monotonic() - self.started
             left, bound = epochs_left(rows, self.live_epochs)
-            seconds = self.pace.remaining_seconds(left, slots=running)
+            waiting = sum(1 for r in rows if r.status not in FINISHED and r.status not in (ERROR, RUNNING))
+            seconds = self.pace.remaining_seconds(left, slots=running, starts=waiting)
             eta = "?" if seconds is None else bound + _duration(seconds)
             print(
                 f"[{self.experiment}] trials {done}/{len(self.table.rows)} done, {running} running, "
@@ -165,10 +181,23 @@ def architecture(config: TrainConfig) -> tuple:
 class Pace:
     """Seconds per epoch measured per architecture (:func:`architecture`), for an ETA from the
     epochs each trial has left rather than from the elapsed time (which counts Ray's start
-    and every trial's start-up, and made a first ETA of 1h21m for a sweep of 7 minutes)."""
+    and every trial's start-up, and made a first ETA of 1h21m for a sweep of 7 minutes); and
+    each finished trial's time beyond its epochs (its worker's start, loading the data,
+    evaluating and committing its checkpoints), which every trial not yet started will spend
+    too: with trials of a few seconds it is most of the time left."""
 
     def __init__(self) -> None:
         self.sums: Dict[tuple, List[float]] = {}
+        self.overhead = [0.0, 0]
+
+    def add_overhead(self, seconds: float) -> None:
+        """One finished model's wall time beyond its epochs (a pack's, shared by its models)."""
+        self.overhead[0] += float(seconds)
+        self.overhead[1] += 1
+
+    def overhead_per_trial(self) -> float:
+        """The mean of :meth:`add_overhead`; 0 before a trial finished."""
+        return self.overhead[0] / self.overhead[1] if self.overhead[1] else 0.0
 
     def add(self, config: TrainConfig, seconds: float) -> None:
         total = self.sums.setdefault(architecture(config), [0.0, 0])
@@ -184,13 +213,14 @@ class Pace:
         measured = [s / n for s, n in self.sums.values()]
         return sum(measured) / len(measured) if measured else None
 
-    def remaining_seconds(self, left, *, slots: int) -> Optional[float]:
+    def remaining_seconds(self, left, *, slots: int, starts: int = 0) -> Optional[float]:
         """Wall seconds to train ``left`` ((config, epochs left) pairs) on ``slots`` models at
-        once; None before any epoch was measured."""
+        once, ``starts`` of them trials not started yet (each adding the measured overhead of a
+        trial); None before any epoch was measured."""
         if not self.sums:
             return None
         work = sum(epochs * self.per_epoch(config) for config, epochs in left if epochs > 0)
-        return work / max(1, slots)
+        return (work + starts * self.overhead_per_trial()) / max(1, slots)
 
 
 def _last_error_line(trial) -> str:

@@ -94,3 +94,33 @@ def test_trials_that_stop_at_a_target_are_expected_to_stop_where_the_finished_on
     assert ([n for _, n in left], bound) == ([10, 7, 1], "~")  # to epoch 10; one past it goes one more
     plain = TrainConfig(dataset="digits", model="nin", width=4, depth=1, epochs=5)
     assert epochs_left([TrialRow(plain, status="running", epochs_done=2)], {}) == ([(plain, 3)], "")
+
+
+def test_the_eta_counts_each_waiting_trials_start_up_and_commit_measured_on_finished_ones(progress, capsys):
+    """Trials of a few seconds spend most of their time outside their epochs (the worker's
+    start, the data, the commit): a finished trial's wall time beyond its epochs is added for
+    every trial not started yet (a pack's shared by its models)."""
+    from sweep.progress import Pace
+
+    pace = Pace()
+    pace.add(CONFIGS[0], 1.0)
+    assert pace.overhead_per_trial() == 0.0
+    assert pace.remaining_seconds([(CONFIGS[0], 2)], slots=1, starts=3) == 2.0  # nothing finished: epochs only
+    pace.add_overhead(4.0)
+    pace.add_overhead(2.0)
+    assert pace.remaining_seconds([(CONFIGS[0], 2), (CONFIGS[1], 2)], slots=2, starts=1) == pytest.approx((4 + 3) / 2)
+
+    times = iter([100.0, 112.0])
+    progress.clock = lambda: next(times)
+    pack = _tune_trial(CONFIGS[:2], Trial.RUNNING)
+    progress.on_trial_start(0, [pack], pack)  # at 100 s
+    result = {"genzoo_trial_id": CONFIGS[0].trial_id, "epoch": 2, "epoch_seconds": 4.0}
+    progress.on_trial_result(0, [pack], pack, result)
+    pack.set_status(Trial.TERMINATED)
+    progress.on_trial_complete(0, [pack], pack)  # at 112 s: 12 s, 4 of them an epoch: 8 s for 2 models
+    assert progress.pace.overhead_per_trial() == 4.0
+    # The pack wrote nothing to the store, so its trials are pending again: four trials waiting,
+    # each 2 epochs at 2 s (the one pace measured) and 4 s beyond them, on one slot: 32 s.
+    progress.on_experiment_end([pack])
+    line = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert "trials 0/4 done, 0 running, 0 failed | epochs 0/8 |" in line and line.endswith("ETA 0m32s")
