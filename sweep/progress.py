@@ -61,6 +61,7 @@ def _tune_callback_class():
             self.started = time.monotonic()
             self.live_epochs: Dict[str, int] = {}
             self.pace = Pace()
+            self.most_running = 0  # the most models seen training at once: the sweep's parallelism
             # Per Tune trial (a grid point or a pack): when it started, and its epochs' seconds,
             # for the start-up and commit time the epochs do not show (Pace.add_overhead).
             self.started_at: Dict[str, float] = {}
@@ -138,7 +139,11 @@ def _tune_callback_class():
             elapsed = time.monotonic() - self.started
             left, bound = epochs_left(rows, self.live_epochs)
             waiting = sum(1 for r in rows if r.status not in FINISHED and r.status not in (ERROR, RUNNING))
-            seconds = self.pace.remaining_seconds(left, slots=running, starts=waiting)
+            # Between two short trials a slot is briefly empty: the parallelism is the most models
+            # seen running at once (or what is left, at the end), not this instant's count.
+            self.most_running = max(self.most_running, running)
+            slots = max(running, min(self.most_running, len(left)))
+            seconds = self.pace.remaining_seconds(left, slots=slots, starts=waiting)
             eta = "?" if seconds is None else bound + _duration(seconds)
             print(
                 f"[{self.experiment}] trials {done}/{len(self.table.rows)} done, {running} running, "

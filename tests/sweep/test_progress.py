@@ -120,7 +120,8 @@ def test_the_eta_counts_each_waiting_trials_start_up_and_commit_measured_on_fini
     progress.on_trial_complete(0, [pack], pack)  # at 112 s: 12 s, 4 of them an epoch: 8 s for 2 models
     assert progress.pace.overhead_per_trial() == 4.0
     # The pack wrote nothing to the store, so its trials are pending again: four trials waiting,
-    # each 2 epochs at 2 s (the one pace measured) and 4 s beyond them, on one slot: 32 s.
+    # each 2 epochs at 2 s (the one pace measured) and 4 s beyond them. None runs at this instant,
+    # but two models (the pack) were seen running at once: on two slots, 16 s.
     progress.on_experiment_end([pack])
     line = capsys.readouterr().out.rstrip().splitlines()[-1]
-    assert "trials 0/4 done, 0 running, 0 failed | epochs 0/8 |" in line and line.endswith("ETA 0m32s")
+    assert "trials 0/4 done, 0 running, 0 failed | epochs 0/8 |" in line and line.endswith("ETA 0m16s")
