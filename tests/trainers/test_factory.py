@@ -29,7 +29,10 @@ def no_default(num_classes, width):
 def zero_width(num_classes, width=0):
     raise AssertionError("never built")
 
-def keyword_only_classes(*, num_classes=10):
+def keyword_classes(*, num_classes, width=4):
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, width), nn.ReLU(), nn.Linear(width, num_classes))
+
+def no_classes(*, width=8):
     raise AssertionError("never built")
 
 def with_dropout(num_classes, dropout=0.0):
@@ -79,7 +82,7 @@ def test_a_registered_builder_as_a_factory_equals_the_registered_model():
 @pytest.mark.parametrize("function, message", [
     ("no_default", "parameter 'width' has no default"),
     ("zero_width", "width defaults to 0; allowed: an integer >= 1"),
-    ("keyword_only_classes", "its first parameter must take the number of classes"),
+    ("no_classes", "it does not take the number of classes"),
     ("NOT_A_FUNCTION", "has no function 'NOT_A_FUNCTION'"),
     ("missing", "has no function 'missing'"),
 ])
@@ -87,6 +90,21 @@ def test_a_factory_that_does_not_fit_is_one_line(module, function, message):
     with pytest.raises(models.ModelError, match=message) as caught:
         models.get(f"{module}:{function}")
     assert "\n" not in str(caught.value) and str(caught.value).startswith(f"model: {module}:{function}")
+
+
+def test_a_factory_may_take_the_classes_by_keyword_as_torchvisions_builders_do(module):
+    spec = models.get(f"{module}:keyword_classes")
+    assert spec.hyperparameters == ("width",) and spec.width == 4
+    assert models.build(f"{module}:keyword_classes", 7, width=5)[-1].out_features == 7
+    # torchvision.models:resnet18(*, weights=None, progress=True, **kwargs): num_classes by keyword;
+    # counted on the built model, equal to torchvision's own model's count.
+    import torchvision
+
+    reference = "torchvision.models:resnet18"
+    assert models.get(reference).hyperparameters == ()
+    assert models.build(reference, 10, input_shape=(3, 32, 32)).fc.out_features == 10
+    assert catalog.parameter_count(reference, 10) == \
+        sum(p.numel() for p in torchvision.models.resnet18(num_classes=10).parameters())
 
 
 def test_a_factory_whose_module_does_not_import_is_one_line():

@@ -31,6 +31,7 @@ import inspect
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from trainers.models import registry
+from trainers.models.factory import takes_classes_first
 from trainers.models.spec import HYPERPARAMETERS, IMAGE_SHAPE, ModelError, ModelSpec
 from trainers.registry import resolve
 from trainers.values import is_int
@@ -83,14 +84,17 @@ def build(
     if dropout != 0:
         given["dropout"] = float(dropout)
     builder = resolve(spec.builder)
+    parameters = inspect.signature(builder).parameters
     if input_shape is not None:
         input_shape = tuple(int(v) for v in input_shape)
         if not spec.takes_shape(input_shape):
             raise ModelError(f"model {name}: takes {_shapes(spec)} inputs, the dataset's are {_shape(input_shape)} "
                              f"(any shape: {', '.join(n for n in names() if get(n).input_shapes is None) or 'none'})")
-        if "input_shape" in inspect.signature(builder).parameters:
+        if "input_shape" in parameters:
             given["input_shape"] = input_shape
-    return builder(num_classes, **given)
+    if takes_classes_first(list(parameters.values())):
+        return builder(num_classes, **given)
+    return builder(num_classes=num_classes, **given)  # a factory such as torchvision.models:resnet18
 
 
 def _shape(shape: Sequence[int]) -> str:

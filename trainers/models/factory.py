@@ -5,7 +5,9 @@ file's ``model:``), without writing a module that registers it.
 The function is the model's builder, ``fn(num_classes, *, ...) -> nn.Module``, and its spec is
 read from its signature (:func:`factory_spec`):
 
-- its first parameter takes the number of classes (positionally);
+- it takes the number of classes: positionally as its first parameter, or else by keyword as
+  ``num_classes`` (a parameter of that name, or ``**kwargs``: torchvision's builders, such as
+  ``torchvision.models:resnet18``, pass it on to the model);
 - a parameter ``width`` or ``depth`` makes that a hyperparameter of the model, with the
   parameter's default (an integer >= 1) as the model's default; ``dropout`` makes the dropout
   rate one (its default must be 0: genzoo passes the rate only when it is set);
@@ -52,14 +54,15 @@ def factory_spec(reference: str) -> ModelSpec:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):
         raise ModelError(f"{where}: its signature cannot be read; allowed: a Python function") from None
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if not parameters or parameters[0].kind not in positional:
-        raise ModelError(f"{where}: its first parameter must take the number of classes; allowed: fn(num_classes, ...)")
+    by_keyword = not takes_classes_first(parameters)
+    if by_keyword and not any(p.name == "num_classes" or p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters):
+        raise ModelError(f"{where}: it does not take the number of classes; allowed: fn(num_classes, ...), "
+                         "fn(*, num_classes, ...) or fn(..., **kwargs)")
     defaults = {}
-    for parameter in parameters[1:]:
+    for parameter in parameters[0 if by_keyword else 1:]:
         if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             continue
-        if parameter.name == "input_shape":
+        if parameter.name in ("input_shape", "num_classes"):
             continue
         if parameter.default is inspect.Parameter.empty:
             raise ModelError(f"{where}: parameter {parameter.name!r} has no default; allowed: defaults for every "
@@ -73,6 +76,14 @@ def factory_spec(reference: str) -> ModelSpec:
                          "when a trial sets one)")
     return ModelSpec(name=reference, builder=reference, parameter_count=None, width=defaults.get("width"),
                      depth=defaults.get("depth"), dropout="dropout" in defaults, input_shapes=None)
+
+
+def takes_classes_first(parameters) -> bool:
+    """Whether a builder with these ``inspect`` parameters takes the number of classes as its
+    first positional argument (every registered builder does); else it is passed as the keyword
+    ``num_classes``."""
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return bool(parameters) and parameters[0].kind in positional
 
 
 @functools.lru_cache(maxsize=256)
