@@ -408,7 +408,8 @@ def _checkpoint_folders(folder: Path, results: pd.DataFrame, epoch_key: str, whe
 
     Ray Tune from 2.7 on numbers them in the order they were saved (``checkpoint_000000`` is the
     first checkpoint reported, after epoch 1, not the weights before training) and names each in
-    the result row that reported it (``checkpoint_dir_name``): the row's epoch is the folder's.
+    the result row that reported it (``checkpoint_dir_name``): the row's epoch is the folder's
+    (rows naming a folder Ray has since deleted, under ``num_to_keep``, are passed over).
     Ray Tune 1.x (the Model Zoos) and 2.0-2.6 name them by the training iteration
     (``checkpoint_<iteration>``, ``checkpoint_000000`` then being the weights before training when
     the trainable saved them)."""
@@ -416,12 +417,9 @@ def _checkpoint_folders(folder: Path, results: pd.DataFrame, epoch_key: str, whe
     if named is not None and named.map(lambda v: isinstance(v, str)).any():
         folders: Dict[int, Path] = {}
         for epoch, name in zip(results[epoch_key], named):
-            if not isinstance(name, str):
-                continue
-            if not (folder / name).is_dir():
-                raise ZooImportError(f"{where}: the result of epoch {epoch} names {name}, which is not a folder "
-                                     "of the trial")
-            folders[int(epoch)] = folder / name
+            # A folder that is gone was deleted by Ray (CheckpointConfig's num_to_keep keeps the latest few).
+            if isinstance(name, str) and (folder / name).is_dir():
+                folders[int(epoch)] = folder / name
         return folders
     folders = {}
     for sub in folder.glob("checkpoint_*"):

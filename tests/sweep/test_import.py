@@ -492,12 +492,20 @@ def test_a_ray_2_tune_folder_maps_its_checkpoints_by_their_result_rows(tmp_path,
         assert list(store.epochs(trial_id)["epoch"]) == [1, 2, 3]
         assert json.loads(store.read_text("checkpoints", trial_id, "source.json"))["path"].endswith(
             "checkpoint_000001/model.pt")
-    # A row that names a folder the trial does not have is one line.
-    first = sorted(root.iterdir())[0]
-    lines = (first / "result.json").read_text().replace("checkpoint_000001", "checkpoint_000007")
-    (first / "result.json").write_text(lines)
+    # Ray's num_to_keep deletes older checkpoints: a row naming a folder that is gone is passed over.
+    import shutil
+
+    for folder in root.iterdir():
+        shutil.rmtree(folder / "checkpoint_000000")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({**yaml.safe_load(mapping.read_text()), "early_epoch": None}))
+    assert main(["import", str(root), "--mapping", str(plain), "--storage", str(tmp_path / "kept")]) == 0
+    kept = Store(str(tmp_path / "kept"), "ray2_zoo")
+    assert set(kept.trials()["epochs"]) == {3}
+    assert all(set(kept.list("checkpoints", t)) == {"final.pt", "source.json"} for t in kept.trials()["trial_id"])
+    # ... but an early epoch whose folder is gone is one line, and nothing is written.
     capsys.readouterr()
     assert main(["import", str(root), "--mapping", str(mapping), "--storage", str(tmp_path / "other")]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and "the result of epoch 3 names checkpoint_000007, which is not a folder" in error
+    assert error.count("\n") == 0 and "early_epoch: got 1, but there is no checkpoint of epoch 1" in error
     assert not (tmp_path / "other" / "ray2_zoo").exists()
