@@ -4,6 +4,9 @@ The models are registered in :mod:`trainers.models.registry` (one torch-free
 :class:`ModelSpec` each); a model's implementation is imported only when it is built, so
 importing this package imports no torch.
 
+A model may also be named ``package.module:function``, the function that builds it (a factory
+model, :mod:`trainers.models.factory`: its spec is read from the function's signature).
+
 Every model returns logits of shape (batch, num_classes) and has
 ``margin_layers()``: the named modules whose outputs are the hidden representations of its
 blocks (for the margin signature of Jiang et al. 2019; the input layer is the measure's
