@@ -403,7 +403,7 @@ def _checkpoint_file(folder: Path, name: Optional[str], where: str) -> Path:
     return weights[0]
 
 
-def _checkpoint_folders(folder: Path, results: pd.DataFrame, epoch_key: str, where: str) -> Dict[int, Path]:
+def _checkpoint_folders(folder: Path, results: pd.DataFrame, epoch_key: str) -> Dict[int, Path]:
     """A trial's checkpoint folders by the epoch whose weights they hold.
 
     Ray Tune from 2.7 on numbers them in the order they were saved (``checkpoint_000000`` is the
@@ -418,7 +418,7 @@ def _checkpoint_folders(folder: Path, results: pd.DataFrame, epoch_key: str, whe
         folders: Dict[int, Path] = {}
         for epoch, name in zip(results[epoch_key], named):
             # A folder that is gone was deleted by Ray (CheckpointConfig's num_to_keep keeps the latest few).
-            if isinstance(name, str) and (folder / name).is_dir():
+            if isinstance(name, str) and pd.notna(epoch) and (folder / name).is_dir():
                 folders[int(epoch)] = folder / name
         return folders
     folders = {}
@@ -464,7 +464,7 @@ def read_tune(path: Path, mapping: Mapping[str, Any], out: Callable[[str], None]
         results = _tune_results(folder, where)
         if epoch_key not in results.columns:
             raise ZooImportError(f"{where}: the results have no {epoch_key!r} column (the epoch; set epoch:)")
-        checkpoints = _checkpoint_folders(folder, results, epoch_key, where)
+        checkpoints = _checkpoint_folders(folder, results, epoch_key)
         results = results[results[epoch_key] >= 1].drop_duplicates(epoch_key, keep="last").sort_values(epoch_key)
         trained = [k for k in checkpoints if k >= 1]
         if not trained:
