@@ -61,7 +61,7 @@ def _tune_callback_class():
             self.started = time.monotonic()
             self.live_epochs: Dict[str, int] = {}
             self.pace = Pace()
-            self.most_running = 0  # the most models seen training at once: the sweep's parallelism
+            self.most_running = 0  # the most Tune trials seen running at once: the sweep's parallelism
             # Per Tune trial (a grid point or a pack): when it started, and its epochs' seconds,
             # for the start-up and commit time the epochs do not show (Pace.add_overhead).
             self.started_at: Dict[str, float] = {}
@@ -139,10 +139,13 @@ def _tune_callback_class():
             elapsed = time.monotonic() - self.started
             left, bound = epochs_left(rows, self.live_epochs)
             waiting = sum(1 for r in rows if r.status not in FINISHED and r.status not in (ERROR, RUNNING))
-            # Between two short trials a slot is briefly empty: the parallelism is the most models
-            # seen running at once (or what is left, at the end), not this instant's count.
-            self.most_running = max(self.most_running, running)
-            slots = max(running, min(self.most_running, len(left)))
+            # A slot is a Tune trial (a pack trains its models as one: the models' shares of its
+            # epochs add up to the pack's wall time). Between two short trials a slot is briefly
+            # empty: the parallelism is the most trials seen running at once (or what is left, at
+            # the end), not this instant's count.
+            busy = sum(1 for t in trials if t.status == "RUNNING")
+            self.most_running = max(self.most_running, busy)
+            slots = max(busy, min(self.most_running, len(left)))
             seconds = self.pace.remaining_seconds(left, slots=slots, starts=waiting)
             eta = "?" if seconds is None else bound + _duration(seconds)
             print(
@@ -219,9 +222,10 @@ class Pace:
         return sum(measured) / len(measured) if measured else None
 
     def remaining_seconds(self, left, *, slots: int, starts: int = 0) -> Optional[float]:
-        """Wall seconds to train ``left`` ((config, epochs left) pairs) on ``slots`` models at
-        once, ``starts`` of them trials not started yet (each adding the measured overhead of a
-        trial); None before any epoch was measured."""
+        """Wall seconds to train ``left`` ((config, epochs left) pairs) on ``slots`` Tune trials at
+        once (a pack is one: its models' shares of an epoch add up to its epoch), ``starts`` of
+        the models not started yet (each adding the measured overhead per model); None before any
+        epoch was measured."""
         if not self.sums:
             return None
         work = sum(epochs * self.per_epoch(config) for config, epochs in left if epochs > 0)

@@ -74,9 +74,10 @@ def test_the_eta_is_each_trials_epochs_left_at_its_architectures_measured_pace(p
     progress.on_trial_result(0, running, running[0], result)  # a pack of two: 15 s each
     progress.on_experiment_end(running)
     # Left: 1 epoch of CONFIGS[0] at 15 s and 2 epochs each of three others at 15 s (the only
-    # pace measured), on the 3 models running: 105 / 3 = 35 s, whatever the elapsed time.
+    # pace measured), on the 2 Tune trials running (the pack is one slot: its models' 15 s shares
+    # add up to its 30 s epoch): 105 / 2 = 52.5 s, whatever the elapsed time.
     line = capsys.readouterr().out
-    assert "epochs 1/8 | elapsed" in line and line.rstrip().endswith("ETA 0m35s")
+    assert "3 running" in line and "epochs 1/8 | elapsed" in line and line.rstrip().endswith("ETA 0m52s")
 
 
 def test_trials_that_stop_at_a_target_are_expected_to_stop_where_the_finished_ones_did():
@@ -120,8 +121,19 @@ def test_the_eta_counts_each_waiting_trials_start_up_and_commit_measured_on_fini
     progress.on_trial_complete(0, [pack], pack)  # at 112 s: 12 s, 4 of them an epoch: 8 s for 2 models
     assert progress.pace.overhead_per_trial() == 4.0
     # The pack wrote nothing to the store, so its trials are pending again: four trials waiting,
-    # each 2 epochs at 2 s (the one pace measured) and 4 s beyond them. None runs at this instant,
-    # but two models (the pack) were seen running at once: on two slots, 16 s.
+    # each 2 epochs at 2 s (the one pace measured) and 4 s beyond them. None runs at this instant;
+    # one Tune trial (the pack) was seen running: on one slot, 32 s.
     progress.on_experiment_end([pack])
     line = capsys.readouterr().out.rstrip().splitlines()[-1]
-    assert "trials 0/4 done, 0 running, 0 failed | epochs 0/8 |" in line and line.endswith("ETA 0m16s")
+    assert "trials 0/4 done, 0 running, 0 failed | epochs 0/8 |" in line and line.endswith("ETA 0m32s")
+
+    # Two single-model trials seen running at once, then none at this instant (between trials):
+    # the ETA keeps two slots, 16 s.
+    singles = [_tune_trial(CONFIGS[2:3], Trial.RUNNING), _tune_trial(CONFIGS[3:], Trial.RUNNING)]
+    progress.on_experiment_end(singles)
+    for single in singles:
+        single.set_status(Trial.TERMINATED)
+    capsys.readouterr()
+    progress.on_experiment_end(singles)
+    line = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert "0 running" in line and line.endswith("ETA 0m16s")
