@@ -178,7 +178,27 @@ _FIRST_IMPORTS = r"""
 import importlib, os, sys, traceback
 import numpy, pandas, pyarrow, pyarrow.parquet, yaml, torch, torchvision, scipy, ray, ray.tune
 failures = []
+running = {}  # pid -> (module, the read end of its pipe)
+# As many children at once as there are cores: each only imports, and the result is the same.
+parallel = max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+def finish_one():
+    pid, status = os.wait()
+    if pid not in running:  # not a child of this loop
+        return
+    name, read = running.pop(pid)
+    message = b""  # a child writes at most 500 bytes: the pipe never fills, so it is read after the wait
+    while chunk := os.read(read, 4096):
+        message += chunk
+    os.close(read)
+    if status != 0:
+        failures.append(f"{name}: {message.decode(errors='replace')}")
+
+
 for name in sys.argv[1:]:
+    while len(running) >= parallel:
+        finish_one()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -191,14 +211,10 @@ for name in sys.argv[1:]:
             code = 1
         os._exit(code)
     os.close(write)
-    message = b""
-    while chunk := os.read(read, 4096):
-        message += chunk
-    os.close(read)
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        failures.append(f"{name}: {message.decode(errors='replace')}")
-print("\n".join(failures))
+    running[pid] = (name, read)
+while running:
+    finish_one()
+print("\n".join(sorted(failures)))
 sys.exit(1 if failures else 0)
 """
 
