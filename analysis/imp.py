@@ -16,7 +16,9 @@ width down-scaling series is standard training at several widths. Definitions us
   differences over the seeds is at least one standard deviation (ddof = 1) away from zero;
   otherwise they match. Fewer than two seeds: not decided.
 - EL2N subgroups (Section 3, Figures 2 and 5): the training examples are split into M = 20
-  groups of equal size by the rank of their EL2N score (from the dense run's early
+  groups of equal size by the rank of their EL2N score (the example of 0-based rank r among
+  n is in group ⌊r·M/n⌋: when M does not divide n the sizes differ by at most one; ties
+  keep the examples' order) (from the dense run's early
   checkpoint, the same for every level of a trial); per group, the mean training loss of
   the sparse model minus that of the dense model (``level_00``), at the optimal sparsity
   and at the highest sparsity better than dense; then the mean over seeds.
