@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 # What a run records about when and where, not what: left out of the comparison.
 TIMING = {"seconds", "images_per_second", "finished_at", "started_at", "host", "device", "error"}
 MEASURES = "norms,training"
+# A sweep driver is killed at most this many seconds after its launch committed a new epoch row
+# (a tiny trial's epoch takes a fraction of a second: later, a launch could finish the sweep).
+KILL_AFTER_PROGRESS = 0.3
 
 
 def tiny_config(experiment: str, *, epochs: int = 3, widths=(8, 12), seeds=(0,), pack: int = 1) -> dict:
@@ -137,11 +140,14 @@ def chaotic(first: List[str], again: List[str], log: Path, chaos: ChaosLog, rng:
             worker_title: str = "ray::ImplicitFunc", progress: Optional[Callable[[], int]] = None,
             measure: bool = False, deadline: float = 900, started: Callable[[], bool] = lambda: True) -> int:
     """Run ``first`` then ``again`` until one exits by itself, SIGKILLing the driver
-    ``driver_kills`` times at moments drawn from ``window`` (seconds after its start) and then
-    killing ``worker_kills`` Ray workers titled ``worker_title`` (children of ``raylet_pid``)
-    once ``progress()`` has moved. A sweep whose store is not ``started()`` (a kill before its
-    first write) is launched with ``first`` again, as `sweep resume` then tells its user.
-    Returns the exit code of the launch that finished."""
+    ``driver_kills`` times and then killing ``worker_kills`` Ray workers titled
+    ``worker_title`` (children of ``raylet_pid``) once ``progress()`` has moved. Each driver
+    kill lands a seeded random moment (up to ``KILL_AFTER_PROGRESS`` seconds) after that launch
+    has committed something new (``progress()`` moved), or, without ``progress``, at a moment
+    drawn from ``window`` (seconds after its start): on a machine of any speed the kills land
+    while there is work left, not after a fast run has ended. A sweep whose store is not
+    ``started()`` (a kill before its first write) is launched with ``first`` again, as
+    `sweep resume` then tells its user. Returns the exit code of the launch that finished."""
     end = time.monotonic() + deadline
     kills = 0
     while True:
@@ -152,10 +158,18 @@ def chaotic(first: List[str], again: List[str], log: Path, chaos: ChaosLog, rng:
         proc = genzoo(args, log)
         chaos.launches += 1
         if kills < driver_kills:
-            moment = rng.uniform(*window)
-            if _wait(proc, moment):
-                chaos.events.append(f"driver finished before its kill at {moment:.1f} s")
+            launched = time.monotonic()
+            if progress is not None:
+                at_launch = progress()
+                while proc.poll() is None and progress() <= at_launch and time.monotonic() < end:
+                    time.sleep(0.1)
+                delay = rng.uniform(0.0, KILL_AFTER_PROGRESS)
+            else:
+                delay = rng.uniform(*window)
+            if _wait(proc, delay):
+                chaos.events.append(f"driver finished before its kill at {time.monotonic() - launched:.1f} s")
                 return proc.returncode
+            moment = time.monotonic() - launched
             kill_group(proc, chaos)
             kills += 1
             if measure:

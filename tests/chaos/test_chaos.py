@@ -41,7 +41,9 @@ def test_two_driver_kills_leave_the_store_identical_to_an_undisturbed_run(ray_ad
 
 @pytest.mark.slow
 def test_ten_driver_kills_two_trial_worker_kills_three_measure_kills(ray_address, ray_tmpdir, tmp_path):
-    chaos = _run(tmp_path, ray_address, ray_tmpdir, seed=1414, config_changes={"epochs": 8, "widths": (8, 12, 16)},
+    # 40 epochs of 3 trials: 120 epoch rows, enough for 10 launches that each commit some before their kill
+    # (and for the rows the killed launches' trials commit before Ray stops them), then the worker kills.
+    chaos = _run(tmp_path, ray_address, ray_tmpdir, seed=1414, config_changes={"epochs": 40, "widths": (8, 12, 16)},
                  driver_kills=10, worker_kills=2, measure_kills=3, measure_task_kills=1, window=(4.0, 16.0))
     assert chaos.worker_kills == 2 and chaos.driver_kills == 10
 
