@@ -84,7 +84,9 @@ def _tune_callback_class():
             self._maybe_print(trials)
 
         def on_trial_start(self, iteration, trials, trial, **info):
+            # Tune calls this again when it restarts a failed trial: measure the last attempt.
             self.started_at[trial.trial_id] = self.clock()
+            self.epoch_seconds[trial.trial_id] = 0.0
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             # No line here: at this instant the slot the trial held is always empty (Tune
@@ -96,6 +98,8 @@ def _tune_callback_class():
             self._finish(trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            self.started_at.pop(trial.trial_id, None)  # its time is not a finished trial's
+            self.epoch_seconds.pop(trial.trial_id, None)
             self._finish(trial, error=_last_error_line(trial))
             self._print(trials)
 

@@ -137,3 +137,19 @@ def test_the_eta_counts_each_waiting_trials_start_up_and_commit_measured_on_fini
     progress.on_experiment_end(singles)
     line = capsys.readouterr().out.rstrip().splitlines()[-1]
     assert "0 running" in line and line.endswith("ETA 0m16s")
+
+
+def test_a_restarted_trial_measures_its_last_attempt(progress):
+    times = iter([0.0, 50.0, 60.0])
+    progress.clock = lambda: next(times)
+    single = _tune_trial(CONFIGS[2:3], Trial.RUNNING)
+    progress.on_trial_start(0, [single], single)  # at 0 s: its first attempt, 20 s of epochs, then it fails
+    progress.on_trial_result(0, [single], single, {"genzoo_trial_id": CONFIGS[2].trial_id, "epoch": 1,
+                                                   "epoch_seconds": 20.0})
+    progress.on_trial_start(0, [single], single)  # at 50 s: Tune restarts it
+    progress.on_trial_result(0, [single], single, {"genzoo_trial_id": CONFIGS[2].trial_id, "epoch": 2,
+                                                   "epoch_seconds": 4.0})
+    single.set_status(Trial.TERMINATED)
+    progress.on_trial_complete(0, [single], single)  # at 60 s: 10 s, 4 of them its epoch
+    assert progress.pace.overhead_per_trial() == 6.0
+    assert single.trial_id not in progress.started_at and single.trial_id not in progress.epoch_seconds
