@@ -136,7 +136,7 @@ def _wait(proc: subprocess.Popen, seconds: float) -> bool:
 
 
 def chaotic(first: List[str], again: List[str], log: Path, chaos: ChaosLog, rng: random.Random, *,
-            driver_kills: int, window: tuple, worker_kills: int = 0, raylet_pid: Optional[int] = None,
+            driver_kills: int, window: Optional[tuple] = None, worker_kills: int = 0, raylet_pid: Optional[int] = None,
             worker_title: str = "ray::ImplicitFunc", progress: Optional[Callable[[], int]] = None,
             measure: bool = False, deadline: float = 900, started: Callable[[], bool] = lambda: True) -> int:
     """Run ``first`` then ``again`` until one exits by itself, SIGKILLing the driver
@@ -165,6 +165,7 @@ def chaotic(first: List[str], again: List[str], log: Path, chaos: ChaosLog, rng:
                     time.sleep(0.1)
                 delay = rng.uniform(0.0, KILL_AFTER_PROGRESS)
             else:
+                assert window is not None, "driver kills without progress() need a window"
                 delay = rng.uniform(*window)
             if _wait(proc, delay):
                 chaos.events.append(f"driver finished before its kill at {time.monotonic() - launched:.1f} s")
@@ -261,18 +262,18 @@ def reference_run(config: Path, storage: str, experiment: str, address: str, log
 
 def chaos_run(config: Path, storage: str, experiment: str, address: str, log: Path, *, seed: int,
               driver_kills: int, worker_kills: int = 0, measure_kills: int = 0, measure_task_kills: int = 0,
-              raylet_pid: Optional[int] = None, window=(3.0, 20.0)) -> ChaosLog:
+              raylet_pid: Optional[int] = None, measure_window=(3.0, 20.0)) -> ChaosLog:
     rng = random.Random(seed)
     chaos = ChaosLog()
     started = time.monotonic()
     store = Store(storage, experiment)
     base = ["--storage", storage, "--address", address]
     code = chaotic(["sweep", "run", str(config), *base], ["sweep", "resume", experiment, *base], log, chaos, rng,
-                   driver_kills=driver_kills, window=window, worker_kills=worker_kills, raylet_pid=raylet_pid,
+                   driver_kills=driver_kills, worker_kills=worker_kills, raylet_pid=raylet_pid,
                    progress=lambda: len(store.epochs()), started=lambda: store.exists("sweep.yaml"))
     assert code == 0, log.read_text()[-3000:]
     measure = ["measure", experiment, "--measures", MEASURES, *base]
-    code = chaotic(measure, measure, log, chaos, rng, driver_kills=measure_kills, window=window,
+    code = chaotic(measure, measure, log, chaos, rng, driver_kills=measure_kills, window=measure_window,
                    worker_kills=measure_task_kills, raylet_pid=raylet_pid, worker_title="ray::compute_model",
                    measure=True)
     if code != 0:  # a measure task killed past its retries leaves error rows: run again
